@@ -1,0 +1,70 @@
+"""Fixtures shared by every test: see harness.py for the pieces."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from harness import ProcessManager, RosTestNode, claim_domain_id
+
+_DOMAIN_LOCK = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before anything imports rclpy: an id of our own, and discovery kept on this host.
+    global _DOMAIN_LOCK
+    domain_id, _DOMAIN_LOCK = claim_domain_id()
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} (isolated for this session)"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A run that executed nothing must not look green (e.g. every test skipped or deselected).
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    passed = len(reporter.stats.get("passed", [])) if reporter else 0
+    if exitstatus == 0 and passed == 0:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.fixture(scope="session")
+def rclpy_session():
+    """rclpy initialised once for the test process, shut down at the end."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def ros(rclpy_session, request):
+    """A spinning node of the test process: subscribe, publish, wait for peers."""
+    node = RosTestNode(
+        f"test_{request.node.name}".replace("[", "_").replace("]", "")[:60].replace("-", "_")
+    )
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def processes(tmp_path, request):
+    """Start node processes; all are stopped at teardown and their logs shown on failure."""
+    manager = ProcessManager(tmp_path)
+    yield manager
+    manager.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in manager.processes:
+            print(f"----- output of {process.name} -----\n{process.output()}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,175 @@
+"""Test harness: an isolated ROS graph per test session, a spinning test node, node processes.
+
+Used through the fixtures in conftest.py. Everything a fixture starts is stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK_DIR = Path(os.environ.get("TMPDIR", "/tmp"))
+
+
+def claim_domain_id() -> tuple[int, IO[str]]:
+    """Pick a ROS_DOMAIN_ID no other test session on this machine holds.
+
+    Each session holds an exclusive lock on a file per id for its whole life, so two pytest runs
+    (or a CI run beside a developer's) never see each other's nodes.
+    """
+    for candidate in random.sample(range(1, 101), 100):
+        handle = open(LOCK_DIR / f"uservlm-ros-domain-{candidate}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return candidate, handle
+    raise RuntimeError("all ROS domain ids 1..100 are held by other test sessions")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+
+
+class Collector:
+    """Messages received on one subscription, safe to read from the test thread."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(msg)
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[Any]:
+        wait_until(
+            lambda: len(self.messages) >= count,
+            timeout,
+            f"{count} message(s) on {self.topic} (got {len(self.messages)})",
+        )
+        with self._lock:
+            return list(self.messages)
+
+
+class RosTestNode:
+    """A node of the test process, spun by its own executor thread."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.node = rclpy.create_node(name)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def subscribe(self, msg_type: Any, topic: str, qos: Any = 10) -> Collector:
+        collector = Collector(topic)
+        self.node.create_subscription(msg_type, topic, collector, qos)
+        return collector
+
+    def publisher(self, msg_type: Any, topic: str, qos: Any = 10) -> Any:
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 15.0) -> None:
+        wait_until(
+            lambda: self.node.count_publishers(topic) >= count,
+            timeout,
+            f"{count} publisher(s) on {topic}",
+        )
+
+    def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 15.0) -> None:
+        wait_until(
+            lambda: self.node.count_subscribers(topic) >= count,
+            timeout,
+            f"{count} subscriber(s) on {topic}",
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self._thread.join(timeout=2.0)
+
+
+class NodeProcess:
+    """A child process (usually one node) with its output captured to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,  # its own process group: stop() reaches its children too
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+        def seen() -> bool:
+            if self.popen.poll() is not None and text not in self.output():
+                raise AssertionError(
+                    f"{self.name} exited with {self.popen.returncode} before "
+                    f"printing {text!r}:\n{self.output()}"
+                )
+            return text in self.output()
+
+        wait_until(seen, timeout, f"{text!r} in the output of {self.name}")
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGINT (a node's clean shutdown), then SIGKILL; returns the exit code."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+class ProcessManager:
+    """Starts processes for one test and guarantees every one is stopped at teardown."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: list[NodeProcess] = []
+
+    def start_python(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        """Run `python <args>` with the venv's interpreter and this session's ROS domain."""
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        process = NodeProcess(name, [sys.executable, *args], self.log_dir, full_env)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()

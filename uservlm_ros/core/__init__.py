@@ -1,0 +1,1 @@
+"""Pure logic of uservlm. Nothing under this package imports rclpy or message types."""
