@@ -46,6 +46,19 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from uservlm_ros.graph import load_graph, parse_overrides
+    from uservlm_ros.runner import GraphRunner
+
+    graph = load_graph(args.config, parse_overrides(args.set), namespace=args.namespace)
+    runner = GraphRunner(graph)
+    if args.dry_run:
+        for _, command in runner.commands():
+            print(" ".join(command))
+        return 0
+    return runner.run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
@@ -53,12 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
     params = commands.add_parser("params", help="print the nodes' parameter tables (Markdown)")
     params.add_argument("node", nargs="?", help="one node, e.g. face_crop_node")
     params.set_defaults(func=_cmd_params)
+
+    run = commands.add_parser(
+        "run", help="start a deployment's nodes, one process each (Ctrl-C stops all)"
+    )
+    run.add_argument(
+        "--config",
+        default="pepper",
+        help="params file, or a shipped deployment: pepper, webcam, replay, demo",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a parameter, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2",
+    )
+    run.add_argument("--namespace", default="", help="ROS namespace for every node")
+    run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from uservlm_ros.errors import UservlmError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UservlmError as error:
+        print(f"uservlm {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

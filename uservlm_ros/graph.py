@@ -1,0 +1,179 @@
+"""The node graph, described once for both ways of starting it.
+
+A deployment is a standard ROS 2 parameter file (`config/<deployment>.yaml`): each top-level key
+names a node to start (`<node name>: {ros__parameters: {...}}`). The catalogue below says which
+executable runs under a node name and how its topics are remapped. `launch/*.launch.py`
+(ros2 launch, on robots) and `uservlm run` (anywhere, without the ros2 CLI) both build their
+processes from `load_graph`, so they start the same nodes with the same parameters.
+
+Pure Python: no rclpy, no launch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from uservlm_ros.errors import ConfigError
+
+PACKAGE = "uservlm"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """What runs under a node name: the executable and its default topic remappings."""
+
+    executable: str
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+# Node name -> what runs under it.
+CATALOGUE: Mapping[str, NodeKind] = {
+    "camera_node": NodeKind("camera_node"),
+    "face_crop_node": NodeKind("face_crop_node"),
+    "user_profiler_node": NodeKind("user_profiler_node"),
+    "vlm_responder_node": NodeKind("vlm_responder_node"),
+    "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node process of a deployment."""
+
+    name: str
+    executable: str
+    parameters: dict[str, Any]  # from the params file, overrides applied (flattened names)
+    overrides: dict[str, Any] = field(default_factory=dict)  # the values given on top of it
+    remappings: tuple[tuple[str, str], ...] = ()
+    namespace: str = ""
+
+    def module(self) -> str:
+        return f"uservlm_ros.nodes.{self.executable}"
+
+    def ros_args(self, params_file: Path) -> list[str]:
+        """The standard ROS arguments that start this node as the deployment describes."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:={self.namespace}"]
+        for source, target in self.remappings:
+            args += ["-r", f"{source}:={target}"]
+        args += ["--params-file", str(params_file)]
+        for name, value in sorted(self.overrides.items()):
+            args += ["-p", f"{name}:={yaml_scalar(value)}"]
+        return args
+
+    def command(self, params_file: Path, python: str = sys.executable) -> list[str]:
+        return [python, "-m", self.module(), *self.ros_args(params_file)]
+
+
+@dataclass(frozen=True)
+class Graph:
+    params_file: Path
+    nodes: tuple[NodeSpec, ...]
+
+    def node(self, name: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+def yaml_scalar(value: Any) -> str:
+    """A value as ROS `-p name:=value` expects it (YAML syntax)."""
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip().removesuffix("\n...")
+    )
+
+
+def flatten(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML parameter maps -> dotted ROS parameter names."""
+    flat: dict[str, Any] = {}
+    for key, value in parameters.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`node.param=value` strings (the `--set` option) -> {node: {param: value}}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        node, dot, param = target.partition(".")
+        if not sep or not dot or not node or not param:
+            raise ConfigError(
+                f"--set {item!r}: expected NODE.PARAM=VALUE, e.g. face_crop_node.crop_size=160"
+            )
+        overrides.setdefault(node, {})[param] = yaml.safe_load(raw) if raw else ""
+    return overrides
+
+
+def resolve_config(config: str | Path) -> Path:
+    """A params file path, or the name of a shipped deployment (`pepper` -> config/pepper.yaml)."""
+    path = Path(config)
+    if path.is_file():
+        return path.resolve()
+    shipped = CONFIG_DIR / f"{config}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"config {config!s} not found (neither a file nor one of "
+        f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))})"
+    )
+
+
+def load_graph(
+    config: str | Path,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    namespace: str = "",
+) -> Graph:
+    """Read a deployment's params file and describe its node processes."""
+    path = resolve_config(config)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a map of node names")
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    unknown = sorted(set(overrides) - set(document))
+    if unknown:
+        raise ConfigError(
+            f"--set names node(s) {unknown} that {path.name} does not start; "
+            f"it starts {sorted(document)}"
+        )
+    nodes = []
+    for name, entry in document.items():
+        if name == "/**":  # parameters for every node, no process of its own
+            continue
+        entry = entry or {}
+        if not isinstance(entry, Mapping) or "ros__parameters" not in entry:
+            raise ConfigError(f"{path}: node {name!r} needs a `ros__parameters` map")
+        if name not in CATALOGUE:
+            raise ConfigError(f"{path}: unknown node {name!r}; known: {', '.join(CATALOGUE)}")
+        kind = CATALOGUE[name]
+        node_overrides = overrides.get(name, {})
+        parameters = {**flatten(entry["ros__parameters"] or {}), **node_overrides}
+        nodes.append(
+            NodeSpec(
+                name=name,
+                executable=kind.executable,
+                parameters=parameters,
+                overrides=node_overrides,
+                remappings=kind.remappings,
+                namespace=namespace,
+            )
+        )
+    if not nodes:
+        raise ConfigError(f"{path} starts no node")
+    return Graph(params_file=path, nodes=tuple(nodes))

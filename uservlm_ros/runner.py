@@ -1,0 +1,155 @@
+"""`uservlm run`: start a deployment's nodes as processes, without the ros2 CLI.
+
+One process per node with standard `--ros-args --params-file`, output prefixed with the node
+name (coloured on a terminal), and every child stopped cleanly on Ctrl-C, on SIGTERM, or as soon
+as one node dies -- which is reported with its exit code and last output lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from uservlm_ros.graph import Graph, NodeSpec
+
+_COLOURS = ("36", "32", "33", "35", "34", "31")  # cyan, green, yellow, magenta, blue, red
+_TAIL_LINES = 15
+
+
+@dataclass
+class _Child:
+    spec: NodeSpec
+    popen: subprocess.Popen
+    prefix: str
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
+    reader: threading.Thread | None = None
+
+
+class GraphRunner:
+    """Runs the node processes of a Graph and supervises them."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        out: TextIO = sys.stdout,
+        python: str = sys.executable,
+        colour: bool | None = None,
+    ) -> None:
+        self.graph = graph
+        self.out = out
+        self.python = python
+        self.colour = out.isatty() if colour is None else colour
+        self.children: list[_Child] = []
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+
+    def commands(self) -> list[tuple[str, list[str]]]:
+        return [
+            (spec.name, spec.command(self.graph.params_file, self.python))
+            for spec in self.graph.nodes
+        ]
+
+    def _print(self, prefix: str, line: str) -> None:
+        with self._lock:
+            self.out.write(f"{prefix} {line}\n")
+            self.out.flush()
+
+    def _pump(self, child: _Child) -> None:
+        for line in child.popen.stdout:
+            line = line.rstrip("\n")
+            child.tail.append(line)
+            self._print(child.prefix, line)
+
+    def start(self) -> None:
+        width = max(len(spec.name) for spec in self.graph.nodes)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.colour:
+            env.setdefault("RCUTILS_COLORIZED_OUTPUT", "1")
+        for index, (name, command) in enumerate(self.commands()):
+            prefix = f"[{name:<{width}}]"
+            if self.colour:
+                prefix = f"\033[{_COLOURS[index % len(_COLOURS)]}m{prefix}\033[0m"
+            popen = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+                env=env,
+                start_new_session=True,
+            )  # Ctrl-C reaches us, not them
+            spec = self.graph.node(name)
+            child = _Child(spec=spec, popen=popen, prefix=prefix)
+            child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
+            child.reader.start()
+            self.children.append(child)
+            self._print("[uservlm run]", f"started {name} (pid {popen.pid})")
+
+    def request_stop(self, *_: object) -> None:
+        self._stop_requested.set()
+
+    def wait(self, poll_s: float = 0.1) -> int:
+        """Until Ctrl-C/SIGTERM (-> 0) or a node exits (-> 1 unless it exited cleanly)."""
+        while not self._stop_requested.is_set():
+            for child in self.children:
+                code = child.popen.poll()
+                if code is not None:
+                    child.reader.join(timeout=2)
+                    self._report_exit(child, code)
+                    self.stop()
+                    return 0 if code == 0 else 1
+            self._stop_requested.wait(poll_s)
+        self._print("[uservlm run]", "stopping every node")
+        self.stop()
+        return 0
+
+    def _report_exit(self, child: _Child, code: int) -> None:
+        why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self._print("[uservlm run]", f"{child.spec.name} exited ({why}); last output:")
+        for line in child.tail:
+            self._print("[uservlm run]", f"  | {line}")
+        self._print("[uservlm run]", "stopping the other nodes")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGINT to every running node (their clean shutdown), SIGKILL after the timeout."""
+        running = [c for c in self.children if c.popen.poll() is None]
+        for child in running:
+            _signal_group(child.popen, signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        for child in running:
+            try:
+                child.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._print("[uservlm run]", f"{child.spec.name} ignored SIGINT; killing it")
+                _signal_group(child.popen, signal.SIGKILL)
+                child.popen.wait()
+        for child in self.children:
+            if child.reader is not None:
+                child.reader.join(timeout=2)
+
+    def run(self) -> int:
+        """Start, supervise, stop: the whole `uservlm run`."""
+        previous = {
+            sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.start()
+            return self.wait()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _signal_group(popen: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, sig)
