@@ -47,10 +47,18 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from uservlm_ros.graph import load_graph, parse_overrides
+    from uservlm_ros.graph import (
+        launch_overrides,
+        load_graph,
+        parse_launch_arguments,
+        parse_overrides,
+    )
     from uservlm_ros.runner import GraphRunner
 
-    graph = load_graph(args.config, parse_overrides(args.set), namespace=args.namespace)
+    overrides = launch_overrides(args.config, parse_launch_arguments(args.arguments))
+    for node, params in parse_overrides(args.set).items():
+        overrides.setdefault(node, {}).update(params)
+    graph = load_graph(args.config, overrides, namespace=args.namespace)
     runner = GraphRunner(graph)
     if args.dry_run:
         for _, command in runner.commands():

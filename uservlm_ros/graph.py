@@ -44,6 +44,66 @@ CATALOGUE: Mapping[str, NodeKind] = {
 
 
 @dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument (`ros2 launch ... name:=value`, `uservlm run ... name:=value`) and the
+    node parameters it sets; nodes the deployment does not start are left out."""
+
+    description: str
+    targets: tuple[tuple[str, str], ...]  # (node name, parameter name)
+
+
+LAUNCH_ARGUMENTS: Mapping[str, LaunchArgument] = {
+    "robot_ip": LaunchArgument(
+        "Pepper's address (NAOqi); empty keeps the config's value",
+        (("naoqi_bridge_node", "robot.ip"), ("camera_node", "naoqi.ip")),
+    ),
+    "robot_port": LaunchArgument(
+        "NAOqi port (9559; 9503 for TLS on NAOqi 2.9)",
+        (("naoqi_bridge_node", "robot.port"), ("camera_node", "naoqi.port")),
+    ),
+    "device": LaunchArgument(
+        "torch device of the models: cpu, cuda, cuda:1",
+        (("user_profiler_node", "model.device"), ("vlm_responder_node", "model.device")),
+    ),
+    "profiler_model": LaunchArgument(
+        "profiler model folder or checkpoint", (("user_profiler_node", "model.path"),)
+    ),
+    "vlm_model": LaunchArgument(
+        "User-VLM model folder (or hub id in the local cache)",
+        (("vlm_responder_node", "model.path"),),
+    ),
+}
+
+
+def parse_launch_arguments(items: list[str]) -> dict[str, str]:
+    """`name:=value` strings, as `ros2 launch` takes them, -> {name: value}."""
+    values = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ConfigError(f"{item!r}: expected NAME:=VALUE, e.g. robot_ip:=10.0.0.2")
+        values[name] = value
+    return values
+
+
+def launch_overrides(config: str | Path, values: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Parameter overrides from launch-argument values; empty values change nothing."""
+    started = _node_names(resolve_config(config))
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, raw in values.items():
+        if name not in LAUNCH_ARGUMENTS:
+            raise ConfigError(
+                f"unknown launch argument {name!r}; known: {', '.join(LAUNCH_ARGUMENTS)}"
+            )
+        if raw == "":
+            continue
+        for node, param in LAUNCH_ARGUMENTS[name].targets:
+            if node in started:
+                overrides.setdefault(node, {})[param] = yaml.safe_load(raw)
+    return overrides
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One node process of a deployment."""
 
@@ -132,6 +192,20 @@ def resolve_config(config: str | Path) -> Path:
     )
 
 
+def _read_params_file(path: Path) -> Mapping[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a map of node names")
+    return document
+
+
+def _node_names(path: Path) -> set[str]:
+    return {name for name in _read_params_file(path) if name != "/**"}
+
+
 def load_graph(
     config: str | Path,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -139,12 +213,7 @@ def load_graph(
 ) -> Graph:
     """Read a deployment's params file and describe its node processes."""
     path = resolve_config(config)
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(document, Mapping):
-        raise ConfigError(f"{path}: expected a map of node names")
+    document = _read_params_file(path)
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     unknown = sorted(set(overrides) - set(document))
     if unknown:

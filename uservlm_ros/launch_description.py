@@ -1,0 +1,62 @@
+"""Turns a deployment (uservlm_ros.graph) into a launch_ros LaunchDescription.
+
+Used by launch/*.launch.py on machines with a ROS 2 install; `launch` and `launch_ros` are
+imported lazily because they do not exist as PyPI wheels (`uservlm run` covers that case from
+the same graph description).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from uservlm_ros.graph import LAUNCH_ARGUMENTS, PACKAGE, launch_overrides, load_graph
+
+
+def _config_dir() -> Path:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE)) / "config"
+    except (ImportError, LookupError):  # running from a source checkout
+        return Path(__file__).resolve().parents[1] / "config"
+
+
+def deployment_launch_description(deployment: str):
+    """The LaunchDescription of `config/<deployment>.yaml`, with the shared launch arguments."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def nodes(context):
+        values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+        config = LaunchConfiguration("config").perform(context)
+        namespace = LaunchConfiguration("namespace").perform(context)
+        graph = load_graph(config, launch_overrides(config, values), namespace=namespace)
+        return [
+            Node(
+                package=PACKAGE,
+                executable=spec.executable,
+                name=spec.name,
+                namespace=spec.namespace or None,
+                parameters=[str(graph.params_file), spec.overrides],
+                remappings=list(spec.remappings),
+                output="screen",
+                emulate_tty=True,
+            )
+            for spec in graph.nodes
+        ]
+
+    arguments = [
+        DeclareLaunchArgument(
+            "config",
+            default_value=str(_config_dir() / f"{deployment}.yaml"),
+            description="ROS 2 params file describing the deployment",
+        ),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of all nodes"),
+    ]
+    arguments += [
+        DeclareLaunchArgument(name, default_value="", description=argument.description)
+        for name, argument in LAUNCH_ARGUMENTS.items()
+    ]
+    return LaunchDescription([*arguments, OpaqueFunction(function=nodes)])
