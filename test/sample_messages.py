@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import math
 
 import numpy as np
@@ -147,3 +148,20 @@ def all_interfaces() -> dict[str, object]:
         "Respond.Result": Respond.Result(response=response()),
         "Respond.Feedback": Respond.Feedback(partial_text="You are", tokens_generated=2),
     }
+
+
+def same_message(a, b) -> bool:
+    """Field-by-field equality; NaN equals NaN (missing landmarks), floats to float32 precision."""
+    if hasattr(a, "get_fields_and_field_types"):
+        return type(a) is type(b) and all(
+            same_message(getattr(a, field), getattr(b, field))
+            for field in a.get_fields_and_field_types()
+        )
+    if isinstance(a, float):  # float32 fields keep ~7 significant digits
+        return isinstance(b, float) and (
+            (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        )
+    if isinstance(a, list | tuple | array.array | bytes | bytearray):
+        a, b = list(a), list(b)
+        return len(a) == len(b) and all(same_message(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

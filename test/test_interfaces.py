@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import array
-import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import sample_messages
 from rclpy.action import ActionClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
+from sample_messages import same_message
 from uservlm.action import Respond
 from uservlm.msg import FaceArray, UserProfile
 
@@ -18,23 +17,6 @@ PEER = str(Path(__file__).parent / "peers" / "interface_peer.py")
 LATCHED = QoSProfile(
     depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
-
-
-def same_message(a, b) -> bool:
-    """Field-by-field equality; NaN equals NaN (missing landmarks), floats to float32 precision."""
-    if hasattr(a, "get_fields_and_field_types"):
-        return type(a) is type(b) and all(
-            same_message(getattr(a, field), getattr(b, field))
-            for field in a.get_fields_and_field_types()
-        )
-    if isinstance(a, float):  # float32 fields keep ~7 significant digits
-        return isinstance(b, float) and (
-            (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-        )
-    if isinstance(a, list | tuple | array.array | bytes | bytearray):
-        a, b = list(a), list(b)
-        return len(a) == len(b) and all(same_message(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 @pytest.mark.parametrize("name", list(sample_messages.all_interfaces()))

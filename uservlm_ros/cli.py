@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from uservlm_ros import __version__
 
@@ -67,6 +68,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return runner.run()
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from uservlm_ros.eval.bags import DEFAULT_TOPICS, record
+
+    stats = record(
+        args.output,
+        topics=args.topics or DEFAULT_TOPICS,
+        storage=args.storage,
+        duration_s=args.duration,
+    )
+    print(f"wrote {stats.messages} messages on {stats.topics} topics to {args.output}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from uservlm_ros.eval.bags import replay
+
+    replay(
+        args.bag,
+        rate=args.rate,
+        loop=args.loop,
+        start_offset_s=args.start_offset,
+        topics=args.topics or None,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
@@ -93,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", default="", help="ROS namespace for every node")
     run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
     run.set_defaults(func=_cmd_run)
+
+    rec = commands.add_parser("record", help="record the graph's topics to a rosbag2 folder")
+    rec.add_argument("output", type=Path, help="bag folder to create")
+    rec.add_argument("--topics", nargs="+", help="topics to record (default: the uservlm graph)")
+    rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    rec.add_argument("--duration", type=float, help="stop after this many seconds")
+    rec.set_defaults(func=_cmd_record)
+
+    play = commands.add_parser("replay", help="play a bag into the live graph")
+    play.add_argument("bag", type=Path, help="rosbag2 folder")
+    play.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast)")
+    play.add_argument("--loop", action="store_true", help="start again at the end")
+    play.add_argument(
+        "--start-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="skip the first S seconds of the bag",
+    )
+    play.add_argument("--topics", nargs="+", help="only these topics")
+    play.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Recording, replay and evaluation of uservlm sessions (rosbag2 via the `rosbags` library)."""

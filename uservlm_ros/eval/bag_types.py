@@ -1,0 +1,56 @@
+"""rosbag2 type handling: a rosbags typestore that knows uservlm's own messages, and the rclpy
+class of a message type name. No rclpy import at module level."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from uservlm_ros.errors import UservlmError
+
+PACKAGE = "uservlm"
+
+
+def _msg_dirs() -> list[Path]:
+    """Where the .msg files are: the source checkout, then every install prefix."""
+    candidates = [Path(__file__).resolve().parents[2] / "msg"]
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates += [Path(p) / "share" / PACKAGE / "msg" for p in [*prefixes, sys.prefix]]
+    return [c for c in candidates if c.is_dir() and any(c.glob("*.msg"))]
+
+
+@cache
+def typestore():
+    """The ROS 2 Kilted typestore plus uservlm/msg/* parsed from the .msg files."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    dirs = _msg_dirs()
+    if not dirs:
+        raise UservlmError(
+            "uservlm's .msg files were not found (source msg/ or "
+            "share/uservlm/msg under AMENT_PREFIX_PATH); run `make setup`"
+        )
+    types = {}
+    for path in sorted(dirs[0].glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+def message_class(msgtype: str):
+    """'sensor_msgs/msg/Image' -> the rclpy message class sensor_msgs.msg.Image."""
+    package, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ImportError, AttributeError) as error:
+        raise UservlmError(f"message type {msgtype} is not installed: {error}") from error
+
+
+def type_name(message_cls) -> str:
+    """rclpy message class -> 'pkg/msg/Name'."""
+    module = message_cls.__module__.split(".")  # e.g. sensor_msgs.msg._image
+    return f"{module[0]}/{module[1]}/{message_cls.__name__}"
