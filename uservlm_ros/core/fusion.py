@@ -1,0 +1,154 @@
+"""Per-track fusion of profiler estimates over time into one user profile.
+
+Each attribute's probabilities are averaged with weights that halve every `half_life_s` of
+camera time, so a profile settles over a few frames yet follows a change (a new emotion). A weak
+fused estimate, a disabled attribute (privacy) or one the profiler cannot estimate is reported
+as unknown with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from uservlm_ros.core import labels
+
+LOW_CONFIDENCE, DISABLED, NOT_SUPPORTED = "low_confidence", "disabled", "not_supported"
+
+
+@dataclass(frozen=True)
+class CropEstimate:
+    """A profiler's output for one face crop: per attribute, probabilities in label order."""
+
+    probabilities: Mapping[str, np.ndarray]
+    age_years: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, probs in self.probabilities.items():
+            expected = len(labels.LABEL_SETS[name])
+            if probs.shape != (expected,):
+                raise ValueError(f"{name}: expected {expected} probabilities, got {probs.shape}")
+            if not np.isfinite(probs).all() or (probs < 0).any():
+                raise ValueError(f"{name}: probabilities must be finite and >= 0")
+            if not math.isclose(float(probs.sum()), 1.0, abs_tol=1e-3):
+                raise ValueError(f"{name}: probabilities sum to {probs.sum():.4f}, not 1")
+
+
+@dataclass(frozen=True)
+class AttributeResult:
+    name: str
+    label: str
+    known: bool
+    abstain_reason: str
+    confidence: float
+    label_names: tuple[str, ...]
+    probabilities: tuple[float, ...]  # empty when disabled or not supported
+
+
+@dataclass(frozen=True)
+class FusedProfile:
+    track_id: int
+    stamp: float  # camera stamp of the latest observation, seconds
+    attributes: dict[str, AttributeResult]
+    age_years: float  # NaN when age is disabled or not estimated
+    observations: int
+    seconds_since_first_seen: float
+    profile_text: str
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    half_life_s: float = 1.0
+    expiry_s: float = 5.0  # a track's profile is dropped after this long without observations
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # attribute -> min confidence
+    enabled: frozenset[str] = frozenset(labels.ATTRIBUTES)
+
+    def __post_init__(self) -> None:
+        if self.half_life_s <= 0 or self.expiry_s <= 0:
+            raise ValueError("half_life_s and expiry_s must be > 0")
+        unknown = (set(self.thresholds) | set(self.enabled)) - set(labels.ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown attributes {sorted(unknown)}")
+
+
+@dataclass
+class _TrackState:
+    first_seen: float
+    last_seen: float
+    observations: int = 0
+    sums: dict[str, np.ndarray] = field(default_factory=dict)  # decayed sums of probabilities
+    age_sum: float = 0.0
+    age_weight: float = 0.0
+
+
+class ProfileFusion:
+    def __init__(self, config: FusionConfig, supported: Iterable[str]) -> None:
+        self.config = config
+        self.supported = frozenset(supported)
+        self._tracks: dict[int, _TrackState] = {}
+
+    @property
+    def track_ids(self) -> list[int]:
+        return list(self._tracks)
+
+    def update(self, track_id: int, stamp: float, estimate: CropEstimate) -> FusedProfile:
+        state = self._tracks.get(track_id)
+        if state is None:
+            state = self._tracks[track_id] = _TrackState(first_seen=stamp, last_seen=stamp)
+        # Older evidence loses half its weight per half-life (never gains from stamps going back).
+        decay = 0.5 ** (max(stamp - state.last_seen, 0.0) / self.config.half_life_s)
+        for name, probs in estimate.probabilities.items():
+            if name in self.config.enabled:
+                previous = state.sums.get(name, np.zeros_like(probs, dtype=np.float64))
+                state.sums[name] = previous * decay + probs
+        if estimate.age_years is not None and "age_group" in self.config.enabled:
+            state.age_sum = state.age_sum * decay + estimate.age_years
+            state.age_weight = state.age_weight * decay + 1.0
+        state.last_seen = max(state.last_seen, stamp)
+        state.observations += 1
+        return self.profile(track_id)
+
+    def profile(self, track_id: int) -> FusedProfile:
+        state = self._tracks[track_id]
+        attributes = {name: self._attribute(name, state) for name in labels.ATTRIBUTES}
+        known = {name: a.label for name, a in attributes.items() if a.known}
+        return FusedProfile(
+            track_id=track_id,
+            stamp=state.last_seen,
+            attributes=attributes,
+            age_years=state.age_sum / state.age_weight if state.age_weight else math.nan,
+            observations=state.observations,
+            seconds_since_first_seen=state.last_seen - state.first_seen,
+            profile_text=labels.profile_text(**known),
+        )
+
+    def _attribute(self, name: str, state: _TrackState) -> AttributeResult:
+        names = labels.LABEL_SETS[name]
+        if name not in self.config.enabled:
+            return AttributeResult(name, labels.UNKNOWN, False, DISABLED, 0.0, names, ())
+        sums = state.sums.get(name)
+        if name not in self.supported or sums is None:
+            return AttributeResult(name, labels.UNKNOWN, False, NOT_SUPPORTED, 0.0, names, ())
+        probs = sums / sums.sum()
+        best = int(np.argmax(probs))
+        confidence = float(probs[best])
+        known = confidence >= self.config.thresholds.get(name, 0.0)
+        return AttributeResult(
+            name,
+            names[best] if known else labels.UNKNOWN,
+            known,
+            "" if known else LOW_CONFIDENCE,
+            confidence,
+            names,
+            tuple(float(p) for p in probs),
+        )
+
+    def expire(self, now: float) -> list[int]:
+        """Drop tracks unseen for longer than expiry_s; returns their ids."""
+        gone = [t for t, s in self._tracks.items() if now - s.last_seen > self.config.expiry_s]
+        for track_id in gone:
+            del self._tracks[track_id]
+        return gone
