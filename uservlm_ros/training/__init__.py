@@ -1,0 +1,8 @@
+"""Offline training and export: profiler (FLYP + MIM) and User-VLM (align, sft, dpo).
+
+    uservlm train profiler|align|sft|dpo --config config/training/<stage>.yaml [key=value ...]
+    uservlm export profiler|vlm ...
+
+Heavy imports (torch, transformers, peft, trl) happen inside the stage modules, so importing
+this package stays cheap.
+"""
