@@ -1,0 +1,104 @@
+"""User-VLM stage 3, preference tuning: LoRA DPO with trl's DPOTrainer.
+
+    uservlm train dpo --config config/training/dpo.yaml model_path=models/user-vlm-sft \
+        data_path=data/synthetic/vlm/dpo.jsonl output_dir=runs/dpo
+
+The papers' settings: LoRA (r 16, alpha 32, dropout 0.05), 1 epoch, lr 2e-6, beta 0.1. The
+reference model is the policy with its LoRA disabled, i.e. `model_path` (or `model_path` with
+`adapter_path` merged in: start from an sft adapter that way). Batches are built by one
+processor call per batch (prompt as prefix, chosen / rejected answer as suffix), so the
+completion tokens are exactly the suffix and PaliGemma's prefix-LM attention is kept;
+trl computes the DPO loss. `output_dir/final` is a peft adapter folder on top of the model DPO
+started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from uservlm_ros.errors import ConfigError
+from uservlm_ros.training.config import option
+from uservlm_ros.training.data import load_rgb
+from uservlm_ros.training.vlm import (
+    LoraOptions,
+    VlmStageConfig,
+    finish,
+    last_checkpoint,
+    load_vlm,
+    lora_config,
+    prompt_for,
+    read_stage_data,
+    training_arguments,
+)
+
+
+@dataclass
+class DpoConfig(VlmStageConfig, LoraOptions):
+    output_dir: str = option("runs/dpo", "checkpoints, logs and final/ (an adapter folder)")
+    epochs: float = option(1.0, "training epochs (papers: 1)")
+    lr: float = option(2e-6, "peak learning rate (papers: 2e-6)")
+    beta: float = option(0.1, "DPO beta: strength of the pull towards the reference (papers: 0.1)")
+    adapter_path: str = option("", "an sft adapter merged into model_path before DPO (optional)")
+
+    def check(self) -> None:
+        super().check()
+        if self.adapter_path and not (Path(self.adapter_path) / "adapter_config.json").is_file():
+            raise ConfigError(f"adapter_path {self.adapter_path}: no adapter_config.json there")
+
+
+class PreferenceCollator:
+    """Rows [chosen..., rejected...] as trl expects, with a completion mask over the suffix."""
+
+    def __init__(self, processor, config: DpoConfig) -> None:
+        self.processor = processor
+        self.config = config
+
+    def __call__(self, records: list[dict]) -> dict:
+        images = [load_rgb(Path(r["image"])) for r in records]
+        prompts = [prompt_for(r, r["prompt"], self.config) for r in records]
+        batch = self.processor(
+            images=images * 2,
+            text=prompts * 2,
+            suffix=[r["chosen"] for r in records] + [r["rejected"] for r in records],
+            padding="longest",
+            return_tensors="pt",
+        )
+        batch["completion_mask"] = batch["token_type_ids"] * batch["attention_mask"]
+        del batch["labels"]
+        return batch
+
+
+def train_dpo(config: DpoConfig) -> Path:
+    from datasets import Dataset
+    from trl import DPOConfig as TrlDpoConfig
+    from trl import DPOTrainer
+
+    model, processor = load_vlm(config)
+    if config.adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.adapter_path).merge_and_unload()
+    train, val = read_stage_data("dpo", config)
+
+    def table(records):
+        return Dataset.from_list([{**r, "image": str(r["image"])} for r in records])
+
+    args = training_arguments(config, TrlDpoConfig, beta=config.beta, max_length=None)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=table(train),
+        eval_dataset=table(val) if val else None,
+        processing_class=processor,
+        data_collator=PreferenceCollator(processor, config),
+        peft_config=lora_config(config),
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    return finish(trainer, processor, config, trainer.evaluate() if val else None)
+
+
+def main(config: DpoConfig) -> int:
+    print(f"adapter written to {train_dpo(config)}")
+    return 0
