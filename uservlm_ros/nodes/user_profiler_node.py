@@ -1,0 +1,266 @@
+"""user_profiler_node: tracked face crops -> one fused profile per user (uservlm/UserProfile).
+
+    python -m uservlm_ros.nodes.user_profiler_node --ros-args -p backend:=attributes
+
+Subscribes /uservlm/faces (uservlm/FaceArray, reliable); publishes /uservlm/user_profile
+(uservlm/UserProfile, reliable + transient-local, at most `publish.max_rate_hz` per track).
+Face crops are processed in memory only; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from uservlm.msg import FaceArray, UserProfile
+
+from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
+from uservlm_ros.core import labels
+from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+from uservlm_ros.core.slot import LatestSlot
+from uservlm_ros.errors import UservlmError
+from uservlm_ros.nodes.perception_messages import log_rejection, profile_to_msg, stage_timings
+from uservlm_ros.parameters import Param
+from uservlm_ros.ros_support import (
+    AUTOSTART,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    Diagnostics,
+    declare_parameters,
+    image_to_rgb,
+    run_node,
+    stamp_to_seconds,
+)
+
+FACES_TOPIC = "/uservlm/faces"
+PROFILE_TOPIC = "/uservlm/user_profile"
+DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
+
+
+def _device_problem(value: str) -> str | None:
+    if value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
+        return None
+    return f"expected cpu, cuda or cuda:N, got {value!r}"
+
+
+PARAMS = [
+    AUTOSTART,
+    Param(
+        "backend",
+        "attributes",
+        "Profiler: `attributes` (shipped age/gender/emotion models, no ethnicity) or `clip` "
+        "(CLIP/FaRL zero-shot over FairFace prompts, needs model.path)",
+        choices=PROFILERS,
+    ),
+    Param(
+        "model.path",
+        "",
+        "attributes: folder with age-v1.onnx, gender-v1.onnx, emotion_model_quantized.tflite "
+        '("" = the installed packages\' files); clip: HF CLIP folder, OpenAI/FaRL state dict '
+        "(.pt/.pth), or an exported models/<name>/ folder (ONNX + manifest)",
+    ),
+    Param(
+        "model.tokenizer_path",
+        "",
+        "clip with a .pt/.pth state dict: folder of a CLIP tokenizer (BPE vocab and merges)",
+    ),
+    Param(
+        "model.device", "cpu", "clip: torch device, or CUDA for onnxruntime", check=_device_problem
+    ),
+    Param("model.dtype", "fp32", "clip (torch): weight dtype", choices=("fp32", "fp16", "bf16")),
+    Param("model.threads", 1, "CPU threads of the profiler models", min=1, max=64),
+    *[
+        Param(f"enable.{name}", True, f"Estimate {name}; false reports it unknown (disabled)")
+        for name in labels.ATTRIBUTES
+    ],
+    *[
+        Param(
+            f"threshold.{name}",
+            DEFAULT_THRESHOLDS[name],
+            f"Minimum fused confidence of {name}; below it the label is unknown",
+            min=0.0,
+            max=1.0,
+        )
+        for name in labels.ATTRIBUTES
+    ],
+    Param(
+        "fusion.half_life_s",
+        1.0,
+        "An observation's weight in the fused profile halves every this many seconds",
+        min=0.01,
+        max=3600.0,
+    ),
+    Param(
+        "fusion.expiry_s",
+        5.0,
+        "A track's profile is forgotten after this long without a face",
+        min=0.1,
+        max=86400.0,
+    ),
+    Param("publish.max_rate_hz", 5.0, "Most profiles per second per track", min=0.01, max=1000.0),
+]
+
+
+class UserProfilerNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("user_profiler_node", **kwargs)
+        self.params = declare_parameters(self, PARAMS)
+        self.profiler = None
+        self.fusion: ProfileFusion | None = None
+        self.diagnostics: Diagnostics | None = None
+        self._slot: LatestSlot[tuple[FaceArray, float]] = LatestSlot()
+        self._last_published: dict[int, float] = {}
+        self._rejections: dict[str, float] = {}
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._subscription = None
+        self._publisher = None
+
+    @property
+    def enabled(self) -> frozenset[str]:
+        return frozenset(a for a in labels.ATTRIBUTES if self.params[f"enable.{a}"])
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        p = self.params
+        options = ProfilerOptions(
+            path=p["model.path"],
+            device=p["model.device"],
+            dtype=p["model.dtype"],
+            threads=p["model.threads"],
+            tokenizer_path=p["model.tokenizer_path"],
+        )
+        try:
+            self.profiler = create_profiler(p["backend"], options)
+        except UservlmError as error:
+            self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self.fusion = ProfileFusion(
+            FusionConfig(
+                half_life_s=p["fusion.half_life_s"],
+                expiry_s=p["fusion.expiry_s"],
+                thresholds={a: p[f"threshold.{a}"] for a in labels.ATTRIBUTES},
+                enabled=self.enabled,
+            ),
+            supported=self.profiler.supported,
+        )
+        self.diagnostics = Diagnostics(self, hardware_id=self.profiler.model_id)
+        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
+        self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._publisher = self.create_publisher(UserProfile, PROFILE_TOPIC, LATCHED_QOS)
+        self._subscription = self.create_subscription(
+            FaceArray, FACES_TOPIC, self._on_faces, RELIABLE_QOS
+        )
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="profiler_worker", daemon=True)
+        self._worker.start()
+        self.diagnostics.set_status(DiagnosticStatus.OK, "active")
+        self.get_logger().info(f"user_profiler_node active: {FACES_TOPIC} -> {PROFILE_TOPIC}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self.destroy_subscription(self._subscription)
+        self.destroy_publisher(self._publisher)
+        self._subscription = self._publisher = None
+        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.profiler = self.fusion = None
+        if self.diagnostics is not None:
+            self.diagnostics.destroy()
+            self.diagnostics = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        self._running = False
+        self._slot.wake()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    def _on_faces(self, msg: FaceArray) -> None:
+        if self._slot.put((msg, time.time())):
+            self.diagnostics.count("face_arrays_dropped")
+        self.diagnostics.count("face_arrays_received")
+
+    def _work(self) -> None:
+        while self._running:
+            item = self._slot.take(timeout=0.2)
+            if item is not None:
+                self._process(*item)
+            for track_id in self.fusion.expire(time.time()):
+                self._last_published.pop(track_id, None)
+                self.diagnostics.count("tracks_expired")
+            self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
+
+    def _process(self, msg: FaceArray, received: float) -> None:
+        taken = time.time()
+        faces, crops = [], []
+        for face in msg.faces:
+            try:
+                crops.append(image_to_rgb(face.crop))
+                faces.append(face)
+            except UservlmError as error:
+                self.diagnostics.count("crops_rejected")
+                log_rejection(
+                    self, self._rejections, f"rejected crop of track {face.track_id}: {error}"
+                )
+        if not faces:
+            return
+        try:
+            estimates = self.profiler.estimate(crops, self.enabled)
+        except (UservlmError, ValueError, RuntimeError) as error:
+            self.diagnostics.count("profile_failures")
+            self.get_logger().error(f"profiler failed on {len(crops)} crop(s): {error}")
+            return
+        profiled = time.time()
+        # Expiry compares with wall time: frames without a stamp count as seen on arrival.
+        camera = stamp_to_seconds(msg.header.stamp) or received
+        upstream = sum(t.duration_ms for t in msg.timings)
+        timings = {
+            "faces_transport": max((received - camera) * 1e3 - upstream, 0.0),
+            "profile_queue": (taken - received) * 1e3,
+            "profile": (profiled - taken) * 1e3,
+        }
+        min_interval = 1.0 / self.params["publish.max_rate_hz"]
+        for face, estimate in zip(faces, estimates, strict=True):
+            fused = self.fusion.update(face.track_id, camera, estimate)
+            self.diagnostics.count("crops_profiled")
+            now = time.time()
+            if now - self._last_published.get(face.track_id, -1e9) < min_interval:
+                continue
+            self._last_published[face.track_id] = now
+            timings["fuse"] = (now - profiled) * 1e3
+            self._publisher.publish(
+                profile_to_msg(
+                    fused,
+                    msg.header,
+                    self.profiler.model_id,
+                    [*msg.timings, *stage_timings(timings)],
+                )
+            )
+            self.diagnostics.count("profiles_published")
+
+
+def main(args=None):
+    sys.exit(run_node(UserProfilerNode, args))
+
+
+if __name__ == "__main__":
+    main()
