@@ -47,6 +47,10 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
     """
     for param in params:
         descriptor = ParameterDescriptor(description=param.doc(), read_only=param.read_only)
+        if isinstance(param.default, list):
+            # An empty list default would fix the type to a byte array and reject the string
+            # lists given on the command line; Param.validate checks the value instead.
+            descriptor.dynamic_typing = True
         if isinstance(param.default, float) and (param.min is not None or param.max is not None):
             descriptor.floating_point_range = [
                 FloatingPointRange(

@@ -73,6 +73,9 @@ class FallbackResponder:
     def load(self) -> None:
         """Nothing to load: the templates are code."""
 
+    def responder_id(self, adapter: str = "") -> str:
+        return RESPONDER_ID
+
     def warm_up(self) -> None:
         self.answer(UserContext(question="hello"))
 

@@ -65,6 +65,10 @@ class VlmBackend(Protocol):
         """Run one short generation so the first real request pays no one-off costs."""
         ...
 
+    def responder_id(self, adapter: str = "") -> str:
+        """What Response.responder says for answers with this adapter ("" = the default)."""
+        ...
+
     def generate(
         self,
         image: np.ndarray | None,
@@ -211,8 +215,11 @@ class PaliGemmaBackend:
         self.model = self._peft.base_model.model
         return self.model
 
-    def responder_id(self, adapter: str) -> str:
-        return f"paligemma:{self.model_name}@{adapter}"
+    def responder_id(self, adapter: str = "") -> str:
+        return f"paligemma:{self.model_name}@{self._adapter_name(adapter)}"
+
+    def _adapter_name(self, adapter: str) -> str:
+        return adapter or self.options.default_adapter or BASE_ADAPTER
 
     def warm_up(self) -> None:
         image = np.zeros((64, 64, 3), dtype=np.uint8)
@@ -235,7 +242,7 @@ class PaliGemmaBackend:
             raise UservlmError("the VLM is not loaded")
         if image is None:
             raise UservlmError("PaliGemma needs a camera image")
-        adapter = adapter or self.options.default_adapter or BASE_ADAPTER
+        adapter = self._adapter_name(adapter)
         if adapter not in self.adapters:
             raise UservlmError(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters)}")
         started = time.perf_counter()

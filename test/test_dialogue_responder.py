@@ -1,0 +1,328 @@
+"""vlm_responder_node over real DDS: both modes, streaming, early sentence, cancel, queueing,
+adapter switching, the fairness guard and error paths (tiny PaliGemma + LoRA adapters, and the
+fallback template responder)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import sample_messages
+from dialogue_fixtures import tiny_vlm_with_adapters
+from harness import ProcessManager, wait_until
+from rclpy.action import ActionClient
+from std_msgs.msg import Header, String
+from uservlm.action import Respond
+from uservlm.msg import Response, UserProfile
+
+from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+from uservlm_ros.core.bias_guard import SAFE_REPLY
+from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
+from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, rgb_to_image
+
+NODE = "uservlm_ros.nodes.vlm_responder_node"
+IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+GUARDED = "robot go on holiday"  # words of the fallback's joke, blocked by an extra pattern
+
+pytestmark = pytest.mark.graph
+
+
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory):
+    manager = ProcessManager(tmp_path_factory.mktemp("logs"))
+    yield manager
+    manager.stop_all()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_vlm_with_adapters(tmp_path_factory.mktemp("vlm"))
+
+
+@pytest.fixture(scope="module")
+def fallback_node(module_processes):
+    process = module_processes.start_python(
+        "fallback_responder",
+        "-m",
+        NODE,
+        "--ros-args",
+        "-r",
+        "__ns:=/fb",  # its private names; topics are absolute, remapped below
+        "-r",
+        "/uservlm/question:=/fb/question",
+        "-r",
+        "/uservlm/response:=/fb/response",
+        "-r",
+        "/uservlm/respond:=/fb/respond",
+        "-r",
+        "/uservlm/user_profile:=/fb/user_profile",
+        "-p",
+        "responder.backend:=fallback",
+        "-p",
+        "responder.queue_size:=1",
+        "-p",
+        "responder.fallback_word_delay_s:=0.05",
+        "-p",
+        "responder.max_question_chars:=60",
+        "-p",
+        f"guard.extra_patterns:=['generalisation:{GUARDED}']",
+    )
+    process.wait_for_output("vlm_responder_node active", timeout=60)
+    return process
+
+
+@pytest.fixture(scope="module")
+def vlm_node(module_processes, tiny):
+    model_dir, adapters = tiny
+    listed = ", ".join(f"{name}={path}" for name, path in adapters.items())
+    process = module_processes.start_python(
+        "vlm_responder",
+        "-m",
+        NODE,
+        "--ros-args",
+        "-p",
+        f"model.path:={model_dir}",
+        "-p",
+        f"model.adapters:=[{listed}]",
+        "-p",
+        "responder.queue_size:=2",
+        "-p",
+        "generation.max_new_tokens:=16",
+    )
+    process.wait_for_output("vlm_responder_node active", timeout=90)
+    return process
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    """The same model in this process: what the node must answer, token for token."""
+    model_dir, adapters = tiny
+    options = VlmOptions(path=str(model_dir), adapters={k: str(v) for k, v in adapters.items()})
+    backend = PaliGemmaBackend(options, log=lambda _: None)
+    backend.load()
+    return backend
+
+
+def ask_topic(ros, question: str, prefix: str = "/fb"):
+    responses = ros.subscribe(Response, f"{prefix}/response", RELIABLE_QOS)
+    publisher = ros.publisher(String, f"{prefix}/question", RELIABLE_QOS)
+    ros.wait_for_subscribers(f"{prefix}/question")
+    ros.wait_for_publishers(f"{prefix}/response")
+    publisher.publish(String(data=question))
+    return responses, publisher
+
+
+def finals(collector) -> list[Response]:
+    return [r for r in collector.messages if r.final]
+
+
+def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
+    client = ActionClient(ros.node, Respond, name)
+    assert client.wait_for_server(timeout_sec=20)
+    callback = (lambda f: feedback.append(f.feedback)) if feedback is not None else None
+    sent = client.send_goal_async(goal, feedback_callback=callback)
+    wait_until(sent.done, 20, "goal acceptance")
+    handle = sent.result()
+    assert handle.accepted
+    return client, handle
+
+
+def result_of(handle, timeout: float = 60.0):
+    future = handle.get_result_async()
+    wait_until(future.done, timeout, "the action result")
+    return future.result()
+
+
+def publish_inputs(ros, prefix: str = "/uservlm") -> None:
+    """A camera frame (best effort, so a few times) and the profile of track 3 (latched)."""
+    profile_pub = ros.publisher(UserProfile, f"{prefix}/user_profile", LATCHED_QOS)
+    profile_pub.publish(sample_messages.user_profile())
+    image_pub = ros.publisher(type(rgb_to_image(IMAGE, Header())), "/camera/image_raw", SENSOR_QOS)
+    ros.wait_for_subscribers("/camera/image_raw")
+    frame = rgb_to_image(IMAGE, Header(stamp=sample_messages.STAMP, frame_id="camera"))
+    for _ in range(5):
+        image_pub.publish(frame)
+        time.sleep(0.1)
+    return profile_pub, image_pub
+
+
+# ---------------------------------------------------------------- fallback responder
+
+
+def test_question_topic_gives_an_early_sentence_then_one_final(ros, fallback_node):
+    profile_pub = ros.publisher(UserProfile, "/fb/user_profile", LATCHED_QOS)
+    child = sample_messages.user_profile()
+    child.age_group.label = "3-9"
+    profile_pub.publish(child)
+    time.sleep(0.5)
+    responses, _ = ask_topic(ros, "Hello, how are you?")
+    wait_until(lambda: finals(responses), 20, "the final response")
+    time.sleep(0.3)  # nothing may follow the final one
+    early, final = responses.messages[0], responses.messages[-1]
+    assert len(responses.messages) == 2
+    assert (early.final, final.final) == (False, True)
+    assert early.request_id == final.request_id and final.question == "Hello, how are you?"
+    assert early.text == "Hello, my young friend!"  # personalised from the profile (age 3-9)
+    assert final.text.startswith(early.text) and len(final.text) > len(early.text)
+    assert final.responder == early.responder == "fallback-template"
+    assert final.error == "" and final.gesture == "hello" and final.sentiment == "neutral"
+    assert final.track_id == 3 and final.mode == USER_AWARE
+    stages = {t.stage for t in final.timings}
+    assert {"queue", "first_token", "question_to_first_sentence", "guard", "total"} <= stages
+
+
+def test_full_queue_is_answered_with_an_error_and_order_is_kept(ros, fallback_node):
+    responses, publisher = ask_topic(ros, "Tell me a story please")
+    wait_until(lambda: responses.messages, 15, "the first answer to be under way")
+    for question in ("Second question?", "Third question?"):
+        publisher.publish(String(data=question))
+    wait_until(lambda: len(finals(responses)) == 3, 30, "three final responses")
+    by_question = {r.question: r for r in finals(responses)}
+    assert by_question["Third question?"].error.startswith("request queue full")
+    assert by_question["Third question?"].text == ""
+    assert by_question["Tell me a story please"].error == ""
+    assert by_question["Second question?"].error == ""
+    answered = [r.question for r in finals(responses) if not r.error]
+    assert answered == ["Tell me a story please", "Second question?"]  # in arrival order
+
+
+@pytest.mark.parametrize(
+    ("question", "error"),
+    [("   ", "empty question"), ("why " * 20, "question too long (80 characters")],
+    ids=["empty", "too_long"],
+)
+def test_bad_questions_get_a_clear_error_response(ros, fallback_node, question, error):
+    responses, _ = ask_topic(ros, question)
+    response = responses.wait_for(1, timeout=15)[0]
+    assert response.final and response.text == ""
+    assert response.error.startswith(error)
+
+
+def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_node):
+    feedback: list = []
+    responses = ros.subscribe(Response, "/fb/response", RELIABLE_QOS)
+    ros.wait_for_publishers("/fb/response")
+    client, handle = send_goal(
+        ros, "/fb/respond", Respond.Goal(question="Tell me a joke"), feedback
+    )
+    result = result_of(handle).result.response
+    assert result.text == SAFE_REPLY and result.error == ""
+    wait_until(lambda: finals(responses), 10, "the published final")
+    assert all(GUARDED not in f.partial_text for f in feedback)
+    assert all(GUARDED not in r.text for r in responses.messages)
+    client.destroy()
+
+
+def test_action_cancel_stops_the_answer(ros, fallback_node):
+    feedback: list = []
+    client, handle = send_goal(
+        ros, "/fb/respond", Respond.Goal(question="What should I do today?"), feedback
+    )
+    wait_until(lambda: len(feedback) >= 2, 15, "streaming feedback")
+    cancel = handle.cancel_goal_async()
+    wait_until(cancel.done, 10, "the cancel response")
+    outcome = result_of(handle)
+    from action_msgs.msg import GoalStatus
+
+    assert outcome.status == GoalStatus.STATUS_CANCELED
+    assert outcome.result.response.error.startswith("cancelled after")
+    assert len(feedback) < 20  # the full answer has 26 words
+    client.destroy()
+
+
+# ---------------------------------------------------------------- tiny PaliGemma
+
+
+def test_vlm_without_an_image_answers_with_an_error(ros, vlm_node):
+    # Runs before any frame is published to this node (tests run in file order).
+    responses, _ = ask_topic(ros, "What do you see?", prefix="/uservlm")
+    response = responses.wait_for(1, timeout=20)[0]
+    assert response.final and response.error == "no camera image received yet on /camera/image_raw"
+
+
+@pytest.mark.parametrize("mode", [USER_AWARE, PROFILE_PROMPT])
+def test_action_streams_feedback_in_both_modes_and_matches_the_model(
+    ros, vlm_node, reference, mode
+):
+    publish_inputs(ros)
+    feedback: list = []
+    goal = Respond.Goal(question="What am I wearing?", track_id=3, mode=mode, max_new_tokens=12)
+    client, handle = send_goal(ros, "/uservlm/respond", goal, feedback)
+    response = result_of(handle).result.response
+    profile = sample_messages.user_profile().profile_text
+    expected = reference.generate(IMAGE, build_prompt(goal.question, mode, profile), 12)
+    other_mode = PROFILE_PROMPT if mode == USER_AWARE else USER_AWARE
+    other = reference.generate(IMAGE, build_prompt(goal.question, other_mode, profile), 12)
+    assert response.error == ""
+    assert response.text == expected.text != other.text  # the mode changes the prompt
+    assert response.mode == mode and response.track_id == 3
+    assert response.responder == "paligemma:tiny-paligemma@base"
+    assert response.camera_stamp == sample_messages.STAMP
+    assert [f.tokens_generated for f in feedback] == list(range(1, 13))
+    assert feedback[-1].partial_text == response.text
+    client.destroy()
+
+
+def test_adapters_switch_per_request(ros, vlm_node, reference):
+    publish_inputs(ros)
+    texts = {}
+    for adapter in ("dpo", "instruct", ""):
+        goal = Respond.Goal(question="Describe the room", adapter=adapter, max_new_tokens=10)
+        client, handle = send_goal(ros, "/uservlm/respond", goal)
+        response = result_of(handle).result.response
+        client.destroy()
+        name = adapter or "base"
+        assert response.responder == f"paligemma:tiny-paligemma@{name}"
+        prompt = build_prompt(goal.question, USER_AWARE)
+        assert response.text == reference.generate(IMAGE, prompt, 10, name).text
+        texts[name] = response.text
+    assert len(set(texts.values())) == 3
+
+
+def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
+    client, handle = send_goal(
+        ros, "/uservlm/respond", Respond.Goal(question="Hi there", adapter="sft")
+    )
+    outcome = result_of(handle)
+    from action_msgs.msg import GoalStatus
+
+    assert outcome.status == GoalStatus.STATUS_ABORTED
+    assert outcome.result.response.error.startswith("unknown adapter 'sft'; loaded: base")
+    client.destroy()
+
+    image_pub = ros.publisher(type(rgb_to_image(IMAGE, Header())), "/camera/image_raw", SENSOR_QOS)
+    broken = rgb_to_image(IMAGE, Header())
+    broken.encoding = "yuv422_weird"
+    for _ in range(5):
+        image_pub.publish(broken)
+        time.sleep(0.1)
+    client, handle = send_goal(ros, "/uservlm/respond", Respond.Goal(question="Hi there"))
+    response = result_of(handle).result.response
+    assert response.error.startswith("the camera image is unusable: unsupported encoding")
+    client.destroy()
+
+
+def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
+    publish_inputs(ros)
+    responses = ros.subscribe(Response, "/uservlm/response", RELIABLE_QOS)
+    ros.wait_for_publishers("/uservlm/response")
+    handles = []
+    for index in range(2):
+        goal = Respond.Goal(question=f"Question number {index}", max_new_tokens=40)
+        handles.append(send_goal(ros, "/uservlm/respond", goal))
+    results = [result_of(handle).result.response for _, handle in handles]
+    assert [r.error for r in results] == ["", ""]
+    wait_until(lambda: len(finals(responses)) >= 2, 10, "two published finals")
+    ids = [r.request_id for r in finals(responses)]
+    assert ids == [r.request_id for r in results] and len(set(ids)) == 2
+    for client, _ in handles:
+        client.destroy()
+
+
+def test_missing_weights_refuse_to_configure(processes):
+    node = processes.start_python("no_weights", "-m", NODE)
+    node.wait_for_output("configure failed", timeout=60)
+    assert "no VLM weights configured" in node.output()
+    node.popen.wait(20)
+    assert node.popen.returncode == 1

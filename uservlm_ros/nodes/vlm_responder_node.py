@@ -1,0 +1,589 @@
+"""vlm_responder_node: answers a user's question about what the robot sees, for that user.
+
+Inputs: the latest camera image (/camera/image_raw), the latest UserProfile per track
+(/uservlm/user_profile), questions as the /uservlm/respond action or on /uservlm/question.
+Output: /uservlm/response (uservlm/Response): at most one early Response with the first complete
+sentence (final=false), then exactly one final Response per question, also for errors (error set).
+Requests are queued (bounded) and answered one at a time in arrival order.
+
+    python -m uservlm_ros.nodes.vlm_responder_node --ros-args -p model.path:=/models/user-vlm \
+        -p "model.adapters:=[instruct=/models/instruct, dpo=/models/dpo]"
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.action import ActionServer, CancelResponse
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.task import Future
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+from uservlm.action import Respond
+from uservlm.msg import Response, StageTiming, UserProfile
+
+from uservlm_ros.backends.vlm import (
+    BACKENDS,
+    DEFAULT_MAX_NEW_TOKENS,
+    UserContext,
+    VlmOptions,
+    make_vlm_backend,
+    parse_adapters,
+)
+from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
+from uservlm_ros.core.gestures import choose_gesture
+from uservlm_ros.core.prompt import MODES, USER_AWARE, build_prompt
+from uservlm_ros.core.request_queue import RequestQueue
+from uservlm_ros.core.sentences import FirstSentenceDetector
+from uservlm_ros.core.sentiment import sentiment
+from uservlm_ros.errors import ConfigError, UservlmError
+from uservlm_ros.parameters import Param
+from uservlm_ros.ros_support import (
+    AUTOSTART,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    Diagnostics,
+    declare_parameters,
+    image_to_rgb,
+    run_node,
+)
+
+IMAGE_TOPIC = "/camera/image_raw"
+PROFILE_TOPIC = "/uservlm/user_profile"
+QUESTION_TOPIC = "/uservlm/question"
+RESPONSE_TOPIC = "/uservlm/response"
+ACTION_NAME = "/uservlm/respond"
+
+
+def _check_strings(value: list) -> str | None:
+    return None if all(isinstance(v, str) for v in value) else "must be a list of strings"
+
+
+def _check_adapters(value: list) -> str | None:
+    try:
+        parse_adapters(value)
+    except ConfigError as error:
+        return str(error)
+    return _check_strings(value)
+
+
+def _check_guard_patterns(value: list) -> str | None:
+    try:
+        BiasGuard(extra_patterns=value)
+    except ValueError as error:
+        return str(error)
+    return _check_strings(value)
+
+
+PARAMS: list[Param] = [
+    AUTOSTART,
+    Param(
+        "responder.backend",
+        "paligemma",
+        "Who writes the answers: `paligemma` (the User-VLM, needs model.path) or `fallback` "
+        "(profile-aware templates, labelled responder=fallback-template; never a VLM)",
+        choices=BACKENDS,
+    ),
+    Param(
+        "responder.mode",
+        USER_AWARE,
+        "Default prompt mode: user_aware (image + question) or profile_prompt (the asking user's "
+        "profile_text is put into the prompt: the papers' baseline); a goal may override it",
+        choices=MODES,
+    ),
+    Param(
+        "responder.queue_size",
+        4,
+        "Questions that may wait while one is answered; more are answered at once with an error",
+        min=1,
+        max=100,
+    ),
+    Param(
+        "responder.max_question_chars",
+        500,
+        "Longest accepted question, characters; longer ones get an error Response",
+        min=1,
+        max=10000,
+    ),
+    Param(
+        "responder.early_sentence",
+        True,
+        "Publish the first complete sentence early (final=false) so the robot starts speaking",
+    ),
+    Param(
+        "responder.min_sentence_chars",
+        12,
+        "Shortest early sentence, characters: shorter ones are merged with the next",
+        min=1,
+        max=1000,
+    ),
+    Param(
+        "responder.fallback_word_delay_s",
+        0.0,
+        "fallback backend only: pause between streamed words, seconds (a demo shows streaming)",
+        min=0.0,
+        max=1.0,
+    ),
+    Param(
+        "model.path",
+        "",
+        "VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the "
+        "local Hugging Face cache; nothing is downloaded. Empty: configure fails (paligemma)",
+    ),
+    Param(
+        "model.adapters",
+        [],
+        "peft LoRA adapters to load, NAME=FOLDER each, e.g. [instruct=/m/instruct, dpo=/m/dpo]; "
+        "a request picks one by name, `base` = adapters disabled",
+        check=_check_adapters,
+    ),
+    Param(
+        "model.default_adapter",
+        "",
+        "Adapter used when a request names none; empty = base",
+    ),
+    Param("model.device", "auto", "torch device: auto (cuda if available), cpu, cuda, cuda:N"),
+    Param(
+        "model.dtype",
+        "auto",
+        "Weights dtype: auto = bfloat16 on CUDA, float32 on CPU",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    ),
+    Param("model.warmup", True, "Run a short generation per adapter at configure"),
+    Param(
+        "model.fast_decode",
+        True,
+        "Own greedy decode loop with a static KV cache (and CUDA graphs on CUDA); false = "
+        "transformers generate (same tokens, slower)",
+    ),
+    Param(
+        "generation.max_new_tokens",
+        DEFAULT_MAX_NEW_TOKENS,
+        "Default generation limit, tokens (the papers use 100); a goal may ask for fewer or more",
+        min=1,
+        max=2048,
+    ),
+    Param(
+        "guard.enabled",
+        True,
+        "Fairness guard: replace answers that state the user's ethnicity or generalise about a "
+        "demographic group (unless the question asks) with guard.safe_reply, and log it",
+    ),
+    Param(
+        "guard.extra_patterns",
+        [],
+        "More guard patterns, FAMILY:REGEX each (FAMILY: ethnicity or generalisation)",
+        check=_check_guard_patterns,
+    ),
+    Param("guard.safe_reply", SAFE_REPLY, "What the robot says instead of a blocked answer"),
+]
+
+
+@dataclass
+class Job:
+    """One question on its way through the queue."""
+
+    request_id: str
+    question: str
+    track_id: int
+    mode: str
+    max_new_tokens: int
+    adapter: str
+    received: float = field(default_factory=time.monotonic)
+    goal: Any = None  # ServerGoalHandle for action requests
+    done: Future | None = None  # resolved with the final Response (action requests)
+
+    def cancel_requested(self) -> bool:
+        return self.goal is not None and self.goal.is_cancel_requested
+
+
+def _timings(timings_ms: dict[str, float]) -> list[StageTiming]:
+    return [StageTiming(stage=k, duration_ms=max(float(v), 0.0)) for k, v in timings_ms.items()]
+
+
+class VlmResponderNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("vlm_responder_node", **kwargs)
+        self.params = declare_parameters(self, PARAMS)
+        self.backend = None
+        self.guard: BiasGuard | None = None
+        self.diagnostics: Diagnostics | None = None
+        self.queue: RequestQueue[Job] = RequestQueue(self.params["responder.queue_size"])
+        self._lock = threading.Lock()
+        self._latest_image: Image | None = None
+        self._profiles: dict[int, UserProfile] = {}
+        self._latest_track = 0
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._io: list = []
+        self._action: ActionServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        p = self.params
+        log = self.get_logger()
+        options = VlmOptions(
+            path=p["model.path"],
+            adapters=parse_adapters(p["model.adapters"]),
+            default_adapter=p["model.default_adapter"],
+            device=p["model.device"],
+            dtype=p["model.dtype"],
+            fast_decode=p["model.fast_decode"],
+            warmup=p["model.warmup"],
+        )
+        if p["responder.backend"] == "fallback":
+            log.warning(
+                "responder.backend is 'fallback': answers come from TEMPLATES, not from a VLM "
+                "(every Response says responder=fallback-template)"
+            )
+        try:
+            backend = make_vlm_backend(
+                p["responder.backend"], options, log.info, p["responder.fallback_word_delay_s"]
+            )
+            if options.default_adapter and options.default_adapter not in backend.adapters:
+                raise ConfigError(
+                    f"model.default_adapter {options.default_adapter!r} is not loaded "
+                    f"(adapters: {', '.join(backend.adapters)})"
+                )
+            started = time.perf_counter()
+            backend.load()
+            if options.warmup:
+                backend.warm_up()
+                log.info(f"warm-up done in {time.perf_counter() - started:.1f} s")
+        except UservlmError as error:
+            log.error(f"cannot configure the responder: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self.backend = backend
+        self.guard = BiasGuard(p["guard.extra_patterns"], p["guard.safe_reply"])
+        self.diagnostics = Diagnostics(self, hardware_id=p["responder.backend"])
+        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._response_pub = self.create_publisher(Response, RESPONSE_TOPIC, RELIABLE_QOS)
+        self._io = [
+            self._response_pub,
+            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS),
+            self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS),
+            self.create_subscription(String, QUESTION_TOPIC, self._on_question, RELIABLE_QOS),
+        ]
+        self._action = ActionServer(
+            self,
+            Respond,
+            ACTION_NAME,
+            execute_callback=self._execute_goal,
+            cancel_callback=lambda _: CancelResponse.ACCEPT,
+        )
+        self.queue.reopen()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="responder", daemon=True)
+        self._worker.start()
+        self.diagnostics.set_status(DiagnosticStatus.OK, "active")
+        self.get_logger().info(
+            f"vlm_responder_node active ({self.params['responder.backend']}, default mode "
+            f"{self.params['responder.mode']}): {QUESTION_TOPIC} or {ACTION_NAME} -> "
+            f"{RESPONSE_TOPIC}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+        for entity in self._io:
+            if hasattr(entity, "publish"):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._io = []
+        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.backend = None
+        if self.diagnostics is not None:
+            self.diagnostics.destroy()
+            self.diagnostics = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        """Stop taking questions; every waiting one still gets its (error) Response."""
+        self._running = False
+        self.queue.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        for job in self.queue.drain():
+            self._finish(job, self._error(job, "the responder is shutting down"))
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_image(self, msg: Image) -> None:
+        with self._lock:
+            self._latest_image = msg
+        self.diagnostics.count("images_received")
+
+    def _on_profile(self, msg: UserProfile) -> None:
+        with self._lock:
+            self._profiles[msg.track_id] = msg
+            self._latest_track = msg.track_id
+
+    def _on_question(self, msg: String) -> None:
+        self._submit(self._new_job(msg.data))
+
+    async def _execute_goal(self, goal_handle) -> Respond.Result:
+        request = goal_handle.request
+        job = self._new_job(
+            request.question,
+            request.track_id,
+            request.mode,
+            request.max_new_tokens,
+            request.adapter,
+        )
+        job.goal, job.done = goal_handle, Future()
+        immediate = self._submit(job)
+        response = immediate if immediate is not None else await job.done
+        if response.error == "":
+            goal_handle.succeed()
+        elif goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return Respond.Result(response=response)
+
+    def _new_job(
+        self, question: str, track_id: int = 0, mode: str = "", max_new: int = 0, adapter: str = ""
+    ) -> Job:
+        return Job(
+            request_id=uuid.uuid4().hex[:12],
+            question=question,
+            track_id=track_id,
+            mode=mode or self.params["responder.mode"],
+            max_new_tokens=max_new or self.params["generation.max_new_tokens"],
+            adapter=adapter,
+        )
+
+    def _submit(self, job: Job) -> Response | None:
+        """Queue a job; returns its error Response when it cannot be queued (also published)."""
+        self.diagnostics.count("questions")
+        problem = self._validate(job)
+        if problem is None:
+            try:
+                ahead = self.queue.put(job)
+                self.diagnostics.values["queue_length"] = len(self.queue)
+                self.get_logger().info(
+                    f"[{job.request_id}] queued ({ahead} ahead): {job.question[:80]!r}"
+                )
+                return None
+            except UservlmError as error:
+                self.diagnostics.count("rejected_queue_full")
+                problem = str(error)
+        response = self._error(job, problem)
+        self._finish(job, response)
+        return response
+
+    def _validate(self, job: Job) -> str | None:
+        limit = self.params["responder.max_question_chars"]
+        if not job.question.strip():
+            return "empty question"
+        if len(job.question) > limit:
+            return f"question too long ({len(job.question)} characters; the limit is {limit})"
+        if job.mode not in MODES:
+            return f"unknown mode {job.mode!r}; expected one of {', '.join(MODES)}"
+        if job.adapter and job.adapter not in self.backend.adapters:
+            return f"unknown adapter {job.adapter!r}; loaded: {', '.join(self.backend.adapters)}"
+        return None
+
+    # ------------------------------------------------------------------ answering
+
+    def _work(self) -> None:
+        while self._running:
+            job = self.queue.get(timeout=0.2)
+            if job is None:
+                continue
+            self.diagnostics.values["queue_length"] = len(self.queue)
+            try:
+                response = self._answer(job)
+            except Exception as error:  # never lose a question, whatever the model does
+                self.get_logger().error(f"[{job.request_id}] generation failed: {error!r}")
+                self.diagnostics.count("generation_errors")
+                response = self._error(job, f"generation failed: {error}")
+            self._finish(job, response)
+
+    def _answer(self, job: Job) -> Response:
+        timings = {"queue": (time.monotonic() - job.received) * 1e3}
+        if job.cancel_requested():
+            return self._error(job, "cancelled before generation started", timings)
+        with self._lock:
+            image_msg = self._latest_image
+            track = job.track_id or self._latest_track
+            profile = self._profiles.get(track)
+        image, camera_stamp = None, None
+        if image_msg is not None:
+            camera_stamp = image_msg.header.stamp
+            try:
+                image = image_to_rgb(image_msg)
+            except UservlmError as error:
+                self.diagnostics.count("images_rejected")
+                return self._error(job, f"the camera image is unusable: {error}", timings)
+        elif self.params["responder.backend"] != "fallback":
+            return self._error(job, f"no camera image received yet on {IMAGE_TOPIC}", timings)
+        profile_text = profile.profile_text if profile is not None else ""
+        if profile is None and job.mode != USER_AWARE:
+            self.get_logger().warning(
+                f"[{job.request_id}] no profile for track {track}: prompt without profile"
+            )
+        prompt = build_prompt(job.question, job.mode, profile_text)
+        stream = _Stream(self, job, camera_stamp, track if profile else job.track_id)
+        result = self.backend.generate(
+            image,
+            prompt,
+            job.max_new_tokens,
+            job.adapter,
+            on_token=stream.on_token,
+            should_stop=stream.should_stop,
+            user=UserContext(job.question, _known_labels(profile)),
+        )
+        timings.update(result.timings_ms)
+        if stream.first_sentence_ms is not None:
+            timings["question_to_first_sentence"] = stream.first_sentence_ms
+        response = self._response(job, camera_stamp, stream.track_id, result.responder)
+        if job.cancel_requested():
+            self.diagnostics.count("cancelled")
+            response.error = f"cancelled after {result.new_tokens} tokens"
+        else:
+            guard_started = time.perf_counter()
+            text = result.text
+            if stream.blocked is not None:
+                text = stream.blocked.text
+            elif self.params["guard.enabled"]:
+                verdict = self.guard.check(job.question, text)
+                if not verdict.allowed:
+                    self._log_blocked(job, verdict)
+                    text = verdict.text
+            timings["guard"] = (time.perf_counter() - guard_started) * 1e3
+            if text:
+                response.text, response.sentiment = text, sentiment(text)
+                response.gesture = choose_gesture(text, response.sentiment)
+            else:
+                response.error = "the model produced an empty answer"
+        timings["total"] = (time.monotonic() - job.received) * 1e3
+        response.timings = _timings(timings)
+        self.get_logger().info(
+            f"[{job.request_id}] {result.responder}, {result.new_tokens} tokens "
+            f"({result.finish_reason}) in {timings['total']:.0f} ms: "
+            f"{(response.text or response.error)[:100]!r}"
+        )
+        return response
+
+    def _log_blocked(self, job: Job, verdict) -> None:
+        self.diagnostics.count("guard_replaced")
+        self.get_logger().warning(
+            f"[{job.request_id}] fairness guard replaced the answer ({verdict.reason})"
+        )
+
+    def _response(self, job: Job, camera_stamp, track_id: int, responder: str) -> Response:
+        response = Response(
+            request_id=job.request_id,
+            track_id=track_id,
+            question=job.question,
+            final=True,
+            mode=job.mode,
+            responder=responder,
+        )
+        if camera_stamp is not None:
+            response.camera_stamp = camera_stamp
+        return response
+
+    def _error(self, job: Job, error: str, timings: dict[str, float] | None = None) -> Response:
+        self.get_logger().warning(f"[{job.request_id}] no answer: {error}")
+        self.diagnostics.count("errors")
+        responder = self.backend.responder_id(job.adapter) if self.backend else ""
+        response = self._response(job, None, job.track_id, responder)
+        response.error = error
+        response.timings = _timings(timings or {})
+        return response
+
+    def _finish(self, job: Job, response: Response) -> None:
+        """Publish the one final Response of a job and hand it to a waiting action goal."""
+        response.header = Header(stamp=self.get_clock().now().to_msg())
+        self._response_pub.publish(response)
+        self.diagnostics.count("answered" if not response.error else "answered_with_error")
+        if job.done is not None and not job.done.done():
+            job.done.set_result(response)
+
+    def publish_early(
+        self, job: Job, sentence: str, camera_stamp, track_id: int, elapsed_ms: float
+    ) -> None:
+        early = self._response(job, camera_stamp, track_id, "")
+        early.timings = _timings({"question_to_first_sentence": elapsed_ms})
+        early.final = False
+        early.text = sentence
+        early.sentiment = sentiment(sentence)
+        early.gesture = choose_gesture(sentence, early.sentiment)
+        early.responder = self.backend.responder_id(job.adapter)
+        early.header = Header(stamp=self.get_clock().now().to_msg())
+        self._response_pub.publish(early)
+        self.diagnostics.count("early_sentences")
+
+
+class _Stream:
+    """Per-job streaming state: feedback, the early sentence, and the guard on partial text."""
+
+    def __init__(self, node: VlmResponderNode, job: Job, camera_stamp, track_id: int) -> None:
+        self.node, self.job = node, job
+        self.camera_stamp, self.track_id = camera_stamp, track_id
+        self.detector = FirstSentenceDetector(node.params["responder.min_sentence_chars"])
+        self.blocked = None  # the guard's verdict once the partial text fails it
+        self.first_sentence_ms: float | None = None
+
+    def on_token(self, text: str, tokens: int) -> None:
+        node, job = self.node, self.job
+        if node.params["guard.enabled"]:
+            verdict = node.guard.check(job.question, text)
+            if not verdict.allowed:  # stop here: nothing more of this answer leaves the node
+                self.blocked = verdict
+                node._log_blocked(job, verdict)
+                return
+        if job.goal is not None:
+            job.goal.publish_feedback(Respond.Feedback(partial_text=text, tokens_generated=tokens))
+        if node.params["responder.early_sentence"] and (sentence := self.detector.feed(text)):
+            self.first_sentence_ms = (time.monotonic() - job.received) * 1e3
+            node.publish_early(
+                job, sentence, self.camera_stamp, self.track_id, self.first_sentence_ms
+            )
+
+    def should_stop(self) -> bool:
+        return self.blocked is not None or self.job.cancel_requested() or not self.node._running
+
+
+def _known_labels(profile: UserProfile | None) -> dict[str, str]:
+    if profile is None:
+        return {}
+    estimates = (profile.age_group, profile.gender, profile.emotion)  # never ethnicity
+    return {e.name: e.label for e in estimates if e.known and e.name}
+
+
+def main(args=None):
+    sys.exit(run_node(VlmResponderNode, args))
+
+
+if __name__ == "__main__":
+    main()
