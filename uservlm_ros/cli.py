@@ -1,6 +1,8 @@
 """The `uservlm` command: one entry point for the tools around the node graph.
 
 uservlm params [NODE]        print the parameter table of the nodes (README "ROS API")
+uservlm train STAGE          train the profiler or a User-VLM stage (README "Training")
+uservlm export KIND          export a trained model to models/<name>/ with its manifest
 """
 
 from __future__ import annotations
@@ -141,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--topics", nargs="+", help="only these topics")
     play.set_defaults(func=_cmd_replay)
+
+    from uservlm_ros.training.commands import add_commands as add_training_commands
+
+    add_training_commands(commands)  # train, export
     return parser
 
 

@@ -4,12 +4,12 @@
         data_path=data/synthetic/vlm/dpo.jsonl output_dir=runs/dpo
 
 The papers' settings: LoRA (r 16, alpha 32, dropout 0.05), 1 epoch, lr 2e-6, beta 0.1. The
-reference model is the policy with its LoRA disabled, i.e. `model_path` (or `model_path` with
-`adapter_path` merged in: start from an sft adapter that way). Batches are built by one
-processor call per batch (prompt as prefix, chosen / rejected answer as suffix), so the
-completion tokens are exactly the suffix and PaliGemma's prefix-LM attention is kept;
-trl computes the DPO loss. `output_dir/final` is a peft adapter folder on top of the model DPO
-started from.
+reference model is the policy with its LoRA disabled, i.e. `model_path`: to start from an sft
+adapter, export it merged first (`uservlm export vlm --merge`) and give that folder. Batches
+are built by one processor call per batch (prompt as prefix, chosen / rejected answer as
+suffix), so the completion tokens are exactly the suffix and PaliGemma's prefix-LM attention
+is kept; trl computes the DPO loss. `output_dir/final` is a peft adapter folder on top of the
+model DPO started from.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from uservlm_ros.errors import ConfigError
 from uservlm_ros.training.config import option
 from uservlm_ros.training.data import load_rgb
 from uservlm_ros.training.vlm import (
@@ -39,12 +38,6 @@ class DpoConfig(VlmStageConfig, LoraOptions):
     epochs: float = option(1.0, "training epochs (papers: 1)")
     lr: float = option(2e-6, "peak learning rate (papers: 2e-6)")
     beta: float = option(0.1, "DPO beta: strength of the pull towards the reference (papers: 0.1)")
-    adapter_path: str = option("", "an sft adapter merged into model_path before DPO (optional)")
-
-    def check(self) -> None:
-        super().check()
-        if self.adapter_path and not (Path(self.adapter_path) / "adapter_config.json").is_file():
-            raise ConfigError(f"adapter_path {self.adapter_path}: no adapter_config.json there")
 
 
 class PreferenceCollator:
@@ -75,10 +68,6 @@ def train_dpo(config: DpoConfig) -> Path:
     from trl import DPOTrainer
 
     model, processor = load_vlm(config)
-    if config.adapter_path:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, config.adapter_path).merge_and_unload()
     train, val = read_stage_data("dpo", config)
 
     def table(records):
