@@ -6,11 +6,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from clip_fixtures import tiny_clip, tiny_tokenizer
+from clip_fixtures import tiny_clip, tiny_tokenizer, to_openai_state_dict
 
 from uservlm_ros.backends import clip_profiler
+from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
 from uservlm_ros.core.manifest import read_manifest
+from uservlm_ros.errors import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,144 @@ def test_onnx_export_matches_torch_and_writes_a_verified_manifest(model, heads, 
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
         expected = torch.softmax(torch_logits[attribute], dim=-1).numpy()
         np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+# --- the clip backend: loading an HF folder, an OpenAI/FaRL state dict, an exported ONNX folder ---
+
+
+def random_crops(count: int, size: int = 48) -> list[np.ndarray]:
+    return [
+        np.random.default_rng(i).integers(0, 256, (size, size, 3), np.uint8) for i in range(count)
+    ]
+
+
+def expected_probabilities(model, tokenizer, crops, image_size=32):
+    heads = clip_profiler.zero_shot_heads(model, tokenizer)
+    with torch.no_grad():
+        logits = clip_profiler.attribute_logits(
+            model, clip_profiler.preprocess_crops(crops, image_size), heads
+        )
+    return {name: torch.softmax(v, -1).numpy() for name, v in logits.items()}
+
+
+def test_clip_backend_loads_the_training_engineers_tiny_hf_folder(tmp_path):
+    from tiny_models import build_tiny_clip
+    from transformers import AutoTokenizer, CLIPModel
+
+    folder = build_tiny_clip(tmp_path / "clip")
+    profiler = create_profiler("clip", ProfilerOptions(path=str(folder)))
+    assert profiler.supported == frozenset(labels.ATTRIBUTES)
+    assert profiler.model_id == "clip:clip"
+    crops = random_crops(3)
+    reference = expected_probabilities(
+        CLIPModel.from_pretrained(folder).eval(),
+        AutoTokenizer.from_pretrained(folder),
+        crops,
+        profiler.image_size,
+    )
+    got = profiler.probabilities(crops)
+    for name in labels.ATTRIBUTES:
+        np.testing.assert_allclose(got[name], reference[name], atol=1e-5)
+    estimates = profiler.estimate(crops, frozenset({"ethnicity", "age_group"}))
+    assert set(estimates[0].probabilities) == {"ethnicity", "age_group"}
+    centres = np.array(labels.AGE_GROUP_CENTRES)
+    assert estimates[1].age_years == pytest.approx(float(reference["age_group"][1] @ centres))
+
+
+@pytest.mark.parametrize("layout", ["openai", "farl"])
+def test_clip_backend_maps_openai_and_farl_state_dicts(tmp_path, layout):
+    original = tiny_clip(image_size=32, width=64, heads=1, seed=3)  # 64-wide heads, as OpenAI's
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    state = to_openai_state_dict(original)
+    if layout == "farl":  # FaRL: {"state_dict": ...} plus weights of its own heads
+        state = {"state_dict": {**state, "mim_head.weight": torch.zeros(3)}}
+    torch.save(state, tmp_path / "ViT-B-16.pt")
+    profiler = create_profiler(
+        "clip",
+        ProfilerOptions(
+            path=str(tmp_path / "ViT-B-16.pt"), tokenizer_path=str(tmp_path / "tokenizer")
+        ),
+    )
+    assert profiler.model.config.vision_config.patch_size == 8
+    assert profiler.model.config.text_config.num_hidden_layers == 2
+    crops = random_crops(2)
+    reference = expected_probabilities(original, tokenizer, crops)
+    got = profiler.probabilities(crops)
+    for name in labels.ATTRIBUTES:
+        np.testing.assert_allclose(got[name], reference[name], atol=1e-5)
+
+
+def test_clip_backend_runs_an_exported_onnx_folder_like_torch(tmp_path, model, tokenizer, heads):
+    clip_profiler.export_onnx(model, heads, tmp_path / "onnx", "tiny-clip", version="1.2.0")
+    profiler = create_profiler("clip", ProfilerOptions(path=str(tmp_path / "onnx"), device="cuda"))
+    assert profiler.model_id == "tiny-clip@1.2.0"  # cuda asked, no GPU here: CPU provider
+    crops = random_crops(2)
+    reference = expected_probabilities(model, tokenizer, crops)
+    for name, probs in profiler.probabilities(crops).items():
+        np.testing.assert_allclose(probs, reference[name], atol=1e-5)
+
+
+def test_clip_backend_torch_in_bf16_agrees_roughly(tmp_path):
+    from tiny_models import build_tiny_clip
+
+    folder = build_tiny_clip(tmp_path / "clip")
+    fp32 = create_profiler("clip", ProfilerOptions(path=str(folder)))
+    bf16 = create_profiler("clip", ProfilerOptions(path=str(folder), dtype="bf16"))
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    crops = random_crops(2)
+    for name, probs in bf16.probabilities(crops).items():
+        assert probs.dtype == np.float32
+        np.testing.assert_allclose(probs, fp32.probabilities(crops)[name], atol=0.05)
+
+
+def test_clip_backend_load_errors_name_the_file(tmp_path, model, heads):
+    with pytest.raises(ModelLoadError, match=r"nothing-here not found"):
+        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "nothing-here")))
+    torch.save({"a": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ModelLoadError, match=r"other\.pt is not an OpenAI/FaRL CLIP"):
+        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "other.pt")))
+    torch.save(to_openai_state_dict(model), tmp_path / "clip.pt")
+    with pytest.raises(ModelLoadError, match=r"clip\.pt is a state dict without a tokenizer"):
+        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "clip.pt")))
+    folder = tmp_path / "exported"
+    clip_profiler.export_onnx(model, heads, folder, "tiny")
+    with open(folder / clip_profiler.ONNX_FILE, "r+b") as handle:
+        handle.write(b"broken")
+    with pytest.raises(ModelLoadError, match=r"profiler\.onnx does not match its sha256"):
+        create_profiler("clip", ProfilerOptions(path=str(folder)))
+
+
+@pytest.mark.graph
+def test_profiler_node_with_the_clip_backend_on_an_exported_model(ros, processes, tmp_path):
+    from perception_graph import NODE, publish_until
+    from test_perception_profiler import face_array_of
+    from uservlm.msg import FaceArray, UserProfile
+
+    from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS
+
+    model = tiny_clip(image_size=32)
+    heads = clip_profiler.zero_shot_heads(model, tiny_tokenizer())
+    clip_profiler.export_onnx(model, heads, tmp_path / "tiny", "tiny-clip")
+    node = processes.start_python(
+        "user_profiler_node",
+        "-m",
+        NODE.format("user_profiler_node"),
+        "--ros-args",
+        "-p",
+        "backend:=clip",
+        "-p",
+        f"model.path:={tmp_path / 'tiny'}",
+        "-p",
+        "threshold.ethnicity:=0.0",
+    )
+    node.wait_for_output("user_profiler_node active", timeout=30)
+    profiles = ros.subscribe(UserProfile, "/uservlm/user_profile", LATCHED_QOS)
+    faces = ros.publisher(FaceArray, "/uservlm/faces", RELIABLE_QOS)
+    ros.wait_for_subscribers("/uservlm/faces")
+    profile = publish_until(faces, lambda: face_array_of(random_crops(1, 224)[0]), profiles)[0]
+    assert profile.model_id == "tiny-clip@0.1.0"
+    assert profile.ethnicity.known and len(profile.ethnicity.probabilities) == 7
+    for estimate in (profile.age_group, profile.gender, profile.ethnicity, profile.emotion):
+        assert sum(estimate.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert profile.ethnicity.label in labels.ETHNICITIES
