@@ -1,7 +1,8 @@
 """User-VLM stage 1, alignment: train only the multimodal projector on profile captions.
 
-    uservlm train align --config config/training/align.yaml model_path=models/paligemma2-3b \
-        data_path=data/synthetic/vlm/align.jsonl output_dir=runs/align
+    uservlm train align --config config/training/align.yaml \
+        --set model_path=models/paligemma2-3b data_path=data/synthetic/vlm/align.jsonl \
+        output_dir=runs/align
 
 The prompt is the image alone; the target is the user's profile caption ("The person appears to
 be ..."). The vision tower and the language model stay frozen; the papers train 1 epoch at lr

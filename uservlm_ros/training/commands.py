@@ -1,6 +1,6 @@
 """The `uservlm train` and `uservlm export` subcommands (registered by uservlm_ros.cli).
 
-uservlm train profiler|align|sft|dpo --config config/training/<stage>.yaml [key=value ...]
+uservlm train profiler|align|sft|dpo --config config/training/<stage>.yaml [--set KEY=VALUE ...]
 uservlm train sft --help-config          every key of a stage's config, default and meaning
 uservlm export profiler --checkpoint runs/profiler/best --name profiler [--format torch]
 uservlm export vlm --checkpoint runs/sft/final --name user-vlm-sft [--merge] [--base PATH]
@@ -55,7 +55,15 @@ def add_commands(commands) -> None:
     train.add_argument("stage", choices=tuple(STAGES))
     train.add_argument("--config", type=Path, help="flat YAML config (config/training/*.yaml)")
     train.add_argument("--help-config", action="store_true", help="list the config keys")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. --set epochs=2 lr=1e-4",
+    )
     train.set_defaults(func=_cmd_train)
 
     export = commands.add_parser("export", help="export a trained model to models/<name>/")

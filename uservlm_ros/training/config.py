@@ -1,8 +1,8 @@
 """Flat YAML training configs read into dataclasses, plus the run set-up every stage shares.
 
 A config is one YAML mapping of `key: value` (no nesting); every key is a field of the stage's
-dataclass, whose `metadata["help"]` says what it means. `key=value` overrides from the command
-line are parsed as YAML scalars, so `epochs=2` is an int and `bf16=false` a bool.
+dataclass, whose `metadata["help"]` says what it means. `--set key=value` overrides from the
+command line are parsed as YAML scalars, so `epochs=2` is an int and `bf16=false` a bool.
 """
 
 from __future__ import annotations

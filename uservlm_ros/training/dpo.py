@@ -1,7 +1,8 @@
 """User-VLM stage 3, preference tuning: LoRA DPO with trl's DPOTrainer.
 
-    uservlm train dpo --config config/training/dpo.yaml model_path=models/user-vlm-sft \
-        data_path=data/synthetic/vlm/dpo.jsonl output_dir=runs/dpo
+    uservlm train dpo --config config/training/dpo.yaml \
+        --set model_path=models/user-vlm-sft data_path=data/synthetic/vlm/dpo.jsonl \
+        output_dir=runs/dpo
 
 The papers' settings: LoRA (r 16, alpha 32, dropout 0.05), 1 epoch, lr 2e-6, beta 0.1. The
 reference model is the policy with its LoRA disabled, i.e. `model_path`: to start from an sft

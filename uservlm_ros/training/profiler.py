@@ -1,7 +1,7 @@
 """Profiler training: FLYP (contrastive fine-tuning of a CLIP-family model) + optional MIM.
 
-    uservlm train profiler --config config/training/profiler.yaml model_path=models/farl-base \
-        data_path=data/fairface output_dir=runs/profiler
+    uservlm train profiler --config config/training/profiler.yaml \
+        --set model_path=models/farl-base data_path=data/fairface output_dir=runs/profiler
 
 FLYP ("Finetune like you pretrain"): the image and text encoders are fine-tuned with the same
 symmetric InfoNCE loss as in pre-training, on (face, caption) pairs whose captions come from the

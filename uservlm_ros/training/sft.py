@@ -1,7 +1,8 @@
 """User-VLM stage 2, instruction tuning: LoRA (or MoLE) on the language model.
 
-    uservlm train sft --config config/training/sft.yaml model_path=runs/align/final \
-        data_path=data/synthetic/vlm/sft.jsonl output_dir=runs/sft
+    uservlm train sft --config config/training/sft.yaml \
+        --set model_path=runs/align/final data_path=data/synthetic/vlm/sft.jsonl \
+        output_dir=runs/sft
 
 `method: lora` (default): LoRA r 16, alpha 32, dropout 0.05 on q, k, v, o, gate, up and down of
 the language model; 2 epochs at lr 2e-5 (the papers). `method: mole`: attention LoRA plus three
