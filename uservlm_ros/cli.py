@@ -3,6 +3,7 @@
 uservlm params [NODE]        print the parameter table of the nodes (README "ROS API")
 uservlm train STAGE          train the profiler or a User-VLM stage (README "Training")
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
+uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sim_pepper(args: argparse.Namespace) -> int:
+    from uservlm_ros.sim_pepper import serve
+
+    return serve(args.host, args.port, args.log, args.speech_s_per_word)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
@@ -143,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--topics", nargs="+", help="only these topics")
     play.set_defaults(func=_cmd_replay)
+
+    sim = commands.add_parser(
+        "sim-pepper", help="serve a simulated Pepper (NAOqi services over libqi) on loopback"
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=int, default=9559, help="qi port (0 = any free port)")
+    sim.add_argument("--log", metavar="FILE", help="append every call as JSON lines to FILE")
+    sim.add_argument(
+        "--speech-s-per-word",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="make say() block this long per word, like a real robot talking",
+    )
+    sim.set_defaults(func=_cmd_sim_pepper)
 
     from uservlm_ros.training.commands import add_commands as add_training_commands
 

@@ -1,0 +1,199 @@
+"""How the bridge makes Pepper talk: over libqi (NAOqi services) or through naoqi_driver's /speech.
+
+`LibqiSpeech` connects a qi.Session to the robot (`tcp://ip:9559`, or `tcps://ip:9503` with a
+user and password on NAOqi 2.9), then says each utterance with ALAnimatedSpeech (the gesture
+mapped to a Pepper animation path and embedded as `^start(..) text ^wait(..)`), or with
+ALTextToSpeech while ALAnimationPlayer runs the animation. A failed call marks the connection
+lost and raises RobotUnavailable; the bridge reconnects and says the utterance again.
+
+`NaoqiDriverSpeech` publishes the plain text for naoqi_driver2, which calls ALTextToSpeech.say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from uservlm_ros.core.gestures import annotate
+from uservlm_ros.errors import ConfigError, UservlmError
+
+EARLY = "early"  # the first sentence, published before the answer is complete
+REST = "rest"  # the final answer minus the early sentence already spoken
+FULL = "full"  # the whole final answer
+
+
+class RobotUnavailable(UservlmError):
+    """The robot cannot be reached (yet); the utterance was not (completely) said."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    request_id: str
+    text: str
+    gesture: str = ""
+    part: str = FULL
+
+
+@dataclass(frozen=True)
+class RobotAddress:
+    ip: str
+    port: int = 9559
+    tls: bool = False
+    user: str = ""
+    password: str = field(default="", repr=False)  # never printed or logged
+
+    @property
+    def url(self) -> str:
+        return f"{'tcps' if self.tls else 'tcp'}://{self.ip}:{self.port}"
+
+
+def read_password(env_var: str, file: str) -> str:
+    """The robot password from a file (first line) or an environment variable; "" if neither."""
+    if file:
+        try:
+            return Path(file).read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as error:
+            raise ConfigError(f"cannot read the robot password file {file!r}: {error}") from error
+    return os.environ.get(env_var, "") if env_var else ""
+
+
+class SpeechBackend(Protocol):
+    name: str
+
+    @property
+    def connected(self) -> bool: ...
+
+    def connect(self) -> None:
+        """Raises RobotUnavailable when the robot cannot be reached."""
+        ...
+
+    def speak(self, utterance: Utterance) -> None:
+        """Blocks until said; raises RobotUnavailable if the robot went away."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Authenticator:
+    """libqi's client authenticator protocol (NAOqi 2.9 over TLS)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._data = {"user": user, "token": password}
+
+    def initialAuthData(self) -> dict[str, str]:
+        return dict(self._data)
+
+
+class _AuthenticatorFactory:
+    def __init__(self, user: str, password: str) -> None:
+        self._user, self._password = user, password
+
+    def newAuthenticator(self) -> _Authenticator:
+        return _Authenticator(self._user, self._password)
+
+
+class LibqiSpeech:
+    """Speech and gestures through NAOqi services; see the module docstring."""
+
+    name = "libqi"
+
+    def __init__(
+        self,
+        address: RobotAddress,
+        animations: Mapping[str, str],
+        animated: bool = True,
+        language: str = "",
+        wake_up: bool = True,
+        connect_timeout_s: float = 5.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.address = address
+        self.animations = dict(animations)
+        self.animated = animated
+        self.language = language
+        self.wake_up = wake_up
+        self.connect_timeout_s = connect_timeout_s
+        self._log = log
+        self._session: Any = None
+        self._services: dict[str, Any] = {}
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and self._session.isConnected()
+
+    def connect(self) -> None:
+        import qi
+
+        self.close()
+        session = qi.Session()
+        if self.address.user:
+            session.setClientAuthenticatorFactory(
+                _AuthenticatorFactory(self.address.user, self.address.password)
+            )
+        future = session.connect(self.address.url, _async=True)
+        future.wait(int(self.connect_timeout_s * 1000))
+        if not future.isFinished() or future.hasError():
+            reason = future.error() if future.isFinished() else "timed out"
+            session.close()
+            raise RobotUnavailable(f"cannot reach Pepper at {self.address.url}: {reason}")
+        try:
+            wanted = (
+                ["ALAnimatedSpeech"] if self.animated else ["ALTextToSpeech", "ALAnimationPlayer"]
+            )
+            self._services = {name: session.service(name) for name in wanted}
+            if self.language:
+                session.service("ALTextToSpeech").setLanguage(self.language)
+            if self.wake_up:
+                session.service("ALMotion").wakeUp()
+        except RuntimeError as error:
+            session.close()
+            raise RobotUnavailable(f"Pepper at {self.address.url}: {error}") from error
+        self._session = session
+        self._log(f"connected to Pepper at {self.address.url}")
+
+    def speak(self, utterance: Utterance) -> None:
+        if not self.connected:
+            raise RobotUnavailable(f"not connected to Pepper at {self.address.url}")
+        animation = self.animations.get(utterance.gesture, "")
+        try:
+            if self.animated:
+                self._services["ALAnimatedSpeech"].say(annotate(utterance.text, animation))
+            else:
+                if animation:
+                    self._services["ALAnimationPlayer"].run(animation, _async=True)
+                self._services["ALTextToSpeech"].say(annotate(utterance.text, ""))
+        except RuntimeError as error:
+            self.close()
+            raise RobotUnavailable(f"lost Pepper at {self.address.url}: {error}") from error
+
+    def close(self) -> None:
+        if self._session is not None:
+            with contextlib.suppress(RuntimeError):  # already gone
+                self._session.close()
+        self._session, self._services = None, {}
+
+
+class NaoqiDriverSpeech:
+    """Hands the text to naoqi_driver2 on its /speech topic (it calls ALTextToSpeech.say)."""
+
+    name = "naoqi_driver"
+
+    def __init__(self, publish_text: Callable[[str], None]) -> None:
+        self._publish_text = publish_text
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    def connect(self) -> None:
+        """Nothing to connect: the driver subscribes to /speech."""
+
+    def speak(self, utterance: Utterance) -> None:
+        self._publish_text(annotate(utterance.text, ""))
+
+    def close(self) -> None:
+        """Nothing to close."""
