@@ -1,0 +1,161 @@
+"""camera_node: frames from a webcam, a video file, an image folder or Pepper's camera (NAOqi).
+
+    python -m uservlm_ros.nodes.camera_node --ros-args -p source:=folder -p path:=photos/
+
+Publishes /camera/image_raw (sensor_msgs/Image, rgb8, sensor QoS) and /camera/camera_info
+(sensor_msgs/CameraInfo, sensor QoS), stamped with the time each frame was read.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from uservlm_ros.backends.camera_sources import (
+    NAOQI_COLOUR_SPACES,
+    NAOQI_RESOLUTIONS,
+    SOURCES,
+    CaptureSource,
+    FolderSource,
+    FrameSource,
+    NaoqiSource,
+)
+from uservlm_ros.errors import UservlmError
+from uservlm_ros.parameters import Param
+from uservlm_ros.ros_support import (
+    SENSOR_QOS,
+    Diagnostics,
+    declare_parameters,
+    rgb_to_image,
+    run_node,
+)
+
+IMAGE_TOPIC = "/camera/image_raw"
+INFO_TOPIC = "/camera/camera_info"
+
+PARAMS = [
+    Param("source", "webcam", "Where frames come from", choices=SOURCES),
+    Param("webcam.index", 0, "source webcam: OpenCV device index", min=0, max=64),
+    Param("path", "", "source video: the video file; source folder: the image folder"),
+    Param("loop", True, "source video/folder: start again at the end (false: stop and report)"),
+    Param("rate_hz", 15.0, "Frames published per second (at most)", min=0.1, max=120.0),
+    Param("width", 0, "Output width in pixels; 0 keeps the source's", min=0, max=8192),
+    Param("height", 0, "Output height in pixels; 0 keeps the source's", min=0, max=8192),
+    Param("frame_id", "camera", "header.frame_id of the images"),
+    Param(
+        "horizontal_fov_deg",
+        56.3,
+        "Horizontal field of view for camera_info's pinhole model (56.3: Pepper's top camera)",
+        min=1.0,
+        max=179.0,
+    ),
+    Param("naoqi.ip", "127.0.0.1", "source naoqi: the robot's address"),
+    Param("naoqi.port", 9559, "source naoqi: NAOqi port", min=1, max=65535),
+    Param("naoqi.camera", 0, "source naoqi: 0 top camera, 1 bottom camera", min=0, max=2),
+    Param(
+        "naoqi.resolution",
+        2,
+        "source naoqi: 0 160x120, 1 320x240, 2 640x480, 3 1280x960",
+        choices=NAOQI_RESOLUTIONS,
+    ),
+    Param(
+        "naoqi.colour_space",
+        "yuv422",
+        "source naoqi: colour space asked of the robot (yuv422 is 2/3 of rgb's bytes)",
+        choices=tuple(NAOQI_COLOUR_SPACES),
+    ),
+]
+
+
+class CameraNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("camera_node", **kwargs)
+        self.params = p = declare_parameters(self, PARAMS)
+        self.diagnostics = Diagnostics(self, hardware_id=p["source"])
+        self.source = self._open_source()
+        self._image_pub = self.create_publisher(Image, IMAGE_TOPIC, SENSOR_QOS)
+        self._info_pub = self.create_publisher(CameraInfo, INFO_TOPIC, SENSOR_QOS)
+        self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
+        self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")
+        self.get_logger().info(f"camera_node streaming {self.source.description} to {IMAGE_TOPIC}")
+
+    def _open_source(self) -> FrameSource:
+        p = self.params
+        source = p["source"]
+        if source == "webcam":
+            return CaptureSource(p["webcam.index"])
+        if source == "video":
+            return CaptureSource(p["path"], loop=p["loop"])
+        if source == "folder":
+            return FolderSource(p["path"], loop=p["loop"])
+        return NaoqiSource(
+            p["naoqi.ip"],
+            p["naoqi.port"],
+            p["naoqi.camera"],
+            p["naoqi.resolution"],
+            p["naoqi.colour_space"],
+            max(1, round(p["rate_hz"])),
+        )
+
+    def _tick(self) -> None:
+        try:
+            frame = self.source.read()
+        except UservlmError as error:
+            self.diagnostics.count("read_errors")
+            self.diagnostics.set_status(DiagnosticStatus.WARN, str(error))
+            self.get_logger().warning(f"no frame: {error}", throttle_duration_sec=5.0)
+            return
+        if frame is None:
+            self._timer.cancel()
+            self.diagnostics.values["end_of_source"] = True
+            self.diagnostics.set_status(DiagnosticStatus.WARN, "end of source")
+            self.get_logger().warning(
+                f"end of {self.source.description} after "
+                f"{self.diagnostics.values.get('frames_published', 0)} frames; no more frames"
+            )
+            return
+        width, height = self.params["width"], self.params["height"]
+        if width and height and frame.shape[:2] != (height, width):
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.params["frame_id"])
+        self._image_pub.publish(rgb_to_image(frame, header))
+        self._info_pub.publish(self._camera_info(header, frame.shape[1], frame.shape[0]))
+        self.diagnostics.count("frames_published")
+        self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")
+
+    def _camera_info(self, header: Header, width: int, height: int) -> CameraInfo:
+        """An ideal pinhole camera of the configured field of view (uncalibrated)."""
+        focal = width / 2 / math.tan(math.radians(self.params["horizontal_fov_deg"]) / 2)
+        cx, cy = width / 2, height / 2
+        return CameraInfo(
+            header=header,
+            width=width,
+            height=height,
+            distortion_model="plumb_bob",
+            d=[0.0] * 5,
+            k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
+            r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+        )
+
+    def destroy_node(self) -> None:
+        self.source.close()
+        super().destroy_node()
+
+
+def main(args=None):
+    try:
+        sys.exit(run_node(CameraNode, args))
+    except UservlmError as error:  # a source that cannot be opened: say which, no traceback
+        print(f"camera_node: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Simulated NAOqi services for running and testing the graph without a Pepper."""
