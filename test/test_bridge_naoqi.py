@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from harness import wait_until
@@ -235,3 +236,27 @@ def test_simulated_pepper_records_calls_and_restarts_on_the_same_port(tmp_path):
     assert {"ALTextToSpeech", "ALAnimatedSpeech", "ALMotion", "ALMemory", "ALVideoDevice"} <= set(
         robot.services
     )
+
+
+def test_example_dialogue_config_sets_every_parameter_with_a_valid_value():
+    import yaml
+
+    from uservlm_ros.nodes import naoqi_bridge_node, vlm_responder_node
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/dialogue.yaml").open())
+
+    def flat(values: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    for module in (vlm_responder_node, naoqi_bridge_node):
+        name = module.__name__.rsplit(".", 1)[1]
+        values = flat(config[name]["ros__parameters"])
+        assert set(values) == {param.name for param in module.PARAMS}, name
+        for param in module.PARAMS:
+            param.validate(values[param.name])
