@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="start a deployment's nodes, one process each (Ctrl-C stops all)"
     )
     run.add_argument(
+        "arguments",
+        nargs="*",
+        metavar="NAME:=VALUE",
+        help="launch arguments as for ros2 launch, e.g. robot_ip:=10.0.0.2",
+    )
+    run.add_argument(
         "--config",
         default="pepper",
         help="params file, or a shipped deployment: pepper, webcam, replay, demo",

@@ -17,7 +17,7 @@ def _config_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory(PACKAGE)) / "config"
-    except (ImportError, LookupError):  # running from a source checkout
+    except (ImportError, LookupError, OSError):  # not installed by colcon: a source checkout
         return Path(__file__).resolve().parents[1] / "config"
 
 

@@ -1,0 +1,110 @@
+"""`uservlm run`: brings a deployment's graph up over DDS and takes it down cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from harness import wait_until
+
+from uservlm_ros.graph import load_graph
+
+NODES = [
+    "camera_node",
+    "face_crop_node",
+    "user_profiler_node",
+    "vlm_responder_node",
+    "naoqi_bridge_node",
+]
+
+
+@pytest.fixture
+def frames_folder(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(folder / f"{index:03d}.png"), np.full((120, 160, 3), 40 * index, np.uint8))
+    return folder
+
+
+def run_uservlm(processes, *args):
+    return processes.start_python("uservlm_run", "-m", "uservlm_ros.cli", "run", *args)
+
+
+@pytest.mark.graph
+def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processes, frames_folder):
+    runner = run_uservlm(
+        processes,
+        "--config",
+        "demo",
+        f"--set=camera_node.path={frames_folder}",
+        "--set=camera_node.loop=true",
+        "--set=naoqi_bridge_node.backend=naoqi_driver",
+    )
+    wait_until(
+        lambda: set(NODES) <= set(ros.node.get_node_names()),
+        90,
+        f"all nodes of the demo graph (have {ros.node.get_node_names()})",
+    )
+    ros.wait_for_publishers("/uservlm/user_profile")
+    output = runner.output()
+    for name in NODES:
+        assert f"started {name} (pid" in output
+        assert f"[{name}" in output  # node output is prefixed with its name
+    children = [
+        int(line.rsplit("pid ", 1)[1].rstrip(")"))
+        for line in output.splitlines()
+        if "[uservlm run] started" in line
+    ]
+    assert len(children) == len(NODES)
+
+    os.killpg(runner.popen.pid, signal.SIGINT)
+    assert runner.popen.wait(30) == 0
+    assert "stopping every node" in runner.output()
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.graph
+def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder):
+    # The VLM backend without weights refuses to configure: the run must say so and fail.
+    runner = run_uservlm(
+        processes,
+        "--config",
+        "demo",
+        f"--set=camera_node.path={frames_folder}",
+        "--set=vlm_responder_node.responder.backend=paligemma",
+        "--set=naoqi_bridge_node.backend=naoqi_driver",
+    )
+    assert runner.popen.wait(120) == 1
+    output = runner.output()
+    assert "vlm_responder_node exited (exit code 1)" in output
+    assert "stopping the other nodes" in output
+    assert "model.path" in output  # the node's own message says what is missing
+
+
+def test_dry_run_prints_one_command_per_node(capsys):
+    from uservlm_ros.cli import main
+
+    assert main(["run", "--config", "pepper", "robot_ip:=10.1.2.3", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    graph = load_graph("pepper")
+    assert len(lines) == len(graph.nodes)
+    for line, spec in zip(lines, graph.nodes, strict=True):
+        assert line.startswith(f"{sys.executable} -m uservlm_ros.nodes.{spec.executable} ")
+        assert f"__node:={spec.name}" in line
+    assert (
+        "-p robot.ip:=10.1.2.3" in lines[[s.name for s in graph.nodes].index("naoqi_bridge_node")]
+    )
+
+
+def test_unknown_config_is_a_clear_error(capsys):
+    from uservlm_ros.cli import main
+
+    assert main(["run", "--config", "nowhere"]) == 2
+    assert "config nowhere not found" in capsys.readouterr().err
