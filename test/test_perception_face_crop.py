@@ -156,7 +156,10 @@ def test_face_crop_node_rejects_bad_images_counts_them_and_carries_on(ros, proce
 
 @pytest.mark.graph
 def test_face_crop_node_counts_dropped_frames_of_a_burst(ros, processes):
-    node = start_face_crop(processes, "debug_image:=false")
+    # The Haar cascade takes ~200 ms a frame: frames arriving meanwhile replace each other.
+    node = start_face_crop(
+        processes, "debug_image:=false", "detector.name:=haar", "image_qos:=reliable"
+    )
     node.wait_for_output("face_crop_node active", timeout=30)
     diagnostics = subscribe_diagnostics(ros)
     faces = ros.subscribe(FaceArray, "/uservlm/faces", RELIABLE_QOS)
@@ -164,8 +167,9 @@ def test_face_crop_node_counts_dropped_frames_of_a_burst(ros, processes):
     ros.wait_for_subscribers("/camera/image_raw")
     frame = image_msg(grace_hopper())
     publish_until(camera, lambda: frame, faces)
-    for _ in range(30):  # far faster than the detector runs: the slot keeps only the newest
+    for _ in range(40):  # 50 Hz, far faster than the detector runs
         camera.publish(frame)
+        time.sleep(0.02)
     dropped = wait_for_counter(diagnostics, "face_crop_node", "frames_dropped", 1)
     time.sleep(1.5)  # the burst is over and the last diagnostics are out
     values = {

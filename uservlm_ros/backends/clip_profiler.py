@@ -338,6 +338,8 @@ class ClipProfiler:
     def _load_torch(self, path: Path, options: Any) -> None:
         from transformers import AutoTokenizer, CLIPModel
 
+        # More threads than free cores make torch eager many times slower on a busy robot CPU.
+        torch.set_num_threads(options.threads)
         if path.is_dir():
             if (path / MANIFEST_NAME).is_file():
                 read_manifest(path, kinds=("profiler-clip-torch",))

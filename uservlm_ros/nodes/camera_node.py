@@ -27,6 +27,7 @@ from uservlm_ros.backends.camera_sources import (
     NaoqiSource,
 )
 from uservlm_ros.errors import UservlmError
+from uservlm_ros.nodes.perception_messages import IMAGE_QOS
 from uservlm_ros.parameters import Param
 from uservlm_ros.ros_support import (
     SENSOR_QOS,
@@ -47,6 +48,13 @@ PARAMS = [
     Param("rate_hz", 15.0, "Frames published per second (at most)", min=0.1, max=120.0),
     Param("width", 0, "Output width in pixels; 0 keeps the source's", min=0, max=8192),
     Param("height", 0, "Output height in pixels; 0 keeps the source's", min=0, max=8192),
+    Param(
+        "image_qos",
+        "sensor",
+        "QoS of /camera/image_raw: `sensor` (best effort) or `reliable` (depth 1; a reliable "
+        "publisher also serves best-effort subscribers)",
+        choices=("sensor", "reliable"),
+    ),
     Param("frame_id", "camera", "header.frame_id of the images"),
     Param(
         "horizontal_fov_deg",
@@ -79,7 +87,7 @@ class CameraNode(Node):
         self.params = p = declare_parameters(self, PARAMS)
         self.diagnostics = Diagnostics(self, hardware_id=p["source"])
         self.source = self._open_source()
-        self._image_pub = self.create_publisher(Image, IMAGE_TOPIC, SENSOR_QOS)
+        self._image_pub = self.create_publisher(Image, IMAGE_TOPIC, IMAGE_QOS[p["image_qos"]])
         self._info_pub = self.create_publisher(CameraInfo, INFO_TOPIC, SENSOR_QOS)
         self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")

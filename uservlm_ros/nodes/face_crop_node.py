@@ -25,7 +25,12 @@ from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, Pipelin
 from uservlm_ros.core.slot import LatestSlot
 from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.errors import UservlmError
-from uservlm_ros.nodes.perception_messages import face_to_msg, log_rejection, stage_timings
+from uservlm_ros.nodes.perception_messages import (
+    IMAGE_QOS,
+    face_to_msg,
+    log_rejection,
+    stage_timings,
+)
 from uservlm_ros.parameters import Param
 from uservlm_ros.ros_support import (
     AUTOSTART,
@@ -101,6 +106,13 @@ PARAMS = [
         max=2.0,
     ),
     Param(
+        "image_qos",
+        "sensor",
+        "QoS of /camera/image_raw: `sensor` (best effort) or `reliable` (depth 1; repairs lost "
+        "fragments of large frames, needs a reliable publisher on the other side)",
+        choices=("sensor", "reliable"),
+    ),
+    Param(
         "debug_image",
         True,
         "Offer /uservlm/debug_image (boxes, ids, profile labels); drawn only while subscribed",
@@ -160,7 +172,9 @@ class FaceCropNode(LifecycleNode):
         self._faces_pub = self.create_publisher(FaceArray, FACES_TOPIC, RELIABLE_QOS)
         self._publishers = [self._faces_pub]
         self._subscriptions = [
-            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS)
+            self.create_subscription(
+                Image, IMAGE_TOPIC, self._on_image, IMAGE_QOS[self.params["image_qos"]]
+            )
         ]
         self._debug_pub = None
         if self.params["debug_image"]:

@@ -6,13 +6,24 @@ import math
 import time
 
 from geometry_msgs.msg import Point
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 from uservlm.msg import AttributeEstimate, Face, StageTiming, UserProfile
 
 from uservlm_ros.backends.face_pipeline import TrackedFace
 from uservlm_ros.core.fusion import AttributeResult, FusedProfile
-from uservlm_ros.ros_support import rgb_to_image
+from uservlm_ros.ros_support import SENSOR_QOS, rgb_to_image
+
+# Camera frames: "sensor" (best effort, as camera drivers publish) or "reliable" with a depth of
+# 1 (still only the newest frame): Fast DDS loses fragments of large best-effort images (a
+# 640x480 rgb8 frame is 900 KB) on a loaded host, where reliable delivery repairs them.
+IMAGE_QOS = {
+    "sensor": SENSOR_QOS,
+    "reliable": QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+    ),
+}
 
 
 def log_rejection(node, last_logged: dict[str, float], text: str, every_s: float = 5.0) -> None:
