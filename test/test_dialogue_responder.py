@@ -9,9 +9,11 @@ import time
 import numpy as np
 import pytest
 import sample_messages
+from diagnostic_msgs.msg import DiagnosticArray
 from dialogue_fixtures import tiny_vlm_with_adapters
 from harness import ProcessManager, wait_until
 from rclpy.action import ActionClient
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 from uservlm.action import Respond
 from uservlm.msg import Response, UserProfile
@@ -134,17 +136,37 @@ def result_of(handle, timeout: float = 60.0):
     return future.result()
 
 
-def publish_inputs(ros, prefix: str = "/uservlm") -> None:
-    """A camera frame (best effort, so a few times) and the profile of track 3 (latched)."""
+def images_received(diagnostics) -> int:
+    """The responder's images_received counter in its latest /diagnostics message (-1: none)."""
+    for array in reversed(diagnostics.messages):
+        for status in array.status:
+            if status.name == "uservlm: /vlm_responder_node":
+                values = {kv.key: kv.value for kv in status.values}
+                return int(values.get("images_received", 0))
+    return -1
+
+
+def publish_inputs(ros, image=IMAGE, prefix: str = "/uservlm") -> None:
+    """The profile of track 3 (latched) and a camera frame, published (best effort) until the
+    responder's diagnostics show it received a new one."""
     profile_pub = ros.publisher(UserProfile, f"{prefix}/user_profile", LATCHED_QOS)
     profile_pub.publish(sample_messages.user_profile())
-    image_pub = ros.publisher(type(rgb_to_image(IMAGE, Header())), "/camera/image_raw", SENSOR_QOS)
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    image_pub = ros.publisher(Image, "/camera/image_raw", SENSOR_QOS)
     ros.wait_for_subscribers("/camera/image_raw")
-    frame = rgb_to_image(IMAGE, Header(stamp=sample_messages.STAMP, frame_id="camera"))
-    for _ in range(5):
+    frame = image if isinstance(image, Image) else camera_frame(image)
+    deadline = time.monotonic() + 20
+    while images_received(diagnostics) < 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = images_received(diagnostics)
+    while images_received(diagnostics) <= before and time.monotonic() < deadline:
         image_pub.publish(frame)
         time.sleep(0.1)
-    return profile_pub, image_pub
+    assert images_received(diagnostics) > before, "the responder did not receive a frame"
+
+
+def camera_frame(rgb) -> Image:
+    return rgb_to_image(rgb, Header(stamp=sample_messages.STAMP, frame_id="camera"))
 
 
 # ---------------------------------------------------------------- fallback responder
@@ -291,12 +313,9 @@ def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
     assert outcome.result.response.error.startswith("unknown adapter 'sft'; loaded: base")
     client.destroy()
 
-    image_pub = ros.publisher(type(rgb_to_image(IMAGE, Header())), "/camera/image_raw", SENSOR_QOS)
-    broken = rgb_to_image(IMAGE, Header())
+    broken = camera_frame(IMAGE)
     broken.encoding = "yuv422_weird"
-    for _ in range(5):
-        image_pub.publish(broken)
-        time.sleep(0.1)
+    publish_inputs(ros, broken)
     client, handle = send_goal(ros, "/uservlm/respond", Respond.Goal(question="Hi there"))
     response = result_of(handle).result.response
     assert response.error.startswith("the camera image is unusable: unsupported encoding")
