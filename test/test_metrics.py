@@ -5,13 +5,12 @@ import math
 import pytest
 
 from uservlm_ros.core import metrics
+from uservlm_ros.core.faces import Box
 
 
-def test_iou_and_greedy_matching():
-    assert metrics.iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)
-    assert metrics.iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
-    predicted = [(0, 0, 10, 10), (20, 20, 30, 30), (100, 100, 110, 110)]
-    truth = [(21, 21, 31, 31), (1, 1, 10, 10)]
+def test_greedy_one_to_one_box_matching():
+    predicted = [Box(0, 0, 10, 10), Box(20, 20, 30, 30), Box(100, 100, 110, 110)]
+    truth = [Box(21, 21, 31, 31), Box(1, 1, 10, 10)]
     assert sorted(metrics.match_boxes(predicted, truth)) == [(0, 1), (1, 0)]
     counts = metrics.DetectionCounts()
     counts.add(predicted=3, truth=2, matched=2)

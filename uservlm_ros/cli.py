@@ -97,6 +97,41 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from uservlm_ros.eval.evaluate import EvalOptions, evaluate
+    from uservlm_ros.eval.labels_file import load_labels
+    from uservlm_ros.eval.report import write_eval_report
+
+    options = EvalOptions(
+        detector=args.detector,
+        profiler=args.profiler,
+        profiler_path=args.profiler_model,
+        responder=args.responder,
+        vlm_path=args.vlm_model,
+        iou_threshold=args.iou,
+    )
+    report = evaluate(args.bag, load_labels(args.labels), options)
+    out = args.out or args.bag.parent / f"{args.bag.name}_eval"
+    json_path, md_path = write_eval_report(report, out)
+    det = report["detection"]
+    print(f"detection: precision {det['precision']:.3f} recall {det['recall']:.3f}")
+    for name, entry in report["attributes"].items():
+        print(
+            f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
+            f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
+        )
+    if "answers" in report:
+        print(f"answers: ROUGE-1 F1 {report['answers']['rouge1'].get('f1', 0):.3f}")
+    print(f"report: {md_path} (data: {json_path})")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from uservlm_ros.demo.run import run_demo
+
+    return run_demo(args.out, vlm_model=args.vlm_model)
+
+
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
     from uservlm_ros.sim_pepper import serve
 
@@ -156,6 +191,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--topics", nargs="+", help="only these topics")
     play.set_defaults(func=_cmd_replay)
+
+    ev = commands.add_parser("eval", help="score perception (and answers) on a recorded bag")
+    ev.add_argument("bag", type=Path, help="rosbag2 folder with camera frames")
+    ev.add_argument("--labels", type=Path, required=True, help="labels JSON (README: Evaluation)")
+    ev.add_argument("--out", type=Path, help="report folder (default: <bag>_eval beside the bag)")
+    ev.add_argument(
+        "--detector",
+        default="blazeface_full",
+        choices=("blazeface_full", "blazeface_short", "haar"),
+    )
+    ev.add_argument("--profiler", default="attributes", choices=("attributes", "clip"))
+    ev.add_argument("--profiler-model", default="", help="clip: model folder or checkpoint")
+    ev.add_argument(
+        "--responder",
+        default="none",
+        choices=("none", "fallback", "paligemma"),
+        help="also answer the labelled questions and score them with ROUGE-1",
+    )
+    ev.add_argument("--vlm-model", default="", help="paligemma: model folder")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to count")
+    ev.set_defaults(func=_cmd_eval)
+
+    demo = commands.add_parser("demo", help="run the whole system on the embedded default")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo_output"),
+        help="parent folder of the report (a timestamped folder is made in it)",
+    )
+    demo.add_argument(
+        "--vlm-model",
+        default="",
+        help="answer with the User-VLM from this folder instead of the fallback",
+    )
+    demo.set_defaults(func=_cmd_demo)
 
     sim = commands.add_parser(
         "sim-pepper", help="serve a simulated Pepper (NAOqi services over libqi) on loopback"

@@ -12,16 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax (any consistent unit)
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes; 0 for empty ones."""
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+from uservlm_ros.core.faces import Box, iou
 
 
 def match_boxes(

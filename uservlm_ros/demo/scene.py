@@ -52,7 +52,7 @@ def load_photo(name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LabelledFace:
+class SceneFace:
     person: str
     box: tuple[float, float, float, float]  # in frame pixels
     attributes: dict[str, str]
@@ -62,7 +62,7 @@ class LabelledFace:
 class Frame:
     index: int
     rgb: np.ndarray
-    faces: list[LabelledFace]
+    faces: list[SceneFace]
 
 
 # (person, scale, x at start, x at end, y, first frame as a fraction of the sequence)
@@ -99,7 +99,7 @@ def make_scene(frames: int = 45, width: int = 640, height: int = 480) -> list[Fr
             canvas[y : y + h, x : x + w] = photo[:h, :w]
             box = PORTRAITS[person].face_box
             faces.append(
-                LabelledFace(
+                SceneFace(
                     person,
                     (
                         x + box[0] * scale,
@@ -112,3 +112,18 @@ def make_scene(frames: int = 45, width: int = 640, height: int = 480) -> list[Fr
             )
         scene.append(Frame(index, canvas, faces))
     return scene
+
+
+def scene_labels(scene: list[Frame], every: int = 1):
+    """Ground truth of the sequence in `uservlm eval`'s labels format (every n-th frame)."""
+    from uservlm_ros.core.faces import Box
+    from uservlm_ros.eval.labels_file import LabelledFace, Labels
+
+    return Labels(
+        frames={
+            frame.index: [
+                LabelledFace(Box(*face.box), dict(face.attributes)) for face in frame.faces
+            ]
+            for frame in scene[::every]
+        }
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from rosbags.interfaces import (
     Qos,
     QosDurability,
@@ -35,7 +36,7 @@ DEFAULT_TOPICS = (
     "/uservlm/user_profile",
     "/uservlm/question",
     "/uservlm/response",
-    "/uservlm/speech_status",
+    "/uservlm/speech_events",
     "/speech",
     "/diagnostics",
 )
@@ -183,6 +184,34 @@ def record(
     return recorder.stats
 
 
+def write_image_bag(
+    path: Path,
+    frames: Iterable[tuple[float, np.ndarray]],
+    topic: str = "/camera/image_raw",
+    frame_id: str = "camera",
+    storage: str = "mcap",
+) -> int:
+    """Write (stamp seconds, RGB array) frames as sensor_msgs/Image; returns the count."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from uservlm_ros.ros_support import rgb_to_image, seconds_to_stamp
+
+    count = 0
+    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
+        connection = writer.add_connection(
+            topic,
+            "sensor_msgs/msg/Image",
+            typestore=typestore(),
+            offered_qos_profiles=[_bag_qos(False, False)],
+        )
+        for stamp, rgb in frames:
+            header = Header(stamp=seconds_to_stamp(stamp), frame_id=frame_id)
+            writer.write(connection, int(stamp * 1e9), serialize_message(rgb_to_image(rgb, header)))
+            count += 1
+    return count
+
+
 @dataclass(frozen=True)
 class BagMessage:
     topic: str
@@ -197,6 +226,8 @@ def iter_bag(path: Path, topics: Iterable[str] | None = None) -> Iterator[BagMes
     try:
         with Reader(Path(path)) as reader:
             connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            if not connections:  # rosbags reads every connection when given none
+                return
             for c, t, data in reader.messages(connections=connections):
                 yield BagMessage(c.topic, c.msgtype, t, bytes(data))
     except (ReaderError, OSError) as error:
@@ -243,6 +274,8 @@ def replay(
                 )
                 for c in connections
             }
+            if not connections:
+                raise UservlmError(f"{path} has none of the topics {sorted(wanted)}")
             first_ns = reader.start_time + int(start_offset_s * 1e9)
             time.sleep(0.5)  # let subscribers discover the new publishers
             while not stop.is_set():

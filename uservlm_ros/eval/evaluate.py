@@ -1,0 +1,277 @@
+"""`uservlm eval BAG --labels LABELS`: perception (and optionally the responder) over a bag.
+
+Deterministic: the camera frames are read from the bag in order and run through the same
+detector, tracker, aligner, profiler and fusion the nodes use, with the nodes' default
+parameters and the recorded camera stamps as the clock. Scores detection against labelled boxes,
+each attribute (accuracy, macro-F1, confusion, abstentions), fairness across gender and ethnic
+groups, per-stage latency, and answers against references (ROUGE-1, the User-VLM papers' metric).
+Stage timings recorded in the bag by the live nodes are summarised too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uservlm_ros.core import labels, metrics, prompt
+from uservlm_ros.core.faces import Box
+from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
+from uservlm_ros.eval.bags import iter_bag
+from uservlm_ros.eval.labels_file import Labels
+from uservlm_ros.parameters import Param
+
+FACES_TOPIC = "/uservlm/faces"
+PROFILE_TOPIC = "/uservlm/user_profile"
+
+
+def _default(params: Sequence[Param], name: str) -> Any:
+    return next(p.default for p in params if p.name == name)
+
+
+@dataclass
+class EvalOptions:
+    detector: str = "blazeface_full"
+    profiler: str = "attributes"
+    profiler_path: str = ""
+    responder: str = "none"  # none, fallback, paligemma
+    vlm_path: str = ""
+    iou_threshold: float = 0.5
+    max_new_tokens: int = 100
+
+
+@dataclass
+class _Scores:
+    truth: dict[str, list[str]] = field(default_factory=dict)
+    predicted: dict[str, list[str]] = field(default_factory=dict)
+    gender: dict[str, list[str]] = field(default_factory=dict)  # the face's true group
+    ethnicity: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, attribute: str, truth: str, predicted: str, face: dict[str, str]) -> None:
+        self.truth.setdefault(attribute, []).append(truth)
+        self.predicted.setdefault(attribute, []).append(predicted)
+        self.gender.setdefault(attribute, []).append(face.get("gender", labels.UNKNOWN))
+        self.ethnicity.setdefault(attribute, []).append(face.get("ethnicity", labels.UNKNOWN))
+
+
+def _build_perception(options: EvalOptions):
+    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
+    from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+    from uservlm_ros.nodes import face_crop_node, user_profiler_node
+
+    crop = face_crop_node.PARAMS
+    pipeline = FacePipeline(
+        create_face_detector(options.detector),
+        PipelineConfig(
+            min_confidence=_default(crop, "detector.min_confidence"),
+            min_face_size=_default(crop, "min_face_size"),
+            crop_size=_default(crop, "crop_size"),
+        ),
+    )
+    profiler = create_profiler(options.profiler, ProfilerOptions(path=options.profiler_path))
+    prof = user_profiler_node.PARAMS
+    fusion = ProfileFusion(
+        FusionConfig(
+            half_life_s=_default(prof, "fusion.half_life_s"),
+            expiry_s=_default(prof, "fusion.expiry_s"),
+            thresholds={a: _default(prof, f"threshold.{a}") for a in labels.ATTRIBUTES},
+        ),
+        profiler.supported,
+    )
+    return pipeline, profiler, fusion
+
+
+def _build_responder(options: EvalOptions):
+    if options.responder == "none":
+        return None
+    if options.responder == "fallback":
+        from uservlm_ros.backends.fallback_responder import FallbackResponder
+
+        return FallbackResponder()
+    from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+
+    backend = PaliGemmaBackend(VlmOptions(path=options.vlm_path, warmup=False))
+    backend.load()
+    return backend
+
+
+def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> dict[str, Any]:
+    """Run perception (and the responder) over the bag; return the metrics as plain data."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    from uservlm_ros.ros_support import image_to_rgb, stamp_to_seconds
+
+    options = options or EvalOptions()
+    pipeline, profiler, fusion = _build_perception(options)
+    responder = _build_responder(options)
+    detection = metrics.DetectionCounts()
+    scores = _Scores()
+    stage_ms: dict[str, list[float]] = {}
+    answers = []
+    questions = {}
+    for question in truth.questions:
+        questions.setdefault(question.frame, []).append(question)
+    frame_count = 0
+    for index, message in enumerate(iter_bag(bag, [truth.camera_topic])):
+        frame_count += 1
+        image = deserialize_message(message.data, Image)
+        rgb = image_to_rgb(image)
+        stamp = stamp_to_seconds(image.header.stamp)
+        faces = pipeline.process(rgb, stamp)
+        for stage, ms in faces.timings_ms.items():
+            stage_ms.setdefault(stage, []).append(ms)
+        started = time.perf_counter()
+        estimates = profiler.estimate([f.crop.image for f in faces.faces], profiler.supported)
+        stage_ms.setdefault("profile", []).append((time.perf_counter() - started) * 1e3)
+        fusion.expire(stamp)
+        profiles = {
+            f.track_id: fusion.update(f.track_id, stamp, e)
+            for f, e in zip(faces.faces, estimates, strict=True)
+        }
+        boxes = [f.detection.box for f in faces.faces]
+
+        if index in truth.frames:
+            labelled = truth.frames[index]
+            pairs = metrics.match_boxes(boxes, [f.box for f in labelled], options.iou_threshold)
+            detection.add(len(boxes), len(labelled), len(pairs))
+            for found, wanted in pairs:
+                profile = profiles[faces.faces[found].track_id]
+                face = labelled[wanted].attributes
+                for attribute, value in face.items():
+                    scores.add(attribute, value, profile.attributes[attribute].label, face)
+
+        for question in questions.get(index, []) if responder is not None else []:
+            profile = _asker(question.box, boxes, faces.faces, profiles)
+            answers.append(_answer(responder, question, rgb, profile, options))
+
+    report = {
+        "bag": str(bag),
+        "frames": frame_count,
+        "labelled_frames": len(truth.frames),
+        "detector": options.detector,
+        "profiler": profiler.model_id,
+        "detection": {
+            "iou_threshold": options.iou_threshold,
+            "precision": detection.precision,
+            "recall": detection.recall,
+            "true_positives": detection.true_positives,
+            "false_positives": detection.false_positives,
+            "false_negatives": detection.false_negatives,
+        },
+        "attributes": _attribute_report(scores),
+        "fairness": _fairness_report(scores),
+        "latency_ms": {
+            "offline": {s: metrics.percentiles(v) for s, v in stage_ms.items()},
+            "recorded": recorded_latencies(bag),
+        },
+    }
+    if responder is not None:
+        report["answers"] = {
+            "responder": options.responder,
+            "n": len(answers),
+            "rouge1": metrics.mean_dicts([a["rouge1"] for a in answers]),
+            "items": answers,
+        }
+    return report
+
+
+def _asker(box: Box | None, boxes: list[Box], faces, profiles) -> FusedProfile | None:
+    """The profile of the face that asked (matching the question's box), if it was seen."""
+    if box is None or not boxes:
+        return None
+    pairs = metrics.match_boxes(boxes, [box], threshold=0.3)
+    return profiles[faces[pairs[0][0]].track_id] if pairs else None
+
+
+def _answer(
+    responder, question, rgb: np.ndarray, profile: FusedProfile | None, options: EvalOptions
+) -> dict[str, Any]:
+    from uservlm_ros.backends.vlm import UserContext
+
+    known = {n: a.label for n, a in (profile.attributes.items() if profile else []) if a.known}
+    text = prompt.build_prompt(
+        question.question, question.mode, profile.profile_text if profile else ""
+    )
+    started = time.perf_counter()
+    result = responder.generate(
+        rgb, text, options.max_new_tokens, user=UserContext(question.question, known)
+    )
+    return {
+        "frame": question.frame,
+        "question": question.question,
+        "mode": question.mode,
+        "profile_text": profile.profile_text if profile else "",
+        "answer": result.text,
+        "reference": question.reference,
+        "responder": result.responder,
+        "rouge1": metrics.rouge1(result.text, question.reference),
+        "latency_ms": (time.perf_counter() - started) * 1e3,
+    }
+
+
+def _attribute_report(scores: _Scores) -> dict[str, Any]:
+    report = {}
+    for attribute, truth in scores.truth.items():
+        predicted = scores.predicted[attribute]
+        classes = list(labels.LABEL_SETS[attribute])
+        report[attribute] = {
+            "n": len(truth),
+            "accuracy": metrics.accuracy(truth, predicted),  # an abstention counts as wrong
+            "macro_f1": metrics.macro_f1(truth, predicted, classes),
+            "abstained": sum(p == labels.UNKNOWN for p in predicted) / len(predicted),
+            "labels": [*classes, labels.UNKNOWN],
+            "confusion": metrics.confusion_matrix(truth, predicted, [*classes, labels.UNKNOWN]),
+        }
+    return report
+
+
+def _fairness_report(scores: _Scores) -> dict[str, Any]:
+    """Per attribute: accuracy within each true gender / ethnic group and the largest gap."""
+    report = {}
+    for attribute, truth in scores.truth.items():
+        predicted = scores.predicted[attribute]
+        entry = {}
+        for group_name, groups in (("gender", scores.gender), ("ethnicity", scores.ethnicity)):
+            labelled = [i for i, g in enumerate(groups[attribute]) if g != labels.UNKNOWN]
+            by_group, gap = metrics.group_accuracy(
+                [truth[i] for i in labelled],
+                [predicted[i] for i in labelled],
+                [groups[attribute][i] for i in labelled],
+            )
+            entry[f"accuracy_by_{group_name}"] = by_group
+            entry[f"largest_gap_{group_name}"] = gap
+        report[attribute] = entry
+    return report
+
+
+def recorded_latencies(bag: Path) -> dict[str, Any]:
+    """Stage timings the live nodes wrote into /uservlm/faces and /uservlm/user_profile, and the
+    camera -> profile latency (bag receive time minus the camera stamp the profile carries)."""
+    from rclpy.serialization import deserialize_message
+    from uservlm.msg import FaceArray, UserProfile
+
+    from uservlm_ros.ros_support import stamp_to_seconds
+
+    stages: dict[str, list[float]] = {}
+    camera_to_profile = []
+    for message in iter_bag(bag, [FACES_TOPIC, PROFILE_TOPIC]):
+        msg = deserialize_message(
+            message.data, FaceArray if message.topic == FACES_TOPIC else UserProfile
+        )
+        prefix = "faces" if message.topic == FACES_TOPIC else "profile"
+        for timing in msg.timings:
+            stages.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
+        if message.topic == PROFILE_TOPIC:
+            camera_to_profile.append(
+                (message.timestamp_ns / 1e9 - stamp_to_seconds(msg.header.stamp)) * 1e3
+            )
+    result = {stage: metrics.percentiles(values) for stage, values in sorted(stages.items())}
+    if camera_to_profile:
+        result["camera_to_profile"] = metrics.percentiles(camera_to_profile)
+    return result

@@ -1,0 +1,138 @@
+"""The labels file of `uservlm eval`: ground truth for the camera frames of a bag.
+
+JSON, one object:
+
+    {
+      "camera_topic": "/camera/image_raw",            # optional, this is the default
+      "frames": [                                      # only labelled frames are scored
+        {"index": 12,                                  # 0-based position among camera messages
+         "faces": [{"box": [x0, y0, x1, y1],           # face box in image pixels
+                    "age_group": "30-39", "gender": "Female",
+                    "ethnicity": "White", "emotion": "happy"}]}   # any subset of attributes
+      ],
+      "questions": [                                   # optional: answers scored with ROUGE-1
+        {"frame": 20, "box": [x0, y0, x1, y1],         # asked at that frame by that face
+         "question": "What should I wear today?",
+         "reference": "A light jacket would suit you.",
+         "mode": "user_aware"}                         # optional, default user_aware
+      ]
+    }
+
+A frame listed with `"faces": []` says nobody is visible (detections there are false positives).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uservlm_ros.core import labels, prompt
+from uservlm_ros.core.faces import Box
+from uservlm_ros.errors import ConfigError
+
+DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
+
+
+@dataclass(frozen=True)
+class LabelledFace:
+    box: Box
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LabelledQuestion:
+    frame: int
+    box: Box | None
+    question: str
+    reference: str
+    mode: str = prompt.USER_AWARE
+
+
+@dataclass
+class Labels:
+    frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
+    questions: list[LabelledQuestion] = field(default_factory=list)
+    camera_topic: str = DEFAULT_CAMERA_TOPIC
+
+    def to_json(self) -> dict:
+        return {
+            "camera_topic": self.camera_topic,
+            "frames": [
+                {"index": index, "faces": [{"box": _corners(f.box), **f.attributes} for f in faces]}
+                for index, faces in sorted(self.frames.items())
+            ],
+            "questions": [
+                {
+                    "frame": q.frame,
+                    "box": _corners(q.box) if q.box else None,
+                    "question": q.question,
+                    "reference": q.reference,
+                    "mode": q.mode,
+                }
+                for q in self.questions
+            ],
+        }
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+def _corners(box: Box) -> list[float]:
+    return [box.xmin, box.ymin, box.xmax, box.ymax]
+
+
+def _box(value, where: str) -> Box:
+    if (
+        not isinstance(value, list)
+        or len(value) != 4
+        or not all(isinstance(v, int | float) for v in value)
+        or value[0] >= value[2]
+        or value[1] >= value[3]
+    ):
+        raise ConfigError(f"{where}: box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+    return Box(*(float(v) for v in value))
+
+
+def load_labels(path: Path) -> Labels:
+    """Read and validate a labels file; ConfigError says which entry is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read labels {path}: {error}") from error
+    result = Labels(camera_topic=data.get("camera_topic", DEFAULT_CAMERA_TOPIC))
+    for n, frame in enumerate(data.get("frames", [])):
+        where = f"{path.name}: frames[{n}]"
+        index = frame.get("index")
+        if not isinstance(index, int) or index < 0:
+            raise ConfigError(f"{where}: index must be an integer >= 0")
+        faces = []
+        for k, face in enumerate(frame.get("faces", [])):
+            attributes = {key: value for key, value in face.items() if key != "box"}
+            for name, value in attributes.items():
+                if name not in labels.LABEL_SETS:
+                    raise ConfigError(f"{where}.faces[{k}]: unknown attribute {name!r}")
+                value = labels.FAIRFACE_AGE_ALIASES.get(value, value)
+                if value not in labels.LABEL_SETS[name]:
+                    raise ConfigError(
+                        f"{where}.faces[{k}]: {name} {value!r} is not one of "
+                        f"{list(labels.LABEL_SETS[name])}"
+                    )
+                attributes[name] = value
+            faces.append(LabelledFace(_box(face.get("box"), f"{where}.faces[{k}]"), attributes))
+        result.frames[index] = faces
+    for n, item in enumerate(data.get("questions", [])):
+        where = f"{path.name}: questions[{n}]"
+        if not str(item.get("question", "")).strip() or "reference" not in item:
+            raise ConfigError(f"{where}: needs a question and a reference")
+        mode = item.get("mode", prompt.USER_AWARE)
+        if mode not in prompt.MODES:
+            raise ConfigError(f"{where}: mode must be one of {prompt.MODES}")
+        box = _box(item["box"], where) if item.get("box") is not None else None
+        result.questions.append(
+            LabelledQuestion(
+                int(item.get("frame", 0)), box, item["question"], item["reference"], mode
+            )
+        )
+    return result
