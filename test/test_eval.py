@@ -117,9 +117,9 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     )
     recorder.start()
     wait_until(lambda: ros.node.count_subscribers("/uservlm/faces") >= 1, 10, "the recorder")
-    # Half speed: on a loaded 2-core machine the nodes still drop some frames (by design they
-    # keep only the newest), but enough get through to be scored.
-    played = replay(scene_bag / "bag", rate=0.5, progress=None)
+    # On a loaded 2-core machine the nodes may still drop frames (by design they keep only the
+    # newest), but most get through to be scored.
+    played = replay(scene_bag / "bag", rate=1.0, progress=None)
     assert played == FRAMES
     time.sleep(1.5)
     stop.set()
@@ -127,7 +127,7 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
 
     topics = [m.topic for m in iter_bag(recorded)]
     assert topics.count("/camera/image_raw") == FRAMES
-    assert topics.count("/uservlm/faces") >= FRAMES // 4
+    assert topics.count("/uservlm/faces") >= FRAMES // 2
     assert topics.count("/uservlm/user_profile") >= 2
     report = evaluate(recorded, load_labels(scene_bag / "labels.json"))
     assert report["detection"]["recall"] == 1.0
@@ -135,4 +135,4 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     live = report["latency_ms"]["recorded"]
     assert live["camera_to_profile"]["n"] >= 2
     assert 0 < live["camera_to_profile"]["p50"] < 5000
-    assert live["faces/detect"]["n"] >= FRAMES // 4
+    assert live["faces/detect"]["n"] >= FRAMES // 2

@@ -250,8 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from uservlm_ros.errors import UservlmError
+    from uservlm_ros.ros_support import use_uservlm_dds_profile
 
     args = build_parser().parse_args(argv)
+    use_uservlm_dds_profile()  # for this process and every node it starts
     try:
         return args.func(args)
     except UservlmError as error:

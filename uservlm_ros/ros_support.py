@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from uservlm_ros.core.image import RawImage, from_rgb, to_rgb
+from uservlm_ros.errors import UservlmError
 from uservlm_ros.parameters import Param, validate_all
 
 # Camera frames: only the newest matters, losing one is better than queueing stale ones.
@@ -160,6 +164,27 @@ AUTOSTART = Param(
 )
 
 
+FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def use_uservlm_dds_profile() -> None:
+    """Give Fast DDS uservlm's transport profile (config/fastdds.xml: a shared-memory segment
+    large enough for camera frames), unless the user named a profile file already. Must run
+    before rclpy creates its first node."""
+    if os.environ.get(FASTDDS_PROFILE_VARIABLE):
+        return
+    for candidate in _dds_profile_candidates():
+        if candidate.is_file():
+            os.environ[FASTDDS_PROFILE_VARIABLE] = str(candidate)
+            return
+
+
+def _dds_profile_candidates() -> list[Path]:
+    source = Path(__file__).resolve().parents[1] / "config" / "fastdds.xml"
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    return [source, *(Path(p) / "share" / "uservlm" / "config" / "fastdds.xml" for p in prefixes)]
+
+
 def run_node(node_factory, args: list[str] | None = None) -> int:
     """Entry point of every node executable: init, (auto)start, spin, shut down cleanly.
 
@@ -170,6 +195,7 @@ def run_node(node_factory, args: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+    use_uservlm_dds_profile()
     rclpy.init(args=args)
     exit_code = 0
     node = None
@@ -185,6 +211,9 @@ def run_node(node_factory, args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except UservlmError as error:  # a bad parameter or unusable source: say what, no traceback
+        print(f"{getattr(node_factory, '__name__', 'node')}: {error}", file=sys.stderr)
+        exit_code = 1
     finally:
         if node is not None:
             node.destroy_node()

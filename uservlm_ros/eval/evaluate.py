@@ -250,27 +250,30 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
     return report
 
 
-def recorded_latencies(bag: Path) -> dict[str, Any]:
+def recorded_latencies(bag: Path, camera_topic: str = "/camera/image_raw") -> dict[str, Any]:
     """Stage timings the live nodes wrote into /uservlm/faces and /uservlm/user_profile, and the
-    camera -> profile latency (bag receive time minus the camera stamp the profile carries)."""
+    camera -> profile latency: when the bag received a profile minus when it received the camera
+    frame that profile was made from (matched by the camera stamp the profile carries), which
+    holds for live sessions and for replayed ones alike."""
     from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
     from uservlm.msg import FaceArray, UserProfile
 
-    from uservlm_ros.ros_support import stamp_to_seconds
-
+    types = {camera_topic: Image, FACES_TOPIC: FaceArray, PROFILE_TOPIC: UserProfile}
     stages: dict[str, list[float]] = {}
+    frame_received: dict[tuple[int, int], int] = {}
     camera_to_profile = []
-    for message in iter_bag(bag, [FACES_TOPIC, PROFILE_TOPIC]):
-        msg = deserialize_message(
-            message.data, FaceArray if message.topic == FACES_TOPIC else UserProfile
-        )
+    for message in iter_bag(bag, list(types)):
+        msg = deserialize_message(message.data, types[message.topic])
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if message.topic == camera_topic:
+            frame_received.setdefault(stamp, message.timestamp_ns)
+            continue
         prefix = "faces" if message.topic == FACES_TOPIC else "profile"
         for timing in msg.timings:
             stages.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
-        if message.topic == PROFILE_TOPIC:
-            camera_to_profile.append(
-                (message.timestamp_ns / 1e9 - stamp_to_seconds(msg.header.stamp)) * 1e3
-            )
+        if message.topic == PROFILE_TOPIC and stamp in frame_received:
+            camera_to_profile.append((message.timestamp_ns - frame_received[stamp]) / 1e6)
     result = {stage: metrics.percentiles(values) for stage, values in sorted(stages.items())}
     if camera_to_profile:
         result["camera_to_profile"] = metrics.percentiles(camera_to_profile)

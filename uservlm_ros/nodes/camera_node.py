@@ -153,16 +153,13 @@ class CameraNode(Node):
         )
 
     def destroy_node(self) -> None:
-        self.source.close()
+        if hasattr(self, "source"):  # absent when the source failed to open in __init__
+            self.source.close()
         super().destroy_node()
 
 
 def main(args=None):
-    try:
-        sys.exit(run_node(CameraNode, args))
-    except UservlmError as error:  # a source that cannot be opened: say which, no traceback
-        print(f"camera_node: {error}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_node(CameraNode, args))
 
 
 if __name__ == "__main__":

@@ -131,8 +131,9 @@ class FaceCropNode(LifecycleNode):
         self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
         self._worker: threading.Thread | None = None
         self._running = False
-        self._publishers: list = []
-        self._subscriptions: list = []
+        # Not _publishers/_subscriptions: rclpy's Node keeps its own lists under those names.
+        self._io_publishers: list = []
+        self._io_subscriptions: list = []
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         p = self.params
@@ -170,8 +171,8 @@ class FaceCropNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._faces_pub = self.create_publisher(FaceArray, FACES_TOPIC, RELIABLE_QOS)
-        self._publishers = [self._faces_pub]
-        self._subscriptions = [
+        self._io_publishers = [self._faces_pub]
+        self._io_subscriptions = [
             self.create_subscription(
                 Image, IMAGE_TOPIC, self._on_image, IMAGE_QOS[self.params["image_qos"]]
             )
@@ -179,8 +180,8 @@ class FaceCropNode(LifecycleNode):
         self._debug_pub = None
         if self.params["debug_image"]:
             self._debug_pub = self.create_publisher(Image, DEBUG_TOPIC, SENSOR_QOS)
-            self._publishers.append(self._debug_pub)
-            self._subscriptions.append(
+            self._io_publishers.append(self._debug_pub)
+            self._io_subscriptions.append(
                 self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS)
             )
         self._running = True
@@ -192,11 +193,11 @@ class FaceCropNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_worker()
-        for subscription in self._subscriptions:
+        for subscription in self._io_subscriptions:
             self.destroy_subscription(subscription)
-        for publisher in self._publishers:
+        for publisher in self._io_publishers:
             self.destroy_publisher(publisher)
-        self._publishers, self._subscriptions = [], []
+        self._io_publishers, self._io_subscriptions = [], []
         self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
         return TransitionCallbackReturn.SUCCESS
 
