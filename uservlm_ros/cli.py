@@ -120,8 +120,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
             f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
         )
-    if "answers" in report:
-        print(f"answers: ROUGE-1 F1 {report['answers']['rouge1'].get('f1', 0):.3f}")
+    if report.get("answers", {}).get("n"):
+        answers = report["answers"]
+        print(f"answers: {answers['n']}, ROUGE-1 F1 {answers['rouge1']['f1']:.3f}")
     print(f"report: {md_path} (data: {json_path})")
     return 0
 
@@ -130,6 +131,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from uservlm_ros.demo.run import run_demo
 
     return run_demo(args.out, vlm_model=args.vlm_model)
+
+
+def _cmd_sample_bag(args: argparse.Namespace) -> int:
+    from uservlm_ros.demo.scene import make_scene, scene_labels
+    from uservlm_ros.eval.bags import write_image_bag
+    from uservlm_ros.eval.labels_file import LabelledQuestion
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    scene = make_scene(args.frames)
+    count = write_image_bag(
+        args.output / "bag", [(1.7e9 + i / 10, f.rgb) for i, f in enumerate(scene)]
+    )
+    labels = scene_labels(scene, every=1)
+    last = labels.frames[len(scene) - 1]  # both people are in the last frame
+    labels.questions += [
+        LabelledQuestion(
+            len(scene) - 1,
+            last[0].box,
+            "Hello! How are you today?",
+            "Hello! I am doing well, thank you. How can I help you?",
+        ),
+        LabelledQuestion(
+            len(scene) - 1,
+            last[1].box,
+            "Can you tell me a joke?",
+            "Why did the robot go on holiday? It needed to recharge its batteries.",
+            "profile_prompt",
+        ),
+    ]
+    labels.save(args.output / "labels.json")
+    print(
+        f"wrote {count} frames to {args.output / 'bag'} and their labels to "
+        f"{args.output / 'labels.json'}"
+    )
+    return 0
 
 
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
@@ -226,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer with the User-VLM from this folder instead of the fallback",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    sample = commands.add_parser("sample-bag", help="a labelled bag of the demo scene")
+    sample.add_argument("output", type=Path, help="folder for bag/ and labels.json")
+    sample.add_argument("--frames", type=int, default=30, help="frames at 10 Hz")
+    sample.set_defaults(func=_cmd_sample_bag)
 
     sim = commands.add_parser(
         "sim-pepper", help="serve a simulated Pepper (NAOqi services over libqi) on loopback"

@@ -38,17 +38,9 @@ PORTRAITS = {
 
 def load_photo(name: str) -> np.ndarray:
     """The source photo as (h, w, 3) uint8 RGB."""
-    if name == "astronaut":
-        import skimage.data
+    from uservlm_ros.sim import photos
 
-        return skimage.data.astronaut()
-    if name == "grace_hopper":
-        import matplotlib.cbook
-        from PIL import Image
-
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-            return np.asarray(Image.open(handle).convert("RGB"))
-    raise KeyError(name)
+    return {"astronaut": photos.astronaut, "grace_hopper": photos.grace_hopper}[name]()
 
 
 @dataclass(frozen=True)
