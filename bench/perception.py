@@ -132,9 +132,11 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
         RELIABLE_QOS,
         rgb_to_image,
         stamp_to_seconds,
+        use_uservlm_dds_profile,
     )
     from uservlm_ros.sim.photos import frame_with_faces
 
+    use_uservlm_dds_profile()  # as every uservlm process: frames fit the shared-memory segment
     env = {**os.environ, "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "77")}
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.update(env)
@@ -166,12 +168,15 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         latency, echo, profiled_stamps, face_arrays = [], [], set(), []
+        stages: dict[str, list[float]] = {}
 
         def on_profile(msg: UserProfile) -> None:
             stamp = stamp_to_seconds(msg.header.stamp)
             if stamp not in profiled_stamps:  # the first profile of a frame
                 profiled_stamps.add(stamp)
                 latency.append((time.time() - stamp) * 1e3)
+                for timing in msg.timings:
+                    stages.setdefault(timing.stage, []).append(timing.duration_ms)
 
         def on_echo(msg: Image) -> None:
             echo.append((time.time() - stamp_to_seconds(msg.header.stamp)) * 1e3 / 2)
@@ -211,6 +216,8 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
         header(f"2. over DDS, image QoS {image_qos}, {rate:g} Hz for {seconds:g} s per phase")
         print(row("camera -> profile (graph)", latency, baseline=percentile(echo, 50)))
         print(row("raw rclpy pub/sub, one way", echo, baseline=percentile(echo, 50)))
+        for stage, values in stages.items():
+            print(row(f"  of which {stage}", values, baseline=percentile(echo, 50)))
         overhead = percentile(latency, 50) - percentile(echo, 50)
         print(
             f"\nof {graph_sent} frames sent per phase: {len(face_arrays)} face arrays, "
