@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from harness import wait_until
+from rclpy.serialization import deserialize_message
+from uservlm.msg import UserProfile
 
 from uservlm_ros.demo.scene import make_scene, scene_labels
 from uservlm_ros.eval.bags import iter_bag, record, replay, write_image_bag
@@ -129,6 +131,12 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     assert topics.count("/camera/image_raw") == FRAMES
     assert topics.count("/uservlm/faces") >= FRAMES // 2
     assert topics.count("/uservlm/user_profile") >= 2
+    # Replayed frames carry 2023 stamps: fusion must still accumulate over the recording.
+    profiles = [
+        deserialize_message(m.data, UserProfile)
+        for m in iter_bag(recorded, ["/uservlm/user_profile"])
+    ]
+    assert max(p.observations for p in profiles) >= 5
     report = evaluate(recorded, load_labels(scene_bag / "labels.json"))
     assert report["detection"]["recall"] == 1.0
     assert report["detection"]["precision"] == 1.0

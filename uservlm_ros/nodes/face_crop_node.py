@@ -10,7 +10,6 @@ someone subscribes, /uservlm/debug_image (sensor_msgs/Image, rgb8).
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 import cv2
@@ -22,7 +21,7 @@ from uservlm.msg import FaceArray, UserProfile
 
 from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
-from uservlm_ros.core.slot import LatestSlot
+from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.errors import UservlmError
 from uservlm_ros.nodes.perception_messages import (
@@ -126,11 +125,11 @@ class FaceCropNode(LifecycleNode):
         self.params = declare_parameters(self, PARAMS)
         self.pipeline: FacePipeline | None = None
         self.diagnostics: Diagnostics | None = None
-        self._slot: LatestSlot[tuple[Image, float]] = LatestSlot()
+        self._worker: SlotWorker[tuple[Image, float]] = SlotWorker(
+            self._work_on, "face_crop_worker"
+        )
         self._rejections: dict[str, float] = {}  # log text -> when last logged
         self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
-        self._worker: threading.Thread | None = None
-        self._running = False
         # Not _publishers/_subscriptions: rclpy's Node keeps its own lists under those names.
         self._io_publishers: list = []
         self._io_subscriptions: list = []
@@ -184,15 +183,13 @@ class FaceCropNode(LifecycleNode):
             self._io_subscriptions.append(
                 self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS)
             )
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="face_crop_worker", daemon=True)
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(f"face_crop_node active: {IMAGE_TOPIC} -> {FACES_TOPIC}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._worker.stop()
         for subscription in self._io_subscriptions:
             self.destroy_subscription(subscription)
         for publisher in self._io_publishers:
@@ -209,22 +206,15 @@ class FaceCropNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._worker.stop()
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        self._stop_worker()
+        self._worker.stop()
         super().destroy_node()
 
-    def _stop_worker(self) -> None:
-        self._running = False
-        self._slot.wake()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
-
     def _on_image(self, msg: Image) -> None:
-        if self._slot.put((msg, time.time())):
+        if self._worker.put((msg, time.time())):
             self.diagnostics.count("frames_dropped")
         self.diagnostics.count("frames_received")
 
@@ -232,11 +222,9 @@ class FaceCropNode(LifecycleNode):
         known = [a.label for a in (msg.gender, msg.age_group, msg.emotion) if a.known]
         self._labels[msg.track_id] = " ".join(known)
 
-    def _work(self) -> None:
-        while self._running:
-            item = self._slot.take(timeout=0.2)
-            if item is not None:
-                self._process(*item)
+    def _work_on(self, item: tuple[Image, float] | None) -> None:
+        if item is not None:
+            self._process(*item)
 
     def _process(self, msg: Image, received: float) -> None:
         taken = time.time()

@@ -10,7 +10,6 @@ Face crops are processed in memory only; nothing is written to disk.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -20,7 +19,7 @@ from uservlm.msg import FaceArray, UserProfile
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
-from uservlm_ros.core.slot import LatestSlot
+from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.errors import UservlmError
 from uservlm_ros.nodes.perception_messages import log_rejection, profile_to_msg, stage_timings
 from uservlm_ros.parameters import Param
@@ -111,13 +110,14 @@ class UserProfilerNode(LifecycleNode):
         self.profiler = None
         self.fusion: ProfileFusion | None = None
         self.diagnostics: Diagnostics | None = None
-        self._slot: LatestSlot[tuple[FaceArray, float]] = LatestSlot()
+        self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
+            self._work_on, "profiler_worker"
+        )
         self._last_published: dict[int, float] = {}
         self._rejections: dict[str, float] = {}
-        self._worker: threading.Thread | None = None
-        self._running = False
         self._subscription = None
         self._publisher = None
+        self._last_camera: tuple[float, float] | None = None  # (camera stamp, wall arrival)
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -157,15 +157,13 @@ class UserProfilerNode(LifecycleNode):
         self._subscription = self.create_subscription(
             FaceArray, FACES_TOPIC, self._on_faces, RELIABLE_QOS
         )
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="profiler_worker", daemon=True)
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(f"user_profiler_node active: {FACES_TOPIC} -> {PROFILE_TOPIC}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._worker.stop()
         self.destroy_subscription(self._subscription)
         self.destroy_publisher(self._publisher)
         self._subscription = self._publisher = None
@@ -180,34 +178,34 @@ class UserProfilerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._worker.stop()
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        self._stop_worker()
+        self._worker.stop()
         super().destroy_node()
 
-    def _stop_worker(self) -> None:
-        self._running = False
-        self._slot.wake()
-        if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
-
     def _on_faces(self, msg: FaceArray) -> None:
-        if self._slot.put((msg, time.time())):
+        if self._worker.put((msg, time.time())):
             self.diagnostics.count("face_arrays_dropped")
         self.diagnostics.count("face_arrays_received")
 
-    def _work(self) -> None:
-        while self._running:
-            item = self._slot.take(timeout=0.2)
-            if item is not None:
-                self._process(*item)
-            for track_id in self.fusion.expire(time.time()):
-                self._last_published.pop(track_id, None)
-                self.diagnostics.count("tracks_expired")
-            self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
+    def _work_on(self, item: tuple[FaceArray, float] | None) -> None:
+        if item is not None:
+            self._process(*item)
+        for track_id in self.fusion.expire(self._camera_now()):
+            self._last_published.pop(track_id, None)
+            self.diagnostics.count("tracks_expired")
+        self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
+
+    def _camera_now(self) -> float:
+        """Now on the camera's clock: the latest camera stamp plus the wall time since it came.
+        Live this is wall time; on a replayed bag (old stamps) tracks still expire only after
+        `fusion.expiry_s` of the recording without the face."""
+        if self._last_camera is None:
+            return 0.0
+        stamp, arrived = self._last_camera
+        return stamp + (time.time() - arrived)
 
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
@@ -230,8 +228,9 @@ class UserProfilerNode(LifecycleNode):
             self.get_logger().error(f"profiler failed on {len(crops)} crop(s): {error}")
             return
         profiled = time.time()
-        # Expiry compares with wall time: frames without a stamp count as seen on arrival.
+        # Frames without a stamp count as seen on arrival.
         camera = stamp_to_seconds(msg.header.stamp) or received
+        self._last_camera = (camera, received)
         upstream = sum(t.duration_ms for t in msg.timings)
         timings = {
             "faces_transport": max((received - camera) * 1e3 - upstream, 0.0),
