@@ -83,28 +83,12 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype):
             patch_size=patch,
             vision_use_head=False,
         )
-    else:  # PaliGemma-2 3B (paligemma2-3b-*-224)
-        text = Gemma2Config(
-            vocab_size=257216,
-            hidden_size=2304,
-            intermediate_size=9216,
-            num_hidden_layers=26,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            head_dim=256,
-            sliding_window=4096,
-            query_pre_attn_scalar=256,
-            attn_logit_softcapping=50.0,
-            final_logit_softcapping=30.0,
-        )
+    else:
+        from shapes import PALIGEMMA2_3B_TEXT, PALIGEMMA2_3B_VISION
+
+        text = Gemma2Config(**PALIGEMMA2_3B_TEXT)
         vision = SiglipVisionConfig(
-            hidden_size=1152,
-            intermediate_size=4304,
-            num_hidden_layers=27,
-            num_attention_heads=16,
-            image_size=image_size,
-            patch_size=patch,
-            vision_use_head=False,
+            **{**PALIGEMMA2_3B_VISION, "image_size": image_size, "patch_size": patch}
         )
     config = PaliGemmaConfig(
         vision_config=vision.to_dict(),

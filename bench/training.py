@@ -68,15 +68,11 @@ def build_paligemma(size: str):
         SiglipVisionConfig,
     )
 
-    if size == "full":  # PaliGemma 2 3B at 224 px: SigLIP So400m/14 + Gemma 2 2B
-        vision = SiglipVisionConfig(
-            hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
-            num_attention_heads=16, patch_size=14, image_size=224, vision_use_head=False,
-        )  # fmt: skip
-        text = Gemma2Config(
-            vocab_size=257216, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-            num_attention_heads=8, num_key_value_heads=4, head_dim=256,
-        )  # fmt: skip
+    if size == "full":
+        from shapes import PALIGEMMA2_3B_TEXT, PALIGEMMA2_3B_VISION
+
+        vision = SiglipVisionConfig(**PALIGEMMA2_3B_VISION)
+        text = Gemma2Config(**PALIGEMMA2_3B_TEXT)
     else:
         vision = SiglipVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
