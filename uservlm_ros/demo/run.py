@@ -31,9 +31,11 @@ class ScriptedQuestion:
     mode: str = "user_aware"
 
 
+MIN_OBSERVATIONS = 10  # frames fused into a profile before the questions start
+
 QUESTIONS = (
     ScriptedQuestion(0, "Hello! How are you today?"),
-    ScriptedQuestion(1, "Hi there, what do you see in front of you?"),
+    ScriptedQuestion(1, "What do you see in front of you?"),
     ScriptedQuestion(0, "Can you tell me a joke?", "profile_prompt"),
     ScriptedQuestion(1, "How are you?", "profile_prompt"),
     ScriptedQuestion(0, "   "),  # an empty question: answered with an explicit error
@@ -194,6 +196,9 @@ def run_demo(
         )
     )
     say(f"uservlm demo: no robot, no internet; answers come from {responder}")
+    import qi
+
+    qi.logging.setLevel(qi.logging.WARNING)  # the simulated robot's service chatter
     scene = make_scene(45)
     frames = [f.rgb for f in scene] + [f.rgb for f in reversed(scene)]  # walks in, then out
     pepper = SimulatedPepper(port=0, frames=frames)
@@ -230,7 +235,13 @@ def run_demo(
         def failed_node() -> str | None:
             return next((c.spec.name for c in runner.children if c.popen.poll() is not None), None)
 
-        if not _wait(lambda: len(observer.known_users()) >= 2 or failed_node(), profile_timeout_s):
+        def settled() -> bool:  # two users, each profile fused over several frames
+            users = observer.known_users()
+            return len(users) >= 2 and all(
+                observer.profiles[t].observations >= MIN_OBSERVATIONS for t in users[:2]
+            )
+
+        if not _wait(lambda: settled() or failed_node(), profile_timeout_s):
             say("warning: fewer than two users were profiled in time")
         if failed_node():
             raise UservlmError(f"{failed_node()} exited; see {folder / 'nodes.log'}")
