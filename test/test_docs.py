@@ -25,3 +25,12 @@ def test_readme_lists_every_parameter_of_every_node():
         assert f"`{name}`" in README, f"README does not document {name}"
         for param in module.PARAMS:
             assert f"`{param.name}`" in README, f"README misses parameter {param.name} of {name}"
+
+
+def test_readme_lists_every_topic_of_the_graph():
+    from uservlm_ros import topics
+
+    names = [value for key, value in vars(topics).items() if key.isupper()]
+    assert len(names) >= 10
+    for name in names:
+        assert f"`{name}`" in README, f"README does not document {name}"

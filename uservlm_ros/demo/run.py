@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from uservlm_ros import topics
 from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.errors import UservlmError
 
@@ -80,18 +81,12 @@ class _Observer:
         self.responses: dict[str, object] = {}
         self.early: dict[str, float] = {}
         self.speech: list[tuple[float, dict]] = []
-        self.node.create_subscription(
-            UserProfile, "/uservlm/user_profile", self._on_profile, LATCHED_QOS
-        )
-        self.node.create_subscription(FaceArray, "/uservlm/faces", self._on_faces, RELIABLE_QOS)
-        self.node.create_subscription(Image, "/uservlm/debug_image", self._on_debug, SENSOR_QOS)
-        self.node.create_subscription(
-            Response, "/uservlm/response", self._on_response, RELIABLE_QOS
-        )
-        self.node.create_subscription(
-            String, "/uservlm/speech_events", self._on_speech, RELIABLE_QOS
-        )
-        self.respond = ActionClient(self.node, Respond, "/uservlm/respond")
+        self.node.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
+        self.node.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS)
+        self.node.create_subscription(Image, topics.DEBUG_IMAGE, self._on_debug, SENSOR_QOS)
+        self.node.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
+        self.node.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS)
+        self.respond = ActionClient(self.node, Respond, topics.RESPOND_ACTION)
         self.goal_type = Respond.Goal
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)

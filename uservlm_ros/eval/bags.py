@@ -25,20 +25,21 @@ from rosbags.interfaces import (
 )
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
+from uservlm_ros import topics
 from uservlm_ros.errors import UservlmError
 from uservlm_ros.eval.bag_types import message_class, typestore
 
 # What `uservlm record` takes by default: the whole uservlm graph.
 DEFAULT_TOPICS = (
-    "/camera/image_raw",
-    "/camera/camera_info",
-    "/uservlm/faces",
-    "/uservlm/user_profile",
-    "/uservlm/question",
-    "/uservlm/response",
-    "/uservlm/speech_events",
-    "/speech",
-    "/diagnostics",
+    topics.IMAGE,
+    topics.CAMERA_INFO,
+    topics.FACES,
+    topics.PROFILE,
+    topics.QUESTION,
+    topics.RESPONSE,
+    topics.SPEECH_EVENTS,
+    topics.SPEECH,
+    topics.DIAGNOSTICS,
 )
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _ZERO = QosTime(sec=0, nsec=0)
@@ -187,7 +188,7 @@ def record(
 def write_image_bag(
     path: Path,
     frames: Iterable[tuple[float, np.ndarray]],
-    topic: str = "/camera/image_raw",
+    topic: str = topics.IMAGE,
     frame_id: str = "camera",
     storage: str = "mcap",
 ) -> int:

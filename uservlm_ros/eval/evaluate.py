@@ -18,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from uservlm_ros import topics
 from uservlm_ros.core import labels, metrics, prompt
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
 from uservlm_ros.eval.bags import iter_bag
 from uservlm_ros.eval.labels_file import Labels
 from uservlm_ros.parameters import Param
-
-FACES_TOPIC = "/uservlm/faces"
-PROFILE_TOPIC = "/uservlm/user_profile"
 
 
 def _default(params: Sequence[Param], name: str) -> Any:
@@ -250,7 +248,7 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
     return report
 
 
-def recorded_latencies(bag: Path, camera_topic: str = "/camera/image_raw") -> dict[str, Any]:
+def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str, Any]:
     """Stage timings the live nodes wrote into /uservlm/faces and /uservlm/user_profile, and the
     camera -> profile latency: when the bag received a profile minus when it received the camera
     frame that profile was made from (matched by the camera stamp the profile carries), which
@@ -259,7 +257,7 @@ def recorded_latencies(bag: Path, camera_topic: str = "/camera/image_raw") -> di
     from sensor_msgs.msg import Image
     from uservlm.msg import FaceArray, UserProfile
 
-    types = {camera_topic: Image, FACES_TOPIC: FaceArray, PROFILE_TOPIC: UserProfile}
+    types = {camera_topic: Image, topics.FACES: FaceArray, topics.PROFILE: UserProfile}
     stages: dict[str, list[float]] = {}
     frame_received: dict[tuple[int, int], int] = {}
     camera_to_profile = []
@@ -269,10 +267,10 @@ def recorded_latencies(bag: Path, camera_topic: str = "/camera/image_raw") -> di
         if message.topic == camera_topic:
             frame_received.setdefault(stamp, message.timestamp_ns)
             continue
-        prefix = "faces" if message.topic == FACES_TOPIC else "profile"
+        prefix = "faces" if message.topic == topics.FACES else "profile"
         for timing in msg.timings:
             stages.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
-        if message.topic == PROFILE_TOPIC and stamp in frame_received:
+        if message.topic == topics.PROFILE and stamp in frame_received:
             camera_to_profile.append((message.timestamp_ns - frame_received[stamp]) / 1e6)
     result = {stage: metrics.percentiles(values) for stage, values in sorted(stages.items())}
     if camera_to_profile:

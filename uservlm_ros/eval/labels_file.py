@@ -27,11 +27,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uservlm_ros import topics
 from uservlm_ros.core import labels, prompt
 from uservlm_ros.core.faces import Box
 from uservlm_ros.errors import ConfigError
-
-DEFAULT_CAMERA_TOPIC = "/camera/image_raw"
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class LabelledQuestion:
 class Labels:
     frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
     questions: list[LabelledQuestion] = field(default_factory=list)
-    camera_topic: str = DEFAULT_CAMERA_TOPIC
+    camera_topic: str = topics.IMAGE
 
     def to_json(self) -> dict:
         return {
@@ -101,7 +100,7 @@ def load_labels(path: Path) -> Labels:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read labels {path}: {error}") from error
-    result = Labels(camera_topic=data.get("camera_topic", DEFAULT_CAMERA_TOPIC))
+    result = Labels(camera_topic=data.get("camera_topic", topics.IMAGE))
     for n, frame in enumerate(data.get("frames", [])):
         where = f"{path.name}: frames[{n}]"
         index = frame.get("index")

@@ -17,6 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from uservlm_ros import topics
 from uservlm_ros.backends.camera_sources import (
     NAOQI_COLOUR_SPACES,
     NAOQI_RESOLUTIONS,
@@ -36,9 +37,6 @@ from uservlm_ros.ros_support import (
     rgb_to_image,
     run_node,
 )
-
-IMAGE_TOPIC = "/camera/image_raw"
-INFO_TOPIC = "/camera/camera_info"
 
 PARAMS = [
     Param("source", "webcam", "Where frames come from", choices=SOURCES),
@@ -87,11 +85,11 @@ class CameraNode(Node):
         self.params = p = declare_parameters(self, PARAMS)
         self.diagnostics = Diagnostics(self, hardware_id=p["source"])
         self.source = self._open_source()
-        self._image_pub = self.create_publisher(Image, IMAGE_TOPIC, IMAGE_QOS[p["image_qos"]])
-        self._info_pub = self.create_publisher(CameraInfo, INFO_TOPIC, SENSOR_QOS)
+        self._image_pub = self.create_publisher(Image, topics.IMAGE, IMAGE_QOS[p["image_qos"]])
+        self._info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, SENSOR_QOS)
         self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")
-        self.get_logger().info(f"camera_node streaming {self.source.description} to {IMAGE_TOPIC}")
+        self.get_logger().info(f"camera_node streaming {self.source.description} to {topics.IMAGE}")
 
     def _open_source(self) -> FrameSource:
         p = self.params

@@ -19,6 +19,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from uservlm.msg import FaceArray, UserProfile
 
+from uservlm_ros import topics
 from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
 from uservlm_ros.core.slot import SlotWorker
@@ -43,11 +44,6 @@ from uservlm_ros.ros_support import (
     run_node,
     stamp_to_seconds,
 )
-
-IMAGE_TOPIC = "/camera/image_raw"
-FACES_TOPIC = "/uservlm/faces"
-PROFILE_TOPIC = "/uservlm/user_profile"
-DEBUG_TOPIC = "/uservlm/debug_image"
 
 PARAMS = [
     AUTOSTART,
@@ -169,23 +165,23 @@ class FaceCropNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._faces_pub = self.create_publisher(FaceArray, FACES_TOPIC, RELIABLE_QOS)
+        self._faces_pub = self.create_publisher(FaceArray, topics.FACES, RELIABLE_QOS)
         self._io_publishers = [self._faces_pub]
         self._io_subscriptions = [
             self.create_subscription(
-                Image, IMAGE_TOPIC, self._on_image, IMAGE_QOS[self.params["image_qos"]]
+                Image, topics.IMAGE, self._on_image, IMAGE_QOS[self.params["image_qos"]]
             )
         ]
         self._debug_pub = None
         if self.params["debug_image"]:
-            self._debug_pub = self.create_publisher(Image, DEBUG_TOPIC, SENSOR_QOS)
+            self._debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, SENSOR_QOS)
             self._io_publishers.append(self._debug_pub)
             self._io_subscriptions.append(
-                self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS)
+                self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
             )
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(f"face_crop_node active: {IMAGE_TOPIC} -> {FACES_TOPIC}")
+        self.get_logger().info(f"face_crop_node active: {topics.IMAGE} -> {topics.FACES}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:

@@ -25,6 +25,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from uservlm.msg import Response
 
+from uservlm_ros import topics
 from uservlm_ros.backends.pepper_speech import (
     EARLY,
     FULL,
@@ -43,9 +44,6 @@ from uservlm_ros.errors import UservlmError
 from uservlm_ros.parameters import Param
 from uservlm_ros.ros_support import RELIABLE_QOS, Diagnostics, declare_parameters, run_node
 
-RESPONSE_TOPIC = "/uservlm/response"
-EVENTS_TOPIC = "/uservlm/speech_events"
-SPEECH_TOPIC = "/speech"  # naoqi_driver2's text-to-speech input
 REMEMBERED_EARLY = 100  # early sentences kept to match their final answers
 
 
@@ -136,11 +134,11 @@ class NaoqiBridgeNode(Node):
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
         self.queue: RequestQueue[Utterance] = RequestQueue(p["speech.queue_size"])
         self._early: OrderedDict[str, str] = OrderedDict()  # request id -> sentence said early
-        self._events = self.create_publisher(String, EVENTS_TOPIC, RELIABLE_QOS)
+        self._events = self.create_publisher(String, topics.SPEECH_EVENTS, RELIABLE_QOS)
         if p["backend"] == "naoqi_driver":
-            speech_pub = self.create_publisher(String, SPEECH_TOPIC, RELIABLE_QOS)
+            speech_pub = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
             self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
-            where = SPEECH_TOPIC
+            where = topics.SPEECH
         else:
             address = RobotAddress(
                 p["robot.ip"],
@@ -159,14 +157,14 @@ class NaoqiBridgeNode(Node):
                 log=self.get_logger().info,
             )
             where = address.url + (f" as {address.user}" if address.user else "")
-        self.create_subscription(Response, RESPONSE_TOPIC, self._on_response, RELIABLE_QOS)
+        self.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="speaker", daemon=True)
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.WARN, "not connected yet")
         self.get_logger().info(
-            f"naoqi_bridge_node ready: {RESPONSE_TOPIC} -> {self.speech.name} ({where}); "
-            f"events on {EVENTS_TOPIC}"
+            f"naoqi_bridge_node ready: {topics.RESPONSE} -> {self.speech.name} ({where}); "
+            f"events on {topics.SPEECH_EVENTS}"
         )
 
     # ------------------------------------------------------------------ responses -> utterances

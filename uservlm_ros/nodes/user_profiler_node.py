@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from uservlm.msg import FaceArray, UserProfile
 
+from uservlm_ros import topics
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
@@ -34,8 +35,6 @@ from uservlm_ros.ros_support import (
     stamp_to_seconds,
 )
 
-FACES_TOPIC = "/uservlm/faces"
-PROFILE_TOPIC = "/uservlm/user_profile"
 DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
 
 
@@ -153,13 +152,13 @@ class UserProfilerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._publisher = self.create_publisher(UserProfile, PROFILE_TOPIC, LATCHED_QOS)
+        self._publisher = self.create_publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
         self._subscription = self.create_subscription(
-            FaceArray, FACES_TOPIC, self._on_faces, RELIABLE_QOS
+            FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS
         )
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(f"user_profiler_node active: {FACES_TOPIC} -> {PROFILE_TOPIC}")
+        self.get_logger().info(f"user_profiler_node active: {topics.FACES} -> {topics.PROFILE}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:

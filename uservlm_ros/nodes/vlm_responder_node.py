@@ -28,6 +28,7 @@ from std_msgs.msg import Header, String
 from uservlm.action import Respond
 from uservlm.msg import Response, StageTiming, UserProfile
 
+from uservlm_ros import topics
 from uservlm_ros.backends.vlm import (
     BACKENDS,
     DEFAULT_MAX_NEW_TOKENS,
@@ -54,12 +55,6 @@ from uservlm_ros.ros_support import (
     image_to_rgb,
     run_node,
 )
-
-IMAGE_TOPIC = "/camera/image_raw"
-PROFILE_TOPIC = "/uservlm/user_profile"
-QUESTION_TOPIC = "/uservlm/question"
-RESPONSE_TOPIC = "/uservlm/response"
-ACTION_NAME = "/uservlm/respond"
 
 
 def _check_strings(value: list) -> str | None:
@@ -268,17 +263,17 @@ class VlmResponderNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._response_pub = self.create_publisher(Response, RESPONSE_TOPIC, RELIABLE_QOS)
+        self._response_pub = self.create_publisher(Response, topics.RESPONSE, RELIABLE_QOS)
         self._io = [
             self._response_pub,
-            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS),
-            self.create_subscription(UserProfile, PROFILE_TOPIC, self._on_profile, LATCHED_QOS),
-            self.create_subscription(String, QUESTION_TOPIC, self._on_question, RELIABLE_QOS),
+            self.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS),
+            self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS),
+            self.create_subscription(String, topics.QUESTION, self._on_question, RELIABLE_QOS),
         ]
         self._action = ActionServer(
             self,
             Respond,
-            ACTION_NAME,
+            topics.RESPOND_ACTION,
             execute_callback=self._execute_goal,
             cancel_callback=lambda _: CancelResponse.ACCEPT,
         )
@@ -289,8 +284,8 @@ class VlmResponderNode(LifecycleNode):
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
             f"vlm_responder_node active ({self.params['responder.backend']}, default mode "
-            f"{self.params['responder.mode']}): {QUESTION_TOPIC} or {ACTION_NAME} -> "
-            f"{RESPONSE_TOPIC}"
+            f"{self.params['responder.mode']}): {topics.QUESTION} or {topics.RESPOND_ACTION} -> "
+            f"{topics.RESPONSE}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -444,7 +439,7 @@ class VlmResponderNode(LifecycleNode):
                 self.diagnostics.count("images_rejected")
                 return self._error(job, f"the camera image is unusable: {error}", timings)
         elif self.params["responder.backend"] != "fallback":
-            return self._error(job, f"no camera image received yet on {IMAGE_TOPIC}", timings)
+            return self._error(job, f"no camera image received yet on {topics.IMAGE}", timings)
         profile_text = profile.profile_text if profile is not None else ""
         if profile is None and job.mode != USER_AWARE:
             self.get_logger().warning(
