@@ -221,3 +221,52 @@ def test_cli_rejects_unknown_config_keys(tmp_path, capsys):
     code = uservlm(["train", "sft", "--set", "model_path=m", "data_path=d", "lora_rank=8"])
     assert code != 0
     assert "lora_rank" in capsys.readouterr().err
+
+
+def test_a_mole_adapter_loads_in_the_responder_beside_a_lora_adapter(sft_adapter, tmp_path):
+    from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+    from uservlm_ros.training import mole
+
+    lora_final, base, root = sft_adapter
+    data = root / "data" / "sft.jsonl"
+    overrides = [f"model_path={base}", f"data_path={data}", "progress=false", "batch_size=4"]
+    overrides += ["grad_accum=1", "lr=1e-2", "epochs=2", "method=mole"]
+    mole_final = train_sft(
+        load_config(SftConfig, None, [*overrides, f"output_dir={root / 'mole'}"])
+    )
+    mole_dir, lora_dir = tmp_path / "user-vlm-mole", tmp_path / "user-vlm-sft"
+    export_vlm(mole_final, mole_dir, "user-vlm-mole")
+    export_vlm(lora_final, lora_dir, "user-vlm-sft")
+    assert mole.is_mole_adapter(mole_dir) and read_manifest(mole_dir).training["method"] == "mole"
+
+    image = np.full((32, 32, 3), 128, dtype=np.uint8)
+    question = prompt.build_prompt("What should I wear today?")
+
+    def answers(adapters: dict[str, str]) -> dict[str, str]:
+        backend = PaliGemmaBackend(
+            VlmOptions(str(base), adapters, device="cpu", dtype="float32", warmup=False),
+            log=lambda _: None,
+        )
+        backend.load()
+        # each adapter twice, interleaved: switching must not leak one adapter into another
+        order = [*backend.adapters, *backend.adapters]
+        results = [(a, backend.generate(image, question, 8, adapter=a).text) for a in order]
+        for name in backend.adapters:
+            assert len({text for a, text in results if a == name}) == 1, name
+        return dict(results)
+
+    both = answers({"mole": str(mole_dir), "sft": str(lora_dir)})
+    alone = {**answers({"sft": str(lora_dir)}), **answers({"mole": str(mole_dir)})}
+    assert both == alone  # the MoLE experts act only while their adapter is selected
+    assert both["mole"] != both["base"]
+    with pytest.raises(ModelLoadError, match="one MoLE adapter"):
+        PaliGemmaBackend(
+            VlmOptions(
+                str(base),
+                {"a": str(mole_dir), "b": str(mole_dir)},
+                device="cpu",
+                dtype="float32",
+                warmup=False,
+            ),
+            log=lambda _: None,
+        ).load()

@@ -139,6 +139,7 @@ class PaliGemmaBackend:
         self._log = log
         self.model: Any = None  # the PaliGemma module (LoRA layers injected when adapters exist)
         self._peft: Any = None  # the PeftModel wrapper, for switching adapters
+        self._mole_adapter = ""  # the adapter whose MoLE experts wrap the MLPs, if any
         self.processor: Any = None
         self._decoder: Any = None
         self.device: Any = None
@@ -211,9 +212,27 @@ class PaliGemmaBackend:
         )
         for name, path in items[1:]:
             self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
-        self._peft.to(self.device).eval()
         self.model = self._peft.base_model.model
+        self._load_mole_experts()
+        self._peft.to(self.device).eval()
         return self.model
+
+    def _load_mole_experts(self) -> None:
+        """A MoLE adapter (`uservlm train sft` with MoLE) is a peft adapter for attention plus
+        routed experts on the MLPs; the experts run only while that adapter is selected."""
+        from uservlm_ros.training import mole
+
+        moles = [
+            name for name, path in self.options.adapters.items() if mole.is_mole_adapter(Path(path))
+        ]
+        if len(moles) > 1:
+            raise ModelLoadError(
+                f"adapters {moles} are all MoLE: one MoLE adapter per responder "
+                "(their experts would wrap the same MLPs)"
+            )
+        if moles:
+            mole.load_mole(self.model, Path(self.options.adapters[moles[0]]))
+            self._mole_adapter = moles[0]
 
     def responder_id(self, adapter: str = "") -> str:
         return f"paligemma:{self.model_name}@{self._adapter_name(adapter)}"
@@ -298,6 +317,10 @@ class PaliGemmaBackend:
 
         if self._peft is None:
             return nullcontext()
+        if self._mole_adapter:
+            from uservlm_ros.training.mole import set_mole_enabled
+
+            set_mole_enabled(self.model, adapter == self._mole_adapter)
         if adapter == BASE_ADAPTER:
             return self._peft.disable_adapter()
         self._peft.set_adapter(adapter)

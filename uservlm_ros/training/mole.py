@@ -46,6 +46,7 @@ class MoLEMLP(torch.nn.Module):
         self.up = pair(hidden, inner)
         self.down = pair(inner, hidden)
         self.last_choice: torch.Tensor | None = None  # expert per token of the last call
+        self.enabled = True  # False: the plain MLP (a responder serving other adapters too)
 
     def _delta(self, x: torch.Tensor, pair: torch.nn.ParameterList, weights: torch.Tensor):
         down, up = pair
@@ -54,6 +55,8 @@ class MoLEMLP(torch.nn.Module):
         return torch.einsum("bter,eor->bto", mixed, up.to(x.dtype)) * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return self.mlp(x)
         probabilities = F.softmax(self.router(x).float(), dim=-1)
         choice = probabilities.argmax(dim=-1)
         self.last_choice = choice.detach()
@@ -110,6 +113,16 @@ def save_mole(model, folder: Path, experts: int, rank: int, alpha: float) -> Non
     save_file(mole_state(model), folder / WEIGHTS_FILE)
     config = {"experts": experts, "rank": rank, "alpha": alpha}
     (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def is_mole_adapter(folder: Path) -> bool:
+    return (Path(folder) / CONFIG_FILE).is_file()
+
+
+def set_mole_enabled(model, enabled: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, MoLEMLP):
+            module.enabled = enabled
 
 
 def load_mole(model, folder: Path) -> list[MoLEMLP]:
