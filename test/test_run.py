@@ -110,3 +110,42 @@ def test_unknown_config_is_a_clear_error(capsys):
 
     assert main(["run", "--config", "nowhere"]) == 2
     assert "config nowhere not found" in capsys.readouterr().err
+
+
+@pytest.mark.graph
+def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, processes):
+    """The robot deployment end to end: Pepper's camera over NAOqi -> profiles; a question ->
+    an answer said on the robot. Only the responder is switched to the labelled fallback (no
+    VLM weights here)."""
+    from std_msgs.msg import String
+    from uservlm.msg import Response, UserProfile
+
+    from uservlm_ros import topics
+    from uservlm_ros.demo.scene import make_scene
+    from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS
+    from uservlm_ros.sim_pepper import SimulatedPepper
+
+    pepper = SimulatedPepper(port=0, frames=[f.rgb for f in make_scene(20)])
+    pepper.start()
+    try:
+        run_uservlm(
+            processes,
+            "--config",
+            "pepper",
+            "robot_ip:=127.0.0.1",
+            f"robot_port:={pepper.port}",
+            "--set=vlm_responder_node.responder.backend=fallback",
+        )
+        profiles = ros.subscribe(UserProfile, topics.PROFILE, LATCHED_QOS)
+        responses = ros.subscribe(Response, topics.RESPONSE, RELIABLE_QOS)
+        assert profiles.wait_for(1, timeout=90)[0].profile_text
+        questions = ros.publisher(String, topics.QUESTION, RELIABLE_QOS)
+        ros.wait_for_subscribers(topics.QUESTION, timeout=60)
+        questions.publish(String(data="Hello! How are you?"))
+        wait_until(lambda: any(r.final for r in responses.messages), 30, "the final answer")
+        final = next(r for r in responses.messages if r.final)
+        assert not final.error and final.responder == "fallback-template"
+        said = pepper.wait_for_call("ALAnimatedSpeech", "say", timeout=30)
+        assert said and "Hello" in said[0].args[0]
+    finally:
+        pepper.stop()
