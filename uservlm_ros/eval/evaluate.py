@@ -249,15 +249,21 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
 
 
 def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str, Any]:
-    """Stage timings the live nodes wrote into /uservlm/faces and /uservlm/user_profile, and the
-    camera -> profile latency: when the bag received a profile minus when it received the camera
-    frame that profile was made from (matched by the camera stamp the profile carries), which
-    holds for live sessions and for replayed ones alike."""
+    """Stage timings the live nodes wrote into /uservlm/faces, /uservlm/user_profile and the final
+    /uservlm/response messages, and camera -> profile: when the bag received a profile minus when
+    it received the camera frame it was made from (matched by the camera stamp the profile
+    carries), which holds for live sessions and for replayed ones alike."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
-    from uservlm.msg import FaceArray, UserProfile
+    from uservlm.msg import FaceArray, Response, UserProfile
 
-    types = {camera_topic: Image, topics.FACES: FaceArray, topics.PROFILE: UserProfile}
+    types = {
+        camera_topic: Image,
+        topics.FACES: FaceArray,
+        topics.PROFILE: UserProfile,
+        topics.RESPONSE: Response,
+    }
+    prefixes = {topics.FACES: "faces", topics.PROFILE: "profile", topics.RESPONSE: "response"}
     stages: dict[str, list[float]] = {}
     frame_received: dict[tuple[int, int], int] = {}
     camera_to_profile = []
@@ -267,7 +273,9 @@ def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str,
         if message.topic == camera_topic:
             frame_received.setdefault(stamp, message.timestamp_ns)
             continue
-        prefix = "faces" if message.topic == topics.FACES else "profile"
+        if message.topic == topics.RESPONSE and not msg.final:
+            continue  # the early part's timings are repeated in the final one
+        prefix = prefixes[message.topic]
         for timing in msg.timings:
             stages.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
         if message.topic == topics.PROFILE and stamp in frame_received:
