@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from uservlm.msg import FaceArray, UserProfile
 
@@ -25,6 +25,7 @@ from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, Pipelin
 from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.errors import UservlmError
+from uservlm_ros.nodes.model_node import ModelNode
 from uservlm_ros.nodes.perception_messages import (
     IMAGE_QOS,
     face_to_msg,
@@ -38,7 +39,6 @@ from uservlm_ros.ros_support import (
     RELIABLE_QOS,
     SENSOR_QOS,
     Diagnostics,
-    declare_parameters,
     image_to_rgb,
     rgb_to_image,
     run_node,
@@ -115,20 +115,15 @@ PARAMS = [
 ]
 
 
-class FaceCropNode(LifecycleNode):
+class FaceCropNode(ModelNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__("face_crop_node", **kwargs)
-        self.params = declare_parameters(self, PARAMS)
+        super().__init__("face_crop_node", PARAMS, **kwargs)
         self.pipeline: FacePipeline | None = None
-        self.diagnostics: Diagnostics | None = None
         self._worker: SlotWorker[tuple[Image, float]] = SlotWorker(
             self._work_on, "face_crop_worker"
         )
         self._rejections: dict[str, float] = {}  # log text -> when last logged
         self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
-        # Not _publishers/_subscriptions: rclpy's Node keeps its own lists under those names.
-        self._io_publishers: list = []
-        self._io_subscriptions: list = []
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         p = self.params
@@ -166,48 +161,31 @@ class FaceCropNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._faces_pub = self.create_publisher(FaceArray, topics.FACES, RELIABLE_QOS)
-        self._io_publishers = [self._faces_pub]
-        self._io_subscriptions = [
+        self._io = [
+            self._faces_pub,
             self.create_subscription(
                 Image, topics.IMAGE, self._on_image, IMAGE_QOS[self.params["image_qos"]]
-            )
+            ),
         ]
         self._debug_pub = None
         if self.params["debug_image"]:
             self._debug_pub = self.create_publisher(Image, topics.DEBUG_IMAGE, SENSOR_QOS)
-            self._io_publishers.append(self._debug_pub)
-            self._io_subscriptions.append(
-                self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
-            )
+            self._io += [
+                self._debug_pub,
+                self.create_subscription(
+                    UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS
+                ),
+            ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(f"face_crop_node active: {topics.IMAGE} -> {topics.FACES}")
         return TransitionCallbackReturn.SUCCESS
 
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
+    def _stop_work(self) -> None:
         self._worker.stop()
-        for subscription in self._io_subscriptions:
-            self.destroy_subscription(subscription)
-        for publisher in self._io_publishers:
-            self.destroy_publisher(publisher)
-        self._io_publishers, self._io_subscriptions = [], []
-        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
+    def _release_model(self) -> None:
         self.pipeline = None
-        if self.diagnostics is not None:
-            self.diagnostics.destroy()
-            self.diagnostics = None
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._worker.stop()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._worker.stop()
-        super().destroy_node()
 
     def _on_image(self, msg: Image) -> None:
         if self._worker.put((msg, time.time())):

@@ -13,7 +13,7 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, UserProfile
 
 from uservlm_ros import topics
@@ -22,6 +22,7 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.errors import UservlmError
+from uservlm_ros.nodes.model_node import ModelNode
 from uservlm_ros.nodes.perception_messages import log_rejection, profile_to_msg, stage_timings
 from uservlm_ros.parameters import Param
 from uservlm_ros.ros_support import (
@@ -29,7 +30,6 @@ from uservlm_ros.ros_support import (
     LATCHED_QOS,
     RELIABLE_QOS,
     Diagnostics,
-    declare_parameters,
     image_to_rgb,
     run_node,
     stamp_to_seconds,
@@ -102,19 +102,16 @@ PARAMS = [
 ]
 
 
-class UserProfilerNode(LifecycleNode):
+class UserProfilerNode(ModelNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__("user_profiler_node", **kwargs)
-        self.params = declare_parameters(self, PARAMS)
+        super().__init__("user_profiler_node", PARAMS, **kwargs)
         self.profiler = None
         self.fusion: ProfileFusion | None = None
-        self.diagnostics: Diagnostics | None = None
         self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
             self._work_on, "profiler_worker"
         )
         self._last_published: dict[int, float] = {}
         self._rejections: dict[str, float] = {}
-        self._subscription = None
         self._publisher = None
         self._last_camera: tuple[float, float] | None = None  # (camera stamp, wall arrival)
 
@@ -153,36 +150,20 @@ class UserProfilerNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._publisher = self.create_publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
-        self._subscription = self.create_subscription(
-            FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS
-        )
+        self._io = [
+            self._publisher,
+            self.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
+        ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(f"user_profiler_node active: {topics.FACES} -> {topics.PROFILE}")
         return TransitionCallbackReturn.SUCCESS
 
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
+    def _stop_work(self) -> None:
         self._worker.stop()
-        self.destroy_subscription(self._subscription)
-        self.destroy_publisher(self._publisher)
-        self._subscription = self._publisher = None
-        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
+    def _release_model(self) -> None:
         self.profiler = self.fusion = None
-        if self.diagnostics is not None:
-            self.diagnostics.destroy()
-            self.diagnostics = None
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._worker.stop()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._worker.stop()
-        super().destroy_node()
 
     def _on_faces(self, msg: FaceArray) -> None:
         if self._worker.put((msg, time.time())):

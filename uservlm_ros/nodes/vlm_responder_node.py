@@ -21,7 +21,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.action import ActionServer, CancelResponse
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
@@ -44,6 +44,7 @@ from uservlm_ros.core.request_queue import RequestQueue
 from uservlm_ros.core.sentences import FirstSentenceDetector
 from uservlm_ros.core.sentiment import sentiment
 from uservlm_ros.errors import ConfigError, UservlmError
+from uservlm_ros.nodes.model_node import ModelNode
 from uservlm_ros.parameters import Param
 from uservlm_ros.ros_support import (
     AUTOSTART,
@@ -51,7 +52,6 @@ from uservlm_ros.ros_support import (
     RELIABLE_QOS,
     SENSOR_QOS,
     Diagnostics,
-    declare_parameters,
     image_to_rgb,
     run_node,
 )
@@ -203,13 +203,11 @@ def _timings(timings_ms: dict[str, float]) -> list[StageTiming]:
     return [StageTiming(stage=k, duration_ms=max(float(v), 0.0)) for k, v in timings_ms.items()]
 
 
-class VlmResponderNode(LifecycleNode):
+class VlmResponderNode(ModelNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__("vlm_responder_node", **kwargs)
-        self.params = declare_parameters(self, PARAMS)
+        super().__init__("vlm_responder_node", PARAMS, **kwargs)
         self.backend = None
         self.guard: BiasGuard | None = None
-        self.diagnostics: Diagnostics | None = None
         self.queue: RequestQueue[Job] = RequestQueue(self.params["responder.queue_size"])
         self._lock = threading.Lock()
         self._latest_image: Image | None = None
@@ -217,7 +215,6 @@ class VlmResponderNode(LifecycleNode):
         self._latest_track = 0
         self._worker: threading.Thread | None = None
         self._running = False
-        self._io: list = []
         self._action: ActionServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,35 +287,16 @@ class VlmResponderNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
+        result = super().on_deactivate(state)  # answers what is queued, then drops the I/O
         if self._action is not None:
             self._action.destroy()
             self._action = None
-        for entity in self._io:
-            if hasattr(entity, "publish"):
-                self.destroy_publisher(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._io = []
-        self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
+    def _release_model(self) -> None:
         self.backend = None
-        if self.diagnostics is not None:
-            self.diagnostics.destroy()
-            self.diagnostics = None
-        return TransitionCallbackReturn.SUCCESS
 
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._stop_worker()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._stop_worker()
-        super().destroy_node()
-
-    def _stop_worker(self) -> None:
+    def _stop_work(self) -> None:
         """Stop taking questions; every waiting one still gets its (error) Response."""
         self._running = False
         self.queue.close()
