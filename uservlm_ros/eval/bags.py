@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -67,6 +68,24 @@ def _rclpy_qos(reliable: bool, latched: bool):
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
     )
+
+
+@contextmanager
+def _ros_node(name: str):
+    """A node on the process's rclpy context, initialising (and shutting down) rclpy only if
+    nobody else did: the CLI owns it, a test or the demo shares its own."""
+    import rclpy
+
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    node = rclpy.create_node(name)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        if own_context:
+            rclpy.try_shutdown()
 
 
 @dataclass
@@ -142,47 +161,40 @@ def record(
     progress: TextIO | None = sys.stderr,
 ) -> RecordStats:
     """Record until `duration_s` has passed, `stop` is set, or Ctrl-C."""
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     output = Path(output)
     if output.exists():
         raise UservlmError(f"{output} exists; rosbag2 writes a new folder")
     stop = stop or threading.Event()
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    node = rclpy.create_node("uservlm_recorder")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    started = time.monotonic()
-    try:
-        with Writer(output, version=9, storage_plugin=STORAGES[storage]) as writer:
-            recorder = Recorder(node, writer, topics)
-            last_report = 0.0
-            while not stop.is_set():
-                executor.spin_once(timeout_sec=0.05)
-                elapsed = time.monotonic() - started
-                if duration_s is not None and elapsed >= duration_s:
-                    break
-                if progress is not None and elapsed - last_report >= 1.0:
-                    last_report = elapsed
-                    s = recorder.stats
-                    progress.write(
-                        f"\rrecording {output.name}: {elapsed:6.1f} s, {s.topics} "
-                        f"topics, {s.messages} messages, {s.bytes / 1e6:.1f} MB "
-                    )
-                    progress.flush()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        executor.remove_node(node)
-        node.destroy_node()
-        if own_context:
-            rclpy.try_shutdown()
+    stats = RecordStats()
+    with _ros_node("uservlm_recorder") as node:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        started = time.monotonic()
+        try:
+            with Writer(output, version=9, storage_plugin=STORAGES[storage]) as writer:
+                stats = Recorder(node, writer, topics).stats
+                last_report = 0.0
+                while not stop.is_set():
+                    executor.spin_once(timeout_sec=0.05)
+                    elapsed = time.monotonic() - started
+                    if duration_s is not None and elapsed >= duration_s:
+                        break
+                    if progress is not None and elapsed - last_report >= 1.0:
+                        last_report = elapsed
+                        progress.write(
+                            f"\rrecording {output.name}: {elapsed:6.1f} s, {stats.topics} "
+                            f"topics, {stats.messages} messages, {stats.bytes / 1e6:.1f} MB "
+                        )
+                        progress.flush()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            executor.remove_node(node)
     if progress is not None:
         progress.write("\n")
-    return recorder.stats
+    return stats
 
 
 def write_image_bag(
@@ -255,51 +267,42 @@ def replay(
     progress: TextIO | None = sys.stderr,
 ) -> int:
     """Publish a bag's messages with their original timing; returns how many were published."""
-    import rclpy
-
     if rate <= 0:
         raise UservlmError(f"rate must be > 0, got {rate}")
     stop = stop or threading.Event()
-    own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
-    node = rclpy.create_node("uservlm_player")
     published = 0
     wanted = set(topics) if topics is not None else None
-    try:
-        with Reader(Path(path)) as reader:
-            connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
-            publishers = {
-                c.id: node.create_publisher(
-                    message_class(c.msgtype), c.topic, _rclpy_qos(True, _latched(c))
-                )
-                for c in connections
-            }
-            if not connections:
-                raise UservlmError(f"{path} has none of the topics {sorted(wanted)}")
-            first_ns = reader.start_time + int(start_offset_s * 1e9)
-            time.sleep(0.5)  # let subscribers discover the new publishers
-            while not stop.is_set():
-                started = time.monotonic()
-                for connection, timestamp, data in reader.messages(connections, start=first_ns):
-                    due = started + due_time(timestamp, first_ns, rate)
-                    if stop.wait(max(0.0, due - time.monotonic())):
+    with _ros_node("uservlm_player") as node:
+        try:
+            with Reader(Path(path)) as reader:
+                connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+                publishers = {
+                    c.id: node.create_publisher(
+                        message_class(c.msgtype), c.topic, _rclpy_qos(True, _latched(c))
+                    )
+                    for c in connections
+                }
+                if not connections:
+                    raise UservlmError(f"{path} has none of the topics {sorted(wanted)}")
+                first_ns = reader.start_time + int(start_offset_s * 1e9)
+                time.sleep(0.5)  # let subscribers discover the new publishers
+                while not stop.is_set():
+                    started = time.monotonic()
+                    for connection, timestamp, data in reader.messages(connections, start=first_ns):
+                        due = started + due_time(timestamp, first_ns, rate)
+                        if stop.wait(max(0.0, due - time.monotonic())):
+                            break
+                        publishers[connection.id].publish(bytes(data))
+                        published += 1
+                        if progress is not None and published % 50 == 0:
+                            progress.write(f"\rreplayed {published} messages ")
+                            progress.flush()
+                    if not loop:
                         break
-                    publishers[connection.id].publish(bytes(data))
-                    published += 1
-                    if progress is not None and published % 50 == 0:
-                        progress.write(f"\rreplayed {published} messages ")
-                        progress.flush()
-                if not loop:
-                    break
-    except ReaderError as error:
-        raise UservlmError(f"cannot read bag {path}: {error}") from error
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        if own_context:
-            rclpy.try_shutdown()
+        except ReaderError as error:
+            raise UservlmError(f"cannot read bag {path}: {error}") from error
+        except KeyboardInterrupt:
+            pass
     if progress is not None:
         progress.write(f"\rreplayed {published} messages\n")
     return published
