@@ -268,7 +268,7 @@ def run_demo(
             rclpy.try_shutdown()
         pepper.stop()
 
-    _print_transcript(exchanges, pepper, say)
+    _print_pepper_calls(pepper, say)
     report = write_demo_report(folder, observer, exchanges, pepper)
     answered = sum(e.response is not None for e in exchanges)
     say(f"{answered}/{len(exchanges)} questions answered (errors included); report: {report}")
@@ -328,7 +328,7 @@ def _ask(observer: _Observer, item: ScriptedQuestion, track: int, say) -> Exchan
     return exchange
 
 
-def _print_transcript(exchanges: list[Exchange], pepper, say) -> None:
+def _print_pepper_calls(pepper, say) -> None:
     say("what Pepper did (calls recorded by the simulated robot):")
     for call in pepper.calls:
         if call.service in (
