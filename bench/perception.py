@@ -34,8 +34,8 @@ RELAY = """
 import rclpy, sys
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from uservlm_ros.nodes.perception_messages import IMAGE_QOS
-from uservlm_ros.ros_support import RELIABLE_QOS
+from uservlm_ros.ros.qos import IMAGE_QOS
+from uservlm_ros.ros.qos import RELIABLE_QOS
 rclpy.init()
 node = Node("bench_relay")
 out = node.create_publisher(Image, "/bench/echo", RELIABLE_QOS)
@@ -126,14 +126,9 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
     from std_msgs.msg import Header
     from uservlm.msg import FaceArray, UserProfile
 
-    from uservlm_ros.nodes.perception_messages import IMAGE_QOS
-    from uservlm_ros.ros_support import (
-        LATCHED_QOS,
-        RELIABLE_QOS,
-        rgb_to_image,
-        stamp_to_seconds,
-        use_uservlm_dds_profile,
-    )
+    from uservlm_ros.ros.conversions import rgb_to_image, stamp_to_seconds
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+    from uservlm_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS
     from uservlm_ros.sim.photos import frame_with_faces
 
     use_uservlm_dds_profile()  # as every uservlm process: frames fit the shared-memory segment

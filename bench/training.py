@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from uservlm_ros.training.mole import apply_mole
+from uservlm_ros.backends.mole import apply_mole
 from uservlm_ros.training.profiler import MaskedImageModelling, flyp_loss
 from uservlm_ros.training.vlm import LoraOptions, lora_config
 

@@ -3,7 +3,7 @@
 ros2 launch uservlm pepper.launch.py robot_ip:=<pepper address> [device:=cuda]
 """
 
-from uservlm_ros.launch_description import deployment_launch_description
+from uservlm_ros.bringup.launch_description import deployment_launch_description
 
 
 def generate_launch_description():

@@ -6,7 +6,7 @@ ros2 launch uservlm replay.launch.py bag:=<bag folder> [rate:=1.0]
 from launch.actions import DeclareLaunchArgument, ExecuteProcess
 from launch.substitutions import LaunchConfiguration
 
-from uservlm_ros.launch_description import deployment_launch_description
+from uservlm_ros.bringup.launch_description import deployment_launch_description
 
 
 def generate_launch_description():

@@ -17,7 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.pop("ROS_STATIC_PEERS", None)
-    from uservlm_ros.ros_support import use_uservlm_dds_profile
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
 
     use_uservlm_dds_profile()  # the transports the nodes use; inherited by node processes
 

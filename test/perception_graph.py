@@ -11,7 +11,8 @@ from harness import wait_until
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from uservlm_ros.ros_support import SENSOR_QOS, rgb_to_image, seconds_to_stamp
+from uservlm_ros.ros.conversions import rgb_to_image, seconds_to_stamp
+from uservlm_ros.ros.qos import SENSOR_QOS
 
 NODE = "uservlm_ros.nodes.{}"
 

@@ -13,10 +13,12 @@ from std_msgs.msg import Header
 from uservlm.action import Respond
 from uservlm.msg import (
     AttributeEstimate,
+    AudioChunk,
     Face,
     FaceArray,
     Response,
     StageTiming,
+    Transcript,
     UserProfile,
 )
 
@@ -86,6 +88,10 @@ def user_profile() -> UserProfile:
     return UserProfile(
         header=Header(stamp=STAMP, frame_id="camera"),
         track_id=3,
+        roi=[0.1, 0.2, 0.4, 0.6],
+        engagement=0.75,
+        engagement_state=UserProfile.ENGAGEMENT_ENGAGED,
+        engaged=True,
         age_group=attribute("age_group", ages, [0.0, 0.0, 0.0, 0.05, 0.1, 0.15, 0.6, 0.1, 0.0]),
         age_years=54.0,
         gender=attribute("gender", ["Male", "Female"], [0.8, 0.2]),
@@ -113,6 +119,7 @@ def response() -> Response:
         header=Header(stamp=STAMP),
         request_id="req-1",
         track_id=3,
+        addressee=Response.ADDRESSEE_ENGAGED,
         question="What am I wearing?",
         text="You are wearing a blue jacket.",
         final=True,
@@ -122,6 +129,7 @@ def response() -> Response:
         responder="fallback-template",
         error="",
         camera_stamp=STAMP,
+        image_roi=[0.05, 0.1, 0.45, 0.9],
         timings=timings("queue", "generate"),
     )
 
@@ -133,6 +141,33 @@ def respond_goal() -> Respond.Goal:
         mode="profile_prompt",
         max_new_tokens=20,
         adapter="instruct",
+        source="cli",
+    )
+
+
+def audio_chunk() -> AudioChunk:
+    samples = (np.sin(np.arange(2720) * 0.05) * 8000).astype(np.int16)
+    return AudioChunk(
+        header=Header(stamp=STAMP, frame_id="pepper_front_mic"),
+        sample_rate=16000,
+        channels=1,
+        samples=samples.tolist(),
+    )
+
+
+def transcript() -> Transcript:
+    return Transcript(
+        header=Header(stamp=STAMP),
+        request_id="req-1",
+        text="What am I wearing?",
+        final=True,
+        confidence=0.82,
+        language="en",
+        audio_start=Time(sec=STAMP.sec - 2, nanosec=0),
+        audio_end=STAMP,
+        vad_ms=12.5,
+        asr_ms=420.0,
+        dropped="",
     )
 
 
@@ -144,6 +179,8 @@ def all_interfaces() -> dict[str, object]:
         "AttributeEstimate": user_profile().gender,
         "UserProfile": user_profile(),
         "Response": response(),
+        "AudioChunk": audio_chunk(),
+        "Transcript": transcript(),
         "Respond.Goal": respond_goal(),
         "Respond.Result": Respond.Result(response=response()),
         "Respond.Feedback": Respond.Feedback(partial_text="You are", tokens_generated=2),
@@ -161,7 +198,7 @@ def same_message(a, b) -> bool:
         return isinstance(b, float) and (
             (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
         )
-    if isinstance(a, list | tuple | array.array | bytes | bytearray):
+    if isinstance(a, list | tuple | array.array | bytes | bytearray | np.ndarray):
         a, b = list(a), list(b)
         return len(a) == len(b) and all(same_message(x, y) for x, y in zip(a, b, strict=True))
     return a == b

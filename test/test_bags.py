@@ -15,7 +15,7 @@ from uservlm.msg import FaceArray, UserProfile
 
 from uservlm_ros.eval.bag_types import typestore
 from uservlm_ros.eval.bags import iter_bag, record, replay
-from uservlm_ros.ros_support import LATCHED_QOS, SENSOR_QOS
+from uservlm_ros.ros.qos import LATCHED_QOS, SENSOR_QOS
 
 
 @pytest.mark.graph
@@ -80,7 +80,7 @@ def test_record_then_replay_round_trip(ros, tmp_path, storage):
 
 
 def test_record_refuses_an_existing_folder(tmp_path, rclpy_session):
-    from uservlm_ros.errors import UservlmError
+    from uservlm_ros.core.errors import UservlmError
 
     with pytest.raises(UservlmError, match="exists"):
         record(tmp_path, progress=None, duration_s=0.1)

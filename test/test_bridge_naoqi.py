@@ -1,6 +1,6 @@
 """naoqi_bridge_node against the simulated Pepper over real libqi, and the naoqi_driver backend.
 
-The simulated robot runs in the test process (uservlm_ros.sim_pepper); the bridge is a node
+The simulated robot runs in the test process (uservlm_ros.sim.pepper); the bridge is a node
 process receiving uservlm/Response messages over DDS.
 """
 
@@ -16,10 +16,10 @@ from std_msgs.msg import String
 from uservlm.msg import Response
 
 from uservlm_ros.backends.pepper_speech import RobotAddress, read_password
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.gestures import PEPPER_ANIMATIONS
-from uservlm_ros.errors import ConfigError
-from uservlm_ros.ros_support import RELIABLE_QOS
-from uservlm_ros.sim_pepper import SimulatedPepper
+from uservlm_ros.ros.qos import RELIABLE_QOS
+from uservlm_ros.sim.pepper import SimulatedPepper
 
 NODE = "uservlm_ros.nodes.naoqi_bridge_node"
 HEY = PEPPER_ANIMATIONS["hello"]

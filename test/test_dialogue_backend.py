@@ -11,16 +11,12 @@ from dialogue_fixtures import tiny_vlm_with_adapters
 
 from uservlm_ros.backends.fallback_responder import RESPONDER_ID, FallbackResponder
 from uservlm_ros.backends.fast_decode import CANCELLED, LENGTH, GreedyDecoder, plain_generate
-from uservlm_ros.backends.vlm import (
-    PaliGemmaBackend,
-    UserContext,
-    VlmOptions,
-    make_vlm_backend,
-    parse_adapters,
-)
+from uservlm_ros.backends.paligemma import PaliGemmaBackend
+from uservlm_ros.backends.vlm import UserContext, VlmOptions, parse_adapters
+from uservlm_ros.backends.vlm_registry import make_vlm_backend
 from uservlm_ros.core.bias_guard import BiasGuard
+from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
 from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
-from uservlm_ros.errors import ConfigError, ModelLoadError, UservlmError
 
 IMAGE = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 PROFILE = "The person appears to be a Female, approximately 30 to 39 years old."

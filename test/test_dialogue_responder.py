@@ -18,10 +18,12 @@ from std_msgs.msg import Header, String
 from uservlm.action import Respond
 from uservlm.msg import Response, UserProfile
 
-from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+from uservlm_ros.backends.paligemma import PaliGemmaBackend
+from uservlm_ros.backends.vlm import VlmOptions
 from uservlm_ros.core.bias_guard import SAFE_REPLY
 from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
-from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, rgb_to_image
+from uservlm_ros.ros.conversions import rgb_to_image
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 NODE = "uservlm_ros.nodes.vlm_responder_node"
 IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)

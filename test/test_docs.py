@@ -28,7 +28,7 @@ def test_readme_lists_every_parameter_of_every_node():
 
 
 def test_readme_lists_every_topic_of_the_graph():
-    from uservlm_ros import topics
+    from uservlm_ros.ros import topics
 
     names = [value for key, value in vars(topics).items() if key.isupper()]
     assert len(names) >= 10

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from uservlm_ros.errors import ConfigError
-from uservlm_ros.graph import (
+from uservlm_ros.bringup.graph import (
     LAUNCH_ARGUMENTS,
     launch_overrides,
     load_graph,
@@ -18,7 +17,8 @@ from uservlm_ros.graph import (
     parse_overrides,
     yaml_scalar,
 )
-from uservlm_ros.runner import GraphRunner
+from uservlm_ros.bringup.runner import GraphRunner
+from uservlm_ros.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ["pepper", "webcam", "replay", "demo"]
@@ -122,7 +122,7 @@ def test_launch_arguments_reach_the_nodes_that_take_them():
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_every_shipped_config_loads_and_validates_against_the_node_parameters(deployment):
     from uservlm_ros.cli import available_nodes
-    from uservlm_ros.parameters import validate_all
+    from uservlm_ros.core.parameters import validate_all
 
     nodes = available_nodes()
     graph = load_graph(deployment)

@@ -28,7 +28,7 @@ from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 from uservlm_ros.demo.scene import make_scene  # noqa: E402
-from uservlm_ros.sim_pepper import SimulatedPepper  # noqa: E402
+from uservlm_ros.sim.pepper import SimulatedPepper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ class TestPepperLaunch(unittest.TestCase):
         from std_msgs.msg import String
         from uservlm.msg import UserProfile
 
-        from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS
+        from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
         profiles = []
         self.node.create_subscription(

@@ -6,10 +6,10 @@ import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from uservlm_ros import topics
 from uservlm_ros.nodes.face_crop_node import FaceCropNode
 from uservlm_ros.nodes.user_profiler_node import UserProfilerNode
 from uservlm_ros.nodes.vlm_responder_node import VlmResponderNode
+from uservlm_ros.ros import topics
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 CASES = [

@@ -12,8 +12,9 @@ from perception_images import astronaut, grace_hopper
 from sensor_msgs.msg import CameraInfo, Image
 
 from uservlm_ros.backends.camera_sources import CameraError, FolderSource, decode_naoqi_image
-from uservlm_ros.errors import ConfigError
-from uservlm_ros.ros_support import SENSOR_QOS, image_to_rgb
+from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.ros.conversions import image_to_rgb
+from uservlm_ros.ros.qos import SENSOR_QOS
 from uservlm_ros.sim.video_device import K_RGB, K_YUV422, SimulatedVideoDevice
 
 

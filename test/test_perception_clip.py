@@ -11,8 +11,8 @@ from clip_fixtures import tiny_clip, tiny_tokenizer, to_openai_state_dict
 from uservlm_ros.backends import clip_profiler
 from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.manifest import read_manifest
-from uservlm_ros.errors import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_profiler_node_with_the_clip_backend_on_an_exported_model(ros, processes
     from test_perception_profiler import face_array_of
     from uservlm.msg import FaceArray, UserProfile
 
-    from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS
+    from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
     model = tiny_clip(image_size=32)
     heads = clip_profiler.zero_shot_heads(model, tiny_tokenizer())

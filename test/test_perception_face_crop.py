@@ -21,9 +21,9 @@ from uservlm.msg import Face, FaceArray
 
 from uservlm_ros.backends.face_detector import create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.faces import LEFT_EYE, RIGHT_EYE
-from uservlm_ros.errors import ModelLoadError
-from uservlm_ros.ros_support import RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.ros.qos import RELIABLE_QOS, SENSOR_QOS
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,9 @@ from uservlm_ros.backends.attribute_profiler import (
 from uservlm_ros.backends.face_detector import create_face_detector
 from uservlm_ros.core import labels
 from uservlm_ros.core.alignment import align_face
-from uservlm_ros.errors import ModelLoadError
-from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS, rgb_to_image
+from uservlm_ros.core.errors import ModelLoadError
+from uservlm_ros.ros.conversions import rgb_to_image
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
 ALL = frozenset(labels.ATTRIBUTES)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from harness import wait_until
 
-from uservlm_ros.graph import load_graph
+from uservlm_ros.bringup.graph import load_graph
 
 NODES = [
     "camera_node",
@@ -120,10 +120,10 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
     from std_msgs.msg import String
     from uservlm.msg import Response, UserProfile
 
-    from uservlm_ros import topics
     from uservlm_ros.demo.scene import make_scene
-    from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS
-    from uservlm_ros.sim_pepper import SimulatedPepper
+    from uservlm_ros.ros import topics
+    from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
+    from uservlm_ros.sim.pepper import SimulatedPepper
 
     pepper = SimulatedPepper(port=0, frames=[f.rgb for f in make_scene(20)])
     pepper.start()

@@ -15,8 +15,8 @@ from tiny_models import build_tiny_clip, build_tiny_paligemma
 from uservlm_ros.backends import clip_profiler
 from uservlm_ros.cli import main as uservlm
 from uservlm_ros.core import labels, prompt
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.manifest import read_manifest
-from uservlm_ros.errors import ModelLoadError
 from uservlm_ros.training.align import AlignConfig
 from uservlm_ros.training.config import load_config
 from uservlm_ros.training.dpo import DpoConfig
@@ -109,7 +109,8 @@ def test_profiler_torch_export_is_a_verified_clip_folder(profiler_run, tmp_path)
 
 
 def test_vlm_adapter_and_merged_exports_load_in_the_responder_backend(sft_adapter, tmp_path):
-    from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+    from uservlm_ros.backends.paligemma import PaliGemmaBackend
+    from uservlm_ros.backends.vlm import VlmOptions
 
     final, base, _ = sft_adapter
     adapter_dir = tmp_path / "user-vlm-sft"
@@ -224,8 +225,9 @@ def test_cli_rejects_unknown_config_keys(tmp_path, capsys):
 
 
 def test_a_mole_adapter_loads_in_the_responder_beside_a_lora_adapter(sft_adapter, tmp_path):
-    from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
-    from uservlm_ros.training import mole
+    from uservlm_ros.backends import mole
+    from uservlm_ros.backends.paligemma import PaliGemmaBackend
+    from uservlm_ros.backends.vlm import VlmOptions
 
     lora_final, base, root = sft_adapter
     data = root / "data" / "sft.jsonl"

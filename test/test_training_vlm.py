@@ -10,7 +10,7 @@ import torch
 from tiny_models import build_tiny_paligemma
 from transformers import PaliGemmaProcessor
 
-from uservlm_ros.training import mole
+from uservlm_ros.backends import mole
 from uservlm_ros.training.align import AlignConfig, train_align
 from uservlm_ros.training.config import load_config
 from uservlm_ros.training.data import read_vlm_dataset

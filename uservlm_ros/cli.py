@@ -38,7 +38,7 @@ def available_nodes() -> dict[str, object]:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from uservlm_ros.parameters import markdown_table
+    from uservlm_ros.core.parameters import markdown_table
 
     nodes = available_nodes()
     names = [args.node] if args.node else list(nodes)
@@ -51,13 +51,13 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from uservlm_ros.graph import (
+    from uservlm_ros.bringup.graph import (
         launch_overrides,
         load_graph,
         parse_launch_arguments,
         parse_overrides,
     )
-    from uservlm_ros.runner import GraphRunner
+    from uservlm_ros.bringup.runner import GraphRunner
 
     overrides = launch_overrides(args.config, parse_launch_arguments(args.arguments))
     for node, params in parse_overrides(args.set).items():
@@ -169,7 +169,7 @@ def _cmd_sample_bag(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
-    from uservlm_ros.sim_pepper import serve
+    from uservlm_ros.sim.pepper import serve
 
     return serve(args.host, args.port, args.log, args.speech_s_per_word)
 
@@ -290,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from uservlm_ros.errors import UservlmError
-    from uservlm_ros.ros_support import use_uservlm_dds_profile
+    from uservlm_ros.core.errors import UservlmError
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
 
     args = build_parser().parse_args(argv)
     use_uservlm_dds_profile()  # for this process and every node it starts

@@ -24,8 +24,8 @@ import numpy as np
 
 from uservlm_ros.backends.face_detector import package_file
 from uservlm_ros.core import labels
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.fusion import CropEstimate
-from uservlm_ros.errors import ModelLoadError
 
 AGE_FILE, GENDER_FILE = "age-v1.onnx", "gender-v1.onnx"
 EMOTION_FILE = "emotion_model_quantized.tflite"

@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from uservlm_ros.errors import ConfigError, UservlmError
+from uservlm_ros.core.errors import ConfigError, UservlmError
 
 SOURCES = ("webcam", "video", "folder", "naoqi")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from uservlm_ros.core import labels
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.fusion import CropEstimate
 from uservlm_ros.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
-from uservlm_ros.errors import ModelLoadError
 
 # OpenAI CLIP's image normalisation (FaRL uses the same).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

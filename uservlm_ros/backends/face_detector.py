@@ -17,8 +17,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.faces import NUM_LANDMARKS, Box, Detection, iou
-from uservlm_ros.errors import ModelLoadError
 
 
 class FaceDetector(Protocol):

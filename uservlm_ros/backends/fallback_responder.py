@@ -22,7 +22,7 @@ from uservlm_ros.backends.vlm import (
     TokenCallback,
     UserContext,
 )
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.core.errors import UservlmError
 
 RESPONDER_ID = "fallback-template"
 

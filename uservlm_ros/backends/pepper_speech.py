@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
-from uservlm_ros.errors import ConfigError, UservlmError
 
 EARLY = "early"  # the first sentence, published before the answer is complete
 REST = "rest"  # the final answer minus the early sentence already spoken

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uservlm_ros.errors import ImageConversionError
+from uservlm_ros.core.errors import ImageConversionError
 
 # encoding -> (channels, conversion of the (h, w, c) buffer to RGB)
 _ENCODINGS = {

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from uservlm_ros.errors import ModelLoadError
+from uservlm_ros.core.errors import ModelLoadError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from typing import Generic, TypeVar
 
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.core.errors import UservlmError
 
 T = TypeVar("T")
 

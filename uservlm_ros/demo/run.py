@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from uservlm_ros import topics
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.metrics import percentiles
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.ros import topics
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class _Observer:
         from uservlm.action import Respond
         from uservlm.msg import FaceArray, Response, UserProfile
 
-        from uservlm_ros.ros_support import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+        from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
         self.node = rclpy.create_node("uservlm_demo")
         self.lock = threading.Lock()
@@ -98,7 +98,7 @@ class _Observer:
             self.stage_ms.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
 
     def _on_profile(self, msg) -> None:
-        from uservlm_ros.ros_support import stamp_to_seconds
+        from uservlm_ros.ros.conversions import stamp_to_seconds
 
         with self.lock:
             self.profiles[msg.track_id] = msg
@@ -168,10 +168,10 @@ def run_demo(
 
     import rclpy
 
+    from uservlm_ros.bringup.graph import load_graph
+    from uservlm_ros.bringup.runner import GraphRunner
     from uservlm_ros.demo.scene import make_scene
-    from uservlm_ros.graph import load_graph
-    from uservlm_ros.runner import GraphRunner
-    from uservlm_ros.sim_pepper import SimulatedPepper
+    from uservlm_ros.sim.pepper import SimulatedPepper
 
     out = out or sys.stdout
     started = time.monotonic()
@@ -349,7 +349,7 @@ def write_demo_report(
     import cv2
 
     from uservlm_ros.eval.report import latency_chart, latency_table
-    from uservlm_ros.ros_support import image_to_rgb
+    from uservlm_ros.ros.conversions import image_to_rgb
 
     lines = [
         "# uservlm demo report",

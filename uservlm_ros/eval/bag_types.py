@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.core.errors import UservlmError
 
 PACKAGE = "uservlm"
 

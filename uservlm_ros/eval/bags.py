@@ -26,9 +26,9 @@ from rosbags.interfaces import (
 )
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
-from uservlm_ros import topics
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.eval.bag_types import message_class, typestore
+from uservlm_ros.ros import topics
 
 # What `uservlm record` takes by default: the whole uservlm graph.
 DEFAULT_TOPICS = (
@@ -208,7 +208,7 @@ def write_image_bag(
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from uservlm_ros.ros_support import rgb_to_image, seconds_to_stamp
+    from uservlm_ros.ros.conversions import rgb_to_image, seconds_to_stamp
 
     count = 0
     with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:

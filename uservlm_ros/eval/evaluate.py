@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from uservlm_ros import topics
 from uservlm_ros.core import labels, metrics, prompt
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
+from uservlm_ros.core.parameters import Param
 from uservlm_ros.eval.bags import iter_bag
 from uservlm_ros.eval.labels_file import Labels
-from uservlm_ros.parameters import Param
+from uservlm_ros.ros import topics
 
 
 def _default(params: Sequence[Param], name: str) -> Any:
@@ -91,7 +91,8 @@ def _build_responder(options: EvalOptions):
         from uservlm_ros.backends.fallback_responder import FallbackResponder
 
         return FallbackResponder()
-    from uservlm_ros.backends.vlm import PaliGemmaBackend, VlmOptions
+    from uservlm_ros.backends.paligemma import PaliGemmaBackend
+    from uservlm_ros.backends.vlm import VlmOptions
 
     backend = PaliGemmaBackend(VlmOptions(path=options.vlm_path, warmup=False))
     backend.load()
@@ -103,7 +104,7 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
 
-    from uservlm_ros.ros_support import image_to_rgb, stamp_to_seconds
+    from uservlm_ros.ros.conversions import image_to_rgb, stamp_to_seconds
 
     options = options or EvalOptions()
     pipeline, profiler, fusion = _build_perception(options)

@@ -27,10 +27,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uservlm_ros import topics
 from uservlm_ros.core import labels, prompt
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.faces import Box
-from uservlm_ros.errors import ConfigError
+from uservlm_ros.ros import topics
 
 
 @dataclass(frozen=True)

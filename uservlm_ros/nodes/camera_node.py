@@ -17,7 +17,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from uservlm_ros import topics
 from uservlm_ros.backends.camera_sources import (
     NAOQI_COLOUR_SPACES,
     NAOQI_RESOLUTIONS,
@@ -27,16 +26,14 @@ from uservlm_ros.backends.camera_sources import (
     FrameSource,
     NaoqiSource,
 )
-from uservlm_ros.errors import UservlmError
-from uservlm_ros.nodes.perception_messages import IMAGE_QOS
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import (
-    SENSOR_QOS,
-    Diagnostics,
-    declare_parameters,
-    rgb_to_image,
-    run_node,
-)
+from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.parameters import Param
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import rgb_to_image
+from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import declare_parameters
+from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
 
 PARAMS = [
     Param("source", "webcam", "Where frames come from", choices=SOURCES),

@@ -19,31 +19,25 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from uservlm.msg import FaceArray, UserProfile
 
-from uservlm_ros import topics
 from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
+from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.core.tracking import TrackerConfig
-from uservlm_ros.errors import UservlmError
-from uservlm_ros.nodes.model_node import ModelNode
-from uservlm_ros.nodes.perception_messages import (
-    IMAGE_QOS,
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import (
     face_to_msg,
-    log_rejection,
-    stage_timings,
-)
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import (
-    AUTOSTART,
-    LATCHED_QOS,
-    RELIABLE_QOS,
-    SENSOR_QOS,
-    Diagnostics,
     image_to_rgb,
     rgb_to_image,
-    run_node,
+    stage_timings,
     stamp_to_seconds,
 )
+from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.lifecycle import ModelNode
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 PARAMS = [
     AUTOSTART,

@@ -25,7 +25,6 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from uservlm.msg import Response
 
-from uservlm_ros import topics
 from uservlm_ros.backends.pepper_speech import (
     EARLY,
     FULL,
@@ -37,12 +36,16 @@ from uservlm_ros.backends.pepper_speech import (
     Utterance,
     read_password,
 )
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.gestures import parse_animation_map
+from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.request_queue import QueueFull, RequestQueue
 from uservlm_ros.core.sentences import remainder
-from uservlm_ros.errors import UservlmError
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import RELIABLE_QOS, Diagnostics, declare_parameters, run_node
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import declare_parameters
+from uservlm_ros.ros.qos import RELIABLE_QOS
 
 REMEMBERED_EARLY = 100  # early sentences kept to match their final answers
 

@@ -16,24 +16,24 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, UserProfile
 
-from uservlm_ros import topics
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.slot import SlotWorker
-from uservlm_ros.errors import UservlmError
-from uservlm_ros.nodes.model_node import ModelNode
-from uservlm_ros.nodes.perception_messages import log_rejection, profile_to_msg, stage_timings
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import (
-    AUTOSTART,
-    LATCHED_QOS,
-    RELIABLE_QOS,
-    Diagnostics,
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import (
     image_to_rgb,
-    run_node,
+    profile_to_msg,
+    stage_timings,
     stamp_to_seconds,
 )
+from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.lifecycle import ModelNode
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
 DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
 

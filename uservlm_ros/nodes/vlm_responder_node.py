@@ -28,33 +28,28 @@ from std_msgs.msg import Header, String
 from uservlm.action import Respond
 from uservlm.msg import Response, StageTiming, UserProfile
 
-from uservlm_ros import topics
 from uservlm_ros.backends.vlm import (
-    BACKENDS,
     DEFAULT_MAX_NEW_TOKENS,
     UserContext,
     VlmOptions,
-    make_vlm_backend,
     parse_adapters,
 )
+from uservlm_ros.backends.vlm_registry import VLM_BACKENDS, make_vlm_backend
 from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
+from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import choose_gesture
+from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.prompt import MODES, USER_AWARE, build_prompt
 from uservlm_ros.core.request_queue import RequestQueue
 from uservlm_ros.core.sentences import FirstSentenceDetector
 from uservlm_ros.core.sentiment import sentiment
-from uservlm_ros.errors import ConfigError, UservlmError
-from uservlm_ros.nodes.model_node import ModelNode
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import (
-    AUTOSTART,
-    LATCHED_QOS,
-    RELIABLE_QOS,
-    SENSOR_QOS,
-    Diagnostics,
-    image_to_rgb,
-    run_node,
-)
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import image_to_rgb
+from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.lifecycle import ModelNode
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 
 def _check_strings(value: list) -> str | None:
@@ -84,7 +79,7 @@ PARAMS: list[Param] = [
         "paligemma",
         "Who writes the answers: `paligemma` (the User-VLM, needs model.path) or `fallback` "
         "(profile-aware templates, labelled responder=fallback-template; never a VLM)",
-        choices=BACKENDS,
+        choices=tuple(VLM_BACKENDS),
     ),
     Param(
         "responder.mode",
@@ -342,10 +337,16 @@ class VlmResponderNode(ModelNode):
         return Respond.Result(response=response)
 
     def _new_job(
-        self, question: str, track_id: int = 0, mode: str = "", max_new: int = 0, adapter: str = ""
+        self,
+        question: str,
+        track_id: int = 0,
+        mode: str = "",
+        max_new: int = 0,
+        adapter: str = "",
+        request_id: str = "",
     ) -> Job:
         return Job(
-            request_id=uuid.uuid4().hex[:12],
+            request_id=request_id or uuid.uuid4().hex[:12],
             question=question,
             track_id=track_id,
             mode=mode or self.params["responder.mode"],

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from uservlm_ros.errors import ConfigError
+from uservlm_ros.core.errors import ConfigError
 
 T = TypeVar("T")
 

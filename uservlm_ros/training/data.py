@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.core import labels
-from uservlm_ros.errors import UservlmError
+from uservlm_ros.core.errors import UservlmError
 
 FAIRFACE_FILES = {"train": "fairface_label_train.csv", "val": "fairface_label_val.csv"}
 SPLITS = ("train", "val")

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from uservlm_ros.backends import mole
 from uservlm_ros.core import labels, prompt
+from uservlm_ros.core.errors import ModelLoadError, UservlmError
 from uservlm_ros.core.manifest import Manifest, read_manifest, write_manifest
-from uservlm_ros.errors import ModelLoadError, UservlmError
-from uservlm_ros.training import mole
 
 TRAINING_CONFIG = "training_config.yaml"
 METRICS = "metrics.json"

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 
 from uservlm_ros.backends import clip_profiler
 from uservlm_ros.core import labels
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.metrics import accuracy, macro_f1
-from uservlm_ros.errors import ConfigError
 from uservlm_ros.training.config import (
     option,
     resolve_device,

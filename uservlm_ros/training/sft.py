@@ -18,8 +18,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from uservlm_ros.errors import ConfigError
-from uservlm_ros.training import mole
+from uservlm_ros.backends import mole
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.training.config import option
 from uservlm_ros.training.vlm import (
     ATTENTION,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.prompt import MODES, USER_AWARE, build_prompt
-from uservlm_ros.errors import ConfigError
 from uservlm_ros.training.config import option, resolve_device, save_config, seed_everything
 from uservlm_ros.training.data import load_rgb, read_vlm_dataset
 

@@ -15,8 +15,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 
-from uservlm_ros.parameters import Param
-from uservlm_ros.ros_support import Diagnostics, declare_parameters
+from uservlm_ros.core.parameters import Param
+from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.parameters import declare_parameters
 
 
 class ModelNode(LifecycleNode):

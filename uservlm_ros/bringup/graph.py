@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from uservlm_ros.errors import ConfigError
+from uservlm_ros.core.errors import ConfigError
 
 PACKAGE = "uservlm"
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @dataclass(frozen=True)

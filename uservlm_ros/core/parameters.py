@@ -1,6 +1,6 @@
 """Node parameters described once: declaration, validation and the README tables use this.
 
-Pure Python (no rclpy): `uservlm_ros.ros_support.declare_parameters` turns a list of `Param` into
+Pure Python (no rclpy): `uservlm_ros.ros.parameters.declare_parameters` turns a list of `Param` into
 declared ROS parameters with descriptors; tests and docs read the same lists.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from uservlm_ros.errors import ConfigError
+from uservlm_ros.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from uservlm_ros.graph import Graph, NodeSpec
+from uservlm_ros.bringup.graph import Graph, NodeSpec
 
 _COLOURS = ("36", "32", "33", "35", "34", "31")  # cyan, green, yellow, magenta, blue, red
 _TAIL_LINES = 15

@@ -1,39 +1,56 @@
-"""Conversions between the perception dataclasses (core/, backends/) and uservlm messages."""
+"""Conversions between uservlm's dataclasses (core/, backends/) and ROS messages."""
 
 from __future__ import annotations
 
 import math
-import time
 
+import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import RegionOfInterest
+from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 from uservlm.msg import AttributeEstimate, Face, StageTiming, UserProfile
 
 from uservlm_ros.backends.face_pipeline import TrackedFace
 from uservlm_ros.core.fusion import AttributeResult, FusedProfile
-from uservlm_ros.ros_support import SENSOR_QOS, rgb_to_image
-
-# Camera frames: "sensor" (best effort, as camera drivers publish) or "reliable" with a depth of
-# 1 (still only the newest frame): Fast DDS loses fragments of large best-effort images (a
-# 640x480 rgb8 frame is 900 KB) on a loaded host, where reliable delivery repairs them.
-IMAGE_QOS = {
-    "sensor": SENSOR_QOS,
-    "reliable": QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-    ),
-}
+from uservlm_ros.core.image import RawImage, from_rgb, to_rgb
 
 
-def log_rejection(node, last_logged: dict[str, float], text: str, every_s: float = 5.0) -> None:
-    """Log each distinct bad-input message at once, repeats at most every `every_s` seconds."""
-    now = time.monotonic()
-    if len(last_logged) > 100:  # many distinct texts (sizes vary): forget, stay bounded
-        last_logged.clear()
-    if now - last_logged.get(text, -math.inf) >= every_s:
-        last_logged[text] = now
-        node.get_logger().warning(text)
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (h, w, 3) uint8 RGB; raises ImageConversionError on bad input."""
+    return to_rgb(
+        RawImage(
+            height=msg.height,
+            width=msg.width,
+            encoding=msg.encoding,
+            step=msg.step,
+            data=msg.data,
+            is_bigendian=msg.is_bigendian,
+        )
+    )
+
+
+def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
+    """(h, w, 3) uint8 RGB -> sensor_msgs/Image (rgb8)."""
+    raw = from_rgb(rgb)
+    return Image(
+        header=header,
+        height=raw.height,
+        width=raw.width,
+        encoding=raw.encoding,
+        is_bigendian=0,
+        step=raw.step,
+        data=raw.data,
+    )
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=round((seconds - sec) * 1e9) % 1_000_000_000)
 
 
 def stage_timings(timings_ms: dict[str, float]) -> list[StageTiming]:

@@ -1,4 +1,4 @@
-"""Turns a deployment (uservlm_ros.graph) into a launch_ros LaunchDescription.
+"""Turns a deployment (uservlm_ros.bringup.graph) into a launch_ros LaunchDescription.
 
 Used by launch/*.launch.py on machines with a ROS 2 install; `launch` and `launch_ros` are
 imported lazily because they do not exist as PyPI wheels (`uservlm run` covers that case from
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uservlm_ros.graph import LAUNCH_ARGUMENTS, PACKAGE, launch_overrides, load_graph
+from uservlm_ros.bringup.graph import LAUNCH_ARGUMENTS, PACKAGE, launch_overrides, load_graph
 
 
 def _config_dir() -> Path:
@@ -18,7 +18,7 @@ def _config_dir() -> Path:
 
         return Path(get_package_share_directory(PACKAGE)) / "config"
     except (ImportError, LookupError, OSError):  # not installed by colcon: a source checkout
-        return Path(__file__).resolve().parents[1] / "config"
+        return Path(__file__).resolve().parents[2] / "config"
 
 
 def deployment_launch_description(deployment: str):

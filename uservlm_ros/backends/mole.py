@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from uservlm_ros.errors import ModelLoadError
+from uservlm_ros.core.errors import ModelLoadError
 
 WEIGHTS_FILE = "mole.safetensors"
 CONFIG_FILE = "mole.json"

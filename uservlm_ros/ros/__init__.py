@@ -1,0 +1,1 @@
+"""rclpy glue shared by the nodes: QoS, conversions, diagnostics, parameters, lifecycle."""

@@ -1,0 +1,66 @@
+"""The entry point every node executable shares: DDS profile, init, autostart, spin, exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.ros.parameters import AUTOSTART
+
+FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def use_uservlm_dds_profile() -> None:
+    """Give Fast DDS uservlm's transport profile (config/fastdds.xml: a shared-memory segment
+    large enough for camera frames), unless the user named a profile file already. Must run
+    before rclpy creates its first node."""
+    if os.environ.get(FASTDDS_PROFILE_VARIABLE):
+        return
+    for candidate in _dds_profile_candidates():
+        if candidate.is_file():
+            os.environ[FASTDDS_PROFILE_VARIABLE] = str(candidate)
+            return
+
+
+def _dds_profile_candidates() -> list[Path]:
+    source = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    return [source, *(Path(p) / "share" / "uservlm" / "config" / "fastdds.xml" for p in prefixes)]
+
+
+def run_node(node_factory, args: list[str] | None = None) -> int:
+    """Entry point of every node executable: init, (auto)start, spin, shut down cleanly.
+
+    Returns the process exit code: 1 when a lifecycle node fails to configure or activate, so a
+    launcher can report which node did not start.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    use_uservlm_dds_profile()
+    rclpy.init(args=args)
+    exit_code = 0
+    node = None
+    try:
+        node = node_factory()
+        if isinstance(node, LifecycleNode) and node.get_parameter(AUTOSTART.name).value:
+            for transition in (node.trigger_configure, node.trigger_activate):
+                if transition() != TransitionCallbackReturn.SUCCESS:
+                    node.get_logger().fatal(f"{transition.__name__[8:]} failed; exiting")
+                    return 1
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except UservlmError as error:  # a bad parameter or unusable source: say what, no traceback
+        print(f"{getattr(node_factory, '__name__', 'node')}: {error}", file=sys.stderr)
+        exit_code = 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return exit_code

@@ -1,0 +1,194 @@
+"""The one client of the Respond action: `uservlm ask`, the console, the demo and the speech node.
+
+A call is a cancellable stream: `events()` yields `Partial` texts as the responder streams them
+and ends with exactly one final `Response`, also when the goal is rejected, the responder is
+missing or the wait times out (then `Response.error` says why). The request id is known when the
+goal is sent (the goal's UUID), so a caller can tie its own records (a transcript) to the answer.
+
+The node given to the client must be spun by an executor in another thread (every uservlm node
+is; `uservlm ask` spins its own).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from rclpy.action import ActionClient
+from rclpy.node import Node
+from unique_identifier_msgs.msg import UUID
+from uservlm.action import Respond
+from uservlm.msg import Response
+
+from uservlm_ros.ros import topics
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The answer generated so far (Respond feedback)."""
+
+    text: str
+    tokens: int
+
+
+def request_id_of(goal_uuid: bytes | list[int]) -> str:
+    """The request id the responder gives a goal: the first 12 hex digits of its UUID."""
+    return bytes(goal_uuid).hex()[:12]
+
+
+class RespondCall:
+    """One question in flight; see the module docstring."""
+
+    def __init__(self, request_id: str, question: str, track_id: int) -> None:
+        self.request_id = request_id
+        self.question = question
+        self.track_id = track_id
+        self._events: queue.Queue[Partial | Response] = queue.Queue()
+        self._final: Response | None = None
+        self._lock = threading.Lock()
+        self._goal_handle = None
+        self._cancel_wanted = False
+        self._callbacks: list[Callable[[Response], None]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._final is not None
+
+    def events(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Partial | Response]:
+        """Partial texts as they come, then the final Response (always exactly one)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                event = self._events.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                self._finish(self._error(f"no answer within {timeout_s:g} s"))
+                event = self._events.get()
+            yield event
+            if isinstance(event, Response):
+                return
+
+    def result(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> Response:
+        """Wait for the final Response (partials are skipped)."""
+        for event in self.events(timeout_s):
+            if isinstance(event, Response):
+                return event
+        raise AssertionError("events() always ends with a Response")
+
+    def cancel(self) -> None:
+        """Ask the responder to stop; the final Response then says it was cancelled."""
+        with self._lock:
+            self._cancel_wanted = True
+            handle = self._goal_handle
+        if handle is not None and not self.done:
+            handle.cancel_goal_async()
+
+    def add_done_callback(self, callback: Callable[[Response], None]) -> None:
+        """Call `callback(final Response)` once it exists (at once if it does already)."""
+        with self._lock:
+            if self._final is None:
+                self._callbacks.append(callback)
+                return
+        callback(self._final)
+
+    # -- fed by the client's ROS callbacks
+
+    def _feedback(self, feedback: Respond.Feedback) -> None:
+        if not self.done:
+            self._events.put(Partial(feedback.partial_text, feedback.tokens_generated))
+
+    def _accepted(self, goal_handle) -> None:
+        with self._lock:
+            self._goal_handle = goal_handle
+            cancel = self._cancel_wanted
+        if cancel:
+            goal_handle.cancel_goal_async()
+
+    def _finish(self, response: Response) -> None:
+        with self._lock:
+            if self._final is not None:
+                return  # the first final Response wins (e.g. a late result after a timeout)
+            self._final = response
+            callbacks, self._callbacks = self._callbacks, []
+        self._events.put(response)
+        for callback in callbacks:
+            callback(response)
+
+    def _error(self, error: str) -> Response:
+        return Response(
+            request_id=self.request_id,
+            track_id=self.track_id,
+            question=self.question,
+            final=True,
+            error=error,
+        )
+
+
+class RespondClient:
+    """Sends Respond goals for a node; see the module docstring."""
+
+    def __init__(self, node: Node, action: str = topics.RESPOND_ACTION) -> None:
+        self._node = node
+        self._client = ActionClient(node, Respond, action)
+
+    def wait_for_server(self, timeout_s: float) -> bool:
+        return self._client.wait_for_server(timeout_sec=timeout_s)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        track_id: int = 0,
+        mode: str = "",
+        adapter: str = "",
+        max_new_tokens: int = 0,
+        source: str = "",
+    ) -> RespondCall:
+        goal_uuid = uuid.uuid4().bytes
+        call = RespondCall(request_id_of(goal_uuid), question, track_id)
+        if not self._client.server_is_ready():
+            call._finish(call._error(f"no responder serves {self._client._action_name}"))
+            return call
+        goal = Respond.Goal(
+            question=question,
+            track_id=track_id,
+            mode=mode,
+            max_new_tokens=max_new_tokens,
+            adapter=adapter,
+            source=source,
+        )
+        sent = self._client.send_goal_async(
+            goal,
+            feedback_callback=lambda msg: call._feedback(msg.feedback),
+            goal_uuid=UUID(uuid=list(goal_uuid)),
+        )
+        sent.add_done_callback(lambda future: self._on_goal_response(call, future))
+        return call
+
+    def _on_goal_response(self, call: RespondCall, future) -> None:
+        try:
+            goal_handle = future.result()
+        except Exception as error:  # transport failure: still one final Response
+            call._finish(call._error(f"the goal could not be sent: {error}"))
+            return
+        if not goal_handle.accepted:
+            call._finish(call._error("the responder rejected the goal"))
+            return
+        call._accepted(goal_handle)
+        goal_handle.get_result_async().add_done_callback(
+            lambda result: self._on_result(call, result)
+        )
+
+    def _on_result(self, call: RespondCall, future) -> None:
+        try:
+            call._finish(future.result().result.response)
+        except Exception as error:
+            call._finish(call._error(f"the result could not be read: {error}"))
+
+    def destroy(self) -> None:
+        self._client.destroy()
