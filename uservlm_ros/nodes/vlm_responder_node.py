@@ -50,6 +50,7 @@ from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.ros.respond_client import request_id_of
 
 
 def _check_strings(value: list) -> str | None:
@@ -324,6 +325,7 @@ class VlmResponderNode(ModelNode):
             request.mode,
             request.max_new_tokens,
             request.adapter,
+            request_id=request_id_of(goal_handle.goal_id.uuid),
         )
         job.goal, job.done = goal_handle, Future()
         immediate = self._submit(job)
