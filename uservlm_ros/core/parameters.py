@@ -25,7 +25,9 @@ class Param:
     min: float | None = None
     max: float | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error text, or None if valid
-    read_only: bool = True  # most parameters are read at configure; changing them live is unsafe
+    # True: a new value is applied at once while the node runs (thresholds, privacy switches,
+    # rates). False: read when the node (re)configures, e.g. anything that loads a model.
+    live: bool = False
 
     def validate(self, value: Any) -> Any:
         """Return the value if valid, else raise ConfigError naming the parameter."""
@@ -63,6 +65,8 @@ class Param:
             low = "-inf" if self.min is None else f"{self.min:g}"
             high = "inf" if self.max is None else f"{self.max:g}"
             extra.append(f"range {low}..{high}")
+        if self.live:
+            extra.append("live")
         return self.description + (f" ({'; '.join(extra)})" if extra else "")
 
 
