@@ -188,7 +188,10 @@ class FaceCropNode(ModelNode):
             ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(f"face_crop_node active: {topics.IMAGE} -> {topics.FACES}")
+        self.get_logger().info(
+            f"face_crop_node active: {self.resolve_topic_name(topics.IMAGE)} -> "
+            f"{self.resolve_topic_name(topics.FACES)}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _release_model(self) -> None:
