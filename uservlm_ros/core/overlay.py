@@ -25,15 +25,14 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
 
 BLACK: Colour = (0, 0, 0)
 WHITE: Colour = (255, 255, 255)
-# Okabe-Ito colours (distinguishable with the common colour-vision deficiencies); orange is
-# kept for the engaged person only.
+# Light plate colours with black text (contrast 9:1 or more, so anti-aliased strokes still read
+# above 4.5:1), told apart by hue; orange is kept for the engaged person only.
 TRACK_COLOURS: tuple[Colour, ...] = (
     (86, 180, 233),  # sky blue
-    (0, 158, 115),  # bluish green
-    (204, 121, 167),  # reddish purple
-    (0, 114, 178),  # blue
-    (240, 228, 66),  # yellow
-    (213, 94, 0),  # vermilion
+    (40, 200, 160),  # green
+    (230, 150, 195),  # pink
+    (200, 170, 255),  # lavender
+    (180, 220, 120),  # lime
 )
 ENGAGED_COLOUR: Colour = (230, 159, 0)  # orange
 ENGAGED_MARK = "ENGAGED"
@@ -67,8 +66,8 @@ class Style:
 
     @staticmethod
     def for_image(height: int, width: int) -> Style:
-        # Cap height about 2.3 % of the shorter side, never under ~9 px (legibility floor).
-        scale = float(np.clip(min(height, width) / 960.0, 0.4, 2.5))
+        # Cap height about 2.5 % of the shorter side (12 px at 640x480), never under ~9 px.
+        scale = float(np.clip(min(height, width) / 870.0, 0.4, 2.5))
         thickness = max(1, round(scale * 1.6))
         (_, ascent), descent = cv2.getTextSize("Ag", FONT, scale, thickness)
         return Style(
@@ -92,6 +91,7 @@ class Plate:
     text_colour: Colour
     lines: tuple[str, ...]  # as drawn: shortened to fit the image if it had to be
     box: Rect  # the person's box, clipped to the image
+    engaged: bool = False
 
 
 def relative_luminance(colour: Sequence[float]) -> float:
@@ -236,7 +236,15 @@ def layout(shape: tuple[int, ...], people: Sequence[Person]) -> list[Plate]:
                 break
         colour = _colour_of(person)
         plates.append(
-            Plate(person.track_id, best[1], colour, text_colour_on(colour), tuple(lines), box)
+            Plate(
+                person.track_id,
+                best[1],
+                colour,
+                text_colour_on(colour),
+                tuple(lines),
+                box,
+                person.engaged,
+            )
         )
     return plates
 
@@ -274,7 +282,6 @@ def draw_people(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
     canvas = np.ascontiguousarray(rgb).copy()
     style = Style.for_image(*rgb.shape[:2])
     plates = layout(rgb.shape, people)
-    by_track = {p.track_id: p for p in people}
     # Boxes first, then every plate over them, so no box line crosses a label.
     for person in sorted(people, key=lambda p: p.engaged):  # the engaged box on top
         box = _clip_box(person.box, *rgb.shape[:2])
@@ -304,7 +311,6 @@ def draw_people(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
                 style.text_thickness,
                 cv2.LINE_AA,
             )
-        if by_track.get(plate.track_id) is not None and by_track[plate.track_id].engaged:
-            # A frame in the text colour: the engaged plate stands out even in greyscale.
-            cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), plate.text_colour, 1)
+        # A dark frame sets a light plate off a light background; the engaged plate's is double.
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), BLACK, 2 if plate.engaged else 1)
     return canvas
