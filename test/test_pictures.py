@@ -439,3 +439,30 @@ def test_a_true_unknown_row_with_counts_is_kept():
         assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == AGE_LABELS
     finally:
         plt.close(figure)
+
+
+def test_docs_pictures_are_copied_small_and_a_missing_one_is_named(tmp_path):
+    from uservlm_ros.demo import pictures as docs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    frame = make_scene(45)[30]
+    save_rgb(run / "frame_2_faces.png", draw_people(frame.rgb, scene_people(frame)))
+    assert (run / "frame_2_faces.png").stat().st_size > docs.MAX_BYTES  # needs the palette
+    save_rgb(run / "latency.png", backgrounds()["half"])
+    frame, chart = docs.copy_pictures(run, tmp_path / "images")
+    assert frame.name == "demo_frame.png" and chart.name == "demo_latency.png"
+    for path in (frame, chart):
+        assert path.stat().st_size <= docs.MAX_BYTES
+        assert cv2.imread(str(path)).shape == (480, 640, 3)  # native size
+    (run / "latency.png").unlink()
+    assert docs.main(["--from", str(run), "--out", str(tmp_path / "images")]) == 1
+
+
+def test_the_docs_pictures_in_the_repository_are_small_and_native_size():
+    from uservlm_ros.demo import pictures as docs
+
+    for name in docs.PICTURES.values():
+        path = docs.DOCS_IMAGES / name
+        assert path.stat().st_size <= docs.MAX_BYTES, name
+    assert cv2.imread(str(docs.DOCS_IMAGES / "demo_frame.png")).shape == (480, 640, 3)

@@ -289,7 +289,7 @@ def draw_people(rgb: np.ndarray, people: Sequence[Person]) -> np.ndarray:
             continue
         thickness = style.box_thickness * (2 if person.engaged else 1)
         _draw_box(canvas, box, _colour_of(person), thickness)
-        radius = max(2, style.box_thickness)
+        radius = max(1, style.box_thickness // 2)  # landmarks: small, they sit on the face
         for x, y in person.landmarks:
             if np.isfinite(x) and np.isfinite(y):
                 cv2.circle(canvas, (int(x), int(y)), radius + 1, BLACK, -1, cv2.LINE_AA)
