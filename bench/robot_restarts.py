@@ -3,14 +3,13 @@
     ROS_DOMAIN_ID=14 .venv/bin/python bench/robot_restarts.py            # 20 cycles (~2 min)
     ROS_DOMAIN_ID=14 .venv/bin/python bench/robot_restarts.py --cycles 3 --baseline
 
-Each cycle: the robot goes away for a random 0.5-3 s (then stays up 1-3 s), `--per-cycle`
-answers are published on /uservlm/response while it is away, then it comes back, accepting
+Each cycle: the robot goes away for a random 0.5-3 s (then stays up 1-3 s); `--per-cycle`
+answers are published on /uservlm/response while it is away; it comes back accepting
 connections at once and registering its NAOqi services `--services-delay` s later (like NAOqi
-booting). Measured: the time from the services being registered to the bridge's ALMotion.wakeUp (its connection),
-and what became of every utterance: said (in the robot's call log), reported dropped (speech
-events), lost (neither). `--baseline`
-first runs the same cycles with the former settings (backoff up to 10 s, no wait for services)
-and prints the ratio.
+booting). Measured: the time from the services being registered to the bridge's
+ALMotion.wakeUp (its connection), and what became of every utterance: said (in the robot's call
+log), reported dropped (speech events), lost (neither). `--baseline` first runs the same cycles
+with the former settings (backoff up to 10 s) and prints the ratio.
 """
 
 from __future__ import annotations
