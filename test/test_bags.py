@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -84,3 +87,98 @@ def test_record_refuses_an_existing_folder(tmp_path, rclpy_session):
 
     with pytest.raises(UservlmError, match="exists"):
         record(tmp_path, progress=None, duration_s=0.1)
+
+
+def _mixed_bag(path, frames: int = 3, sensors: bool = True) -> dict[str, int]:
+    """A bag as `uservlm record` writes it: camera frames, audio, and the graph's outputs."""
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from uservlm_ros.eval.bag_types import type_name
+    from uservlm_ros.eval.bags import _bag_qos
+
+    content = {
+        "/uservlm/response": [sample_messages.response()],
+        "/uservlm/user_profile": [sample_messages.user_profile()],
+    }
+    if sensors:
+        content["/camera/image_raw"] = [sample_messages.crop_image(16) for _ in range(frames)]
+        content["/uservlm/audio"] = [sample_messages.audio_chunk()]
+    stamp = 1_700_000_000_000_000_000
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, messages in content.items():
+            connection = writer.add_connection(
+                topic,
+                type_name(type(messages[0])),
+                typestore=typestore(),
+                offered_qos_profiles=[_bag_qos(True, False)],
+            )
+            for message in messages:
+                stamp += 20_000_000
+                writer.write(connection, stamp, serialize_message(message))
+    return {topic: len(messages) for topic, messages in content.items()}
+
+
+@pytest.mark.graph
+def test_replay_publishes_the_sensor_topics_unless_outputs_are_asked_for(ros, tmp_path):
+    from uservlm.msg import AudioChunk, Response
+
+    counts = _mixed_bag(tmp_path / "bag")
+    responses = ros.subscribe(Response, "/uservlm/response", 100)
+    images = ros.subscribe(Image, "/camera/image_raw", 100)
+    audio = ros.subscribe(AudioChunk, "/uservlm/audio", 100)
+
+    played = replay(tmp_path / "bag", rate=10.0, progress=None)
+    assert played == counts["/camera/image_raw"] + counts["/uservlm/audio"]
+    images.wait_for(counts["/camera/image_raw"])
+    audio.wait_for(1)
+    time.sleep(0.3)
+    assert responses.messages == []  # a live bridge would have said it again
+
+    played = replay(tmp_path / "bag", rate=10.0, progress=None, outputs=True)
+    assert played == sum(counts.values())
+    assert responses.wait_for(1)[0].text == sample_messages.response().text
+
+
+def test_replay_of_a_bag_without_sensor_topics_says_how_to_replay_its_outputs(
+    tmp_path, rclpy_session
+):
+    from uservlm_ros.core.errors import UservlmError
+
+    _mixed_bag(tmp_path / "bag", sensors=False)
+    with pytest.raises(UservlmError, match=r"has none of the topics.*--outputs"):
+        replay(tmp_path / "bag", progress=None)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uservlm_ros.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_replay_of_a_missing_bag_is_one_line_and_an_error_code(tmp_path):
+    process = _cli("replay", str(tmp_path / "nonexistent"))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert err.strip().splitlines() == [
+        f"uservlm replay: cannot read bag {tmp_path / 'nonexistent'}: no such file or folder"
+    ]
+
+
+@pytest.mark.graph
+def test_replay_ends_cleanly_on_sigterm(ros, tmp_path):
+    _mixed_bag(tmp_path / "bag", frames=50)
+    images = ros.subscribe(Image, "/camera/image_raw")
+    process = _cli("replay", str(tmp_path / "bag"), "--loop")
+    try:
+        images.wait_for(3, timeout=30)  # publishing
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "RCLError" not in err
+    assert "replayed" in err

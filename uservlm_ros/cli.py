@@ -98,6 +98,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         loop=args.loop,
         start_offset_s=args.start_offset,
         topics=args.topics or None,
+        outputs=args.outputs,
     )
     return 0
 
@@ -221,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float, help="stop after this many seconds")
     rec.set_defaults(func=_cmd_record)
 
-    play = commands.add_parser("replay", help="play a bag into the live graph")
+    play = commands.add_parser(
+        "replay", help="play a bag's sensor topics (camera, camera info, audio) into the live graph"
+    )
     play.add_argument("bag", type=Path, help="rosbag2 folder")
     play.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast)")
     play.add_argument("--loop", action="store_true", help="start again at the end")
@@ -232,7 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="skip the first S seconds of the bag",
     )
-    play.add_argument("--topics", nargs="+", help="only these topics")
+    play.add_argument("--topics", nargs="+", help="only these topics (sensors or outputs)")
+    play.add_argument(
+        "--outputs",
+        action="store_true",
+        help="also publish the recorded outputs (faces, profiles, questions, responses, speech, "
+        "diagnostics): only into a graph that does not produce them itself, or the bridge "
+        "says recorded answers again",
+    )
     play.set_defaults(func=_cmd_replay)
 
     ev = commands.add_parser("eval", help="score perception (and answers) on a recorded bag")

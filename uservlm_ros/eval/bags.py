@@ -6,6 +6,7 @@ received, the player publishes the bytes as they are, so uservlm's own types pas
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -42,6 +43,11 @@ DEFAULT_TOPICS = (
     topics.SPEECH,
     topics.DIAGNOSTICS,
 )
+AUDIO = "/uservlm/audio"  # uservlm/AudioChunk, when a microphone was recorded
+# What `uservlm replay` publishes by default: what the robot sensed. The recorded outputs
+# (faces, profiles, questions, responses, speech) would reach a live graph as if new: the bridge
+# would say old answers again and old track ids would mix with live ones.
+SENSOR_TOPICS = (topics.IMAGE, topics.CAMERA_INFO, AUDIO)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _ZERO = QosTime(sec=0, nsec=0)
 
@@ -86,6 +92,24 @@ def _ros_node(name: str):
         node.destroy_node()
         if own_context:
             rclpy.try_shutdown()
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT and SIGTERM set `stop`, so the loop ends between two messages and the bag or the
+    publishers close normally (rclpy's own handler would invalidate the context under a
+    publish). Only the main thread can install handlers; elsewhere, the caller's `stop` rules."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -168,7 +192,7 @@ def record(
         raise UservlmError(f"{output} exists; rosbag2 writes a new folder")
     stop = stop or threading.Event()
     stats = RecordStats()
-    with _ros_node("uservlm_recorder") as node:
+    with _ros_node("uservlm_recorder") as node, _stop_on_signals(stop):
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         started = time.monotonic()
@@ -257,6 +281,16 @@ def due_time(timestamp_ns: int, first_ns: int, rate: float) -> float:
     return (timestamp_ns - first_ns) / 1e9 / rate
 
 
+def _open_bag(path: Path) -> Reader:
+    path = Path(path)
+    if not path.exists():
+        raise UservlmError(f"cannot read bag {path}: no such file or folder")
+    try:
+        return Reader(path)
+    except (ReaderError, OSError) as error:
+        raise UservlmError(f"cannot read bag {path}: {error}") from error
+
+
 def replay(
     path: Path,
     rate: float = 1.0,
@@ -265,27 +299,41 @@ def replay(
     topics: Iterable[str] | None = None,
     stop: threading.Event | None = None,
     progress: TextIO | None = sys.stderr,
+    outputs: bool = False,
 ) -> int:
-    """Publish a bag's messages with their original timing; returns how many were published."""
+    """Publish a bag's messages with their original timing; returns how many were published.
+
+    Publishes `topics` if given, else the sensor topics (SENSOR_TOPICS), plus every other
+    recorded topic when `outputs` is true.
+    """
     if rate <= 0:
         raise UservlmError(f"rate must be > 0, got {rate}")
     stop = stop or threading.Event()
     published = 0
-    wanted = set(topics) if topics is not None else None
-    with _ros_node("uservlm_player") as node:
+    if topics is not None:
+        wanted: set[str] | None = set(topics)
+    else:
+        wanted = None if outputs else set(SENSOR_TOPICS)
+    reader = _open_bag(path)
+    with _ros_node("uservlm_player") as node, _stop_on_signals(stop):
         try:
-            with Reader(Path(path)) as reader:
+            with reader:
                 connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+                if not connections:
+                    recorded = sorted({c.topic for c in reader.connections})
+                    hint = "" if outputs or topics else "; --outputs replays the recorded outputs"
+                    raise UservlmError(
+                        f"{path} has none of the topics {sorted(wanted or [])} "
+                        f"(it has {', '.join(recorded) or 'no topics'}){hint}"
+                    )
                 publishers = {
                     c.id: node.create_publisher(
                         message_class(c.msgtype), c.topic, _rclpy_qos(True, _latched(c))
                     )
                     for c in connections
                 }
-                if not connections:
-                    raise UservlmError(f"{path} has none of the topics {sorted(wanted)}")
                 first_ns = reader.start_time + int(start_offset_s * 1e9)
-                time.sleep(0.5)  # let subscribers discover the new publishers
+                stop.wait(0.5)  # let subscribers discover the new publishers
                 while not stop.is_set():
                     started = time.monotonic()
                     for connection, timestamp, data in reader.messages(connections, start=first_ns):
