@@ -116,6 +116,14 @@ PARAMS: list[Param] = [
         max=1000,
     ),
     Param(
+        "responder.fallback_without_model",
+        True,
+        "paligemma with an empty model.path (a deployment without VLM weights): answer with the "
+        "fallback templates (logged once, every Response says responder=fallback-template) so "
+        "perception and speech still run; false = configure fails. A model.path that does not "
+        "load is always an error",
+    ),
+    Param(
         "responder.fallback_word_delay_s",
         0.0,
         "fallback backend only: pause between streamed words, seconds (a demo shows streaming)",
@@ -126,7 +134,8 @@ PARAMS: list[Param] = [
         "model.path",
         "",
         "VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the "
-        "local Hugging Face cache; nothing is downloaded. Empty: configure fails (paligemma)",
+        "local Hugging Face cache; nothing is downloaded. Empty: see "
+        "responder.fallback_without_model",
     ),
     Param(
         "model.adapters",
@@ -203,6 +212,7 @@ class VlmResponderNode(ModelNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("vlm_responder_node", PARAMS, **kwargs)
         self.backend = None
+        self.backend_name = self.params["responder.backend"]  # "fallback" without weights
         self.guard: BiasGuard | None = None
         self.queue: RequestQueue[Job] = RequestQueue(self.params["responder.queue_size"])
         self._lock = threading.Lock()
@@ -227,14 +237,23 @@ class VlmResponderNode(ModelNode):
             fast_decode=p["model.fast_decode"],
             warmup=p["model.warmup"],
         )
-        if p["responder.backend"] == "fallback":
+        self.backend_name = p["responder.backend"]
+        if self.backend_name == "fallback":
             log.warning(
                 "responder.backend is 'fallback': answers come from TEMPLATES, not from a VLM "
                 "(every Response says responder=fallback-template)"
             )
+        elif not options.path and p["responder.fallback_without_model"]:
+            self.backend_name = "fallback"
+            log.warning(
+                f"no VLM weights (model.path is empty): answering with the FALLBACK responder, "
+                f"templates instead of {p['responder.backend']} (every Response says "
+                "responder=fallback-template); set model.path (launch argument vlm_model) for "
+                "the User-VLM"
+            )
         try:
             backend = make_vlm_backend(
-                p["responder.backend"], options, log.info, p["responder.fallback_word_delay_s"]
+                self.backend_name, options, log.info, p["responder.fallback_word_delay_s"]
             )
             if options.default_adapter and options.default_adapter not in backend.adapters:
                 raise ConfigError(
@@ -251,7 +270,7 @@ class VlmResponderNode(ModelNode):
             return TransitionCallbackReturn.FAILURE
         self.backend = backend
         self.guard = BiasGuard(p["guard.extra_patterns"], p["guard.safe_reply"])
-        self.diagnostics = Diagnostics(self, hardware_id=p["responder.backend"])
+        self.diagnostics = Diagnostics(self, hardware_id=self.backend_name)
         self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
         return TransitionCallbackReturn.SUCCESS
 
@@ -276,7 +295,7 @@ class VlmResponderNode(ModelNode):
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
-            f"vlm_responder_node active ({self.params['responder.backend']}, default mode "
+            f"vlm_responder_node active ({self.backend_name}, default mode "
             f"{self.params['responder.mode']}): {topics.QUESTION} or {topics.RESPOND_ACTION} -> "
             f"{topics.RESPONSE}"
         )
@@ -419,7 +438,7 @@ class VlmResponderNode(ModelNode):
             except UservlmError as error:
                 self.diagnostics.count("images_rejected")
                 return self._error(job, f"the camera image is unusable: {error}", timings)
-        elif self.params["responder.backend"] != "fallback":
+        elif self.backend_name != "fallback":
             return self._error(job, f"no camera image received yet on {topics.IMAGE}", timings)
         profile_text = profile.profile_text if profile is not None else ""
         if profile is None and job.mode != USER_AWARE:
