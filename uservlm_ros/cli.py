@@ -106,7 +106,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from uservlm_ros.eval.evaluate import EvalOptions, evaluate
     from uservlm_ros.eval.labels_file import load_labels
-    from uservlm_ros.eval.report import write_eval_report
+    from uservlm_ros.eval.report import number, write_eval_report
 
     options = EvalOptions(
         detector=args.detector,
@@ -120,7 +120,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = args.out or args.bag.parent / f"{args.bag.name}_eval"
     json_path, md_path = write_eval_report(report, out)
     det = report["detection"]
-    print(f"detection: precision {det['precision']:.3f} recall {det['recall']:.3f}")
+    print(f"detection: precision {number(det['precision'])} recall {number(det['recall'])}")
+    if not report["attributes"]:
+        print("attributes: n/a (no labelled face was detected)")
     for name, entry in report["attributes"].items():
         print(
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "

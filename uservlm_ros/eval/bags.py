@@ -281,7 +281,8 @@ def due_time(timestamp_ns: int, first_ns: int, rate: float) -> float:
     return (timestamp_ns - first_ns) / 1e9 / rate
 
 
-def _open_bag(path: Path) -> Reader:
+def open_bag(path: Path) -> Reader:
+    """A rosbags Reader (not yet opened) for `path`; UservlmError if it is not a bag."""
     path = Path(path)
     if not path.exists():
         raise UservlmError(f"cannot read bag {path}: no such file or folder")
@@ -314,7 +315,7 @@ def replay(
         wanted: set[str] | None = set(topics)
     else:
         wanted = None if outputs else set(SENSOR_TOPICS)
-    reader = _open_bag(path)
+    reader = open_bag(path)
     with _ros_node("uservlm_player") as node, _stop_on_signals(stop):
         try:
             with reader:

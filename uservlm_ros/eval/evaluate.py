@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.core import labels, metrics, prompt
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.eval.bags import iter_bag
+from uservlm_ros.eval.bags import iter_bag, open_bag
 from uservlm_ros.eval.labels_file import Labels
 from uservlm_ros.ros import topics
 
@@ -107,6 +108,7 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
     from uservlm_ros.ros.conversions import image_to_rgb, stamp_to_seconds
 
     options = options or EvalOptions()
+    check_labels_fit_the_bag(bag, truth)
     pipeline, profiler, fusion = _build_perception(options)
     responder = _build_responder(options)
     detection = metrics.DetectionCounts()
@@ -157,8 +159,9 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
         "profiler": profiler.model_id,
         "detection": {
             "iou_threshold": options.iou_threshold,
-            "precision": detection.precision,
-            "recall": detection.recall,
+            # None (n/a) where nothing was found or nothing was there: 0/0 is not 0.
+            "precision": detection.precision if _found(detection) else None,
+            "recall": detection.recall if _present(detection) else None,
             "true_positives": detection.true_positives,
             "false_positives": detection.false_positives,
             "false_negatives": detection.false_negatives,
@@ -178,6 +181,41 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
             "items": answers,
         }
     return report
+
+
+def _found(counts: metrics.DetectionCounts) -> int:
+    return counts.true_positives + counts.false_positives
+
+
+def _present(counts: metrics.DetectionCounts) -> int:
+    return counts.true_positives + counts.false_negatives
+
+
+def camera_frame_count(bag: Path, topic: str) -> int:
+    """How many messages the bag holds on `topic`, from its index (no message is read)."""
+    from rosbags.rosbag2 import ReaderError
+
+    try:
+        with open_bag(bag) as reader:
+            return sum(c.msgcount for c in reader.connections if c.topic == topic)
+    except (ReaderError, OSError) as error:
+        raise UservlmError(f"cannot read bag {bag}: {error}") from error
+
+
+def check_labels_fit_the_bag(bag: Path, truth: Labels) -> None:
+    """UservlmError naming the first labels entry whose frame the bag does not have."""
+    count = camera_frame_count(bag, truth.camera_topic)
+    if count == 0:
+        raise UservlmError(f"{bag} has no messages on the camera topic {truth.camera_topic}")
+    last = f"the bag has {count} frames on {truth.camera_topic}, indices 0..{count - 1}"
+    for index in sorted(truth.frames):
+        if index >= count:
+            raise UservlmError(f"{truth.frame_entry(index)}: index {index} is past the end; {last}")
+    for n, question in enumerate(truth.questions):
+        if not 0 <= question.frame < count:
+            raise UservlmError(
+                f"{truth.question_entry(n)}: frame {question.frame} is past the end; {last}"
+            )
 
 
 def _asker(box: Box | None, boxes: list[Box], faces, profiles) -> FusedProfile | None:
@@ -244,7 +282,8 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
                 [groups[attribute][i] for i in labelled],
             )
             entry[f"accuracy_by_{group_name}"] = by_group
-            entry[f"largest_gap_{group_name}"] = gap
+            # A gap needs two groups: with one, it is n/a (None), not a perfect 0.
+            entry[f"largest_gap_{group_name}"] = gap if len(by_group) >= 2 else None
         report[attribute] = entry
     return report
 
