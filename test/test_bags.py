@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import sample_messages
 from harness import wait_until
@@ -33,7 +34,9 @@ def test_record_then_replay_round_trip(ros, tmp_path, storage):
     stop = threading.Event()
     result = {}
     recorder = threading.Thread(
-        target=lambda: result.update(stats=record(bag, storage=storage, stop=stop, progress=None))
+        target=lambda: result.update(
+            stats=record(bag, storage=storage, stop=stop, progress=None, images="raw")
+        )
     )
     recorder.start()
     wait_until(lambda: ros.node.count_subscribers("/uservlm/faces") >= 1, 10, "the recorder")
@@ -182,3 +185,54 @@ def test_replay_ends_cleanly_on_sigterm(ros, tmp_path):
     assert process.returncode == 0, err
     assert "Traceback" not in err and "RCLError" not in err
     assert "replayed" in err
+
+
+@pytest.mark.graph
+def test_jpeg_recording_is_smaller_and_replays_as_images(ros, tmp_path):
+    """Default recording: frames as JPEG CompressedImage on <topic>/compressed; replay decodes
+    them back to sensor_msgs/Image on the camera topic; eval reads them (iter_frames)."""
+    from uservlm_ros.eval.bags import iter_frames
+    from uservlm_ros.ros.conversions import image_to_rgb, rgb_to_image
+    from uservlm_ros.sim.photos import frame_with_faces
+
+    rgb = frame_with_faces(1)  # VGA
+    header = sample_messages.crop_image(8).header
+    image_pub = ros.publisher(Image, "/camera/image_raw", SENSOR_QOS)
+    sizes = {}
+    for images in ("jpeg", "raw"):
+        bag = tmp_path / images
+        stop = threading.Event()
+        recorder = threading.Thread(
+            target=record,
+            args=(bag,),
+            kwargs={
+                "topics": ["/camera/image_raw"],
+                "stop": stop,
+                "progress": None,
+                "images": images,
+            },
+        )
+        recorder.start()
+        wait_until(lambda: ros.node.count_subscribers("/camera/image_raw") >= 1, 10, "recorder")
+        time.sleep(0.3)
+        for _ in range(5):
+            image_pub.publish(rgb_to_image(rgb, header))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        stop.set()
+        recorder.join(10)
+        wait_until(lambda: ros.node.count_subscribers("/camera/image_raw") == 0, 10, "unsubscribed")
+        sizes[images] = sum(f.stat().st_size for f in bag.rglob("*") if f.is_file())
+    topics = {m.topic: m.msgtype for m in iter_bag(tmp_path / "jpeg")}
+    assert topics == {"/camera/image_raw/compressed": "sensor_msgs/msg/CompressedImage"}
+    assert sizes["jpeg"] * 5 < sizes["raw"]
+
+    frames = list(iter_frames(tmp_path / "jpeg", "/camera/image_raw"))
+    assert len(frames) == 5
+    assert frames[0][1].shape == rgb.shape
+    assert np.abs(frames[0][1].astype(int) - rgb).mean() < 4  # JPEG q90: close, not exact
+
+    received = ros.subscribe(Image, "/camera/image_raw", SENSOR_QOS)
+    assert replay(tmp_path / "jpeg", rate=10.0, progress=None) == 5
+    got = received.wait_for(5)
+    assert image_to_rgb(got[0]).shape == rgb.shape

@@ -191,7 +191,7 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     recorder.join(10)
 
     topics = [m.topic for m in iter_bag(recorded)]
-    assert topics.count("/camera/image_raw") == FRAMES
+    assert topics.count("/camera/image_raw/compressed") == FRAMES  # JPEG by default
     assert topics.count("/uservlm/faces") >= FRAMES // 2
     assert topics.count("/uservlm/user_profile") >= 2
     # Replayed frames carry 2023 stamps: fusion must still accumulate over the recording.

@@ -84,8 +84,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         topics=args.topics or DEFAULT_TOPICS,
         storage=args.storage,
         duration_s=args.duration,
+        images=args.images,
+        jpeg_quality=args.jpeg_quality,
     )
-    print(f"wrote {stats.messages} messages on {stats.topics} topics to {args.output}")
+    size = sum(f.stat().st_size for f in args.output.rglob("*") if f.is_file())
+    print(
+        f"wrote {stats.messages} messages on {stats.topics} topics to {args.output} "
+        f"({size / 1e6:.1f} MB)"
+    )
     return 0
 
 
@@ -222,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--topics", nargs="+", help="topics to record (default: the uservlm graph)")
     rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     rec.add_argument("--duration", type=float, help="stop after this many seconds")
+    rec.add_argument(
+        "--images",
+        choices=("jpeg", "raw", "both"),
+        default="jpeg",
+        help="camera frames as JPEG sensor_msgs/CompressedImage on <topic>/compressed (default; "
+        "replay and eval decode them), raw sensor_msgs/Image, or both",
+    )
+    rec.add_argument(
+        "--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (90)"
+    )
     rec.set_defaults(func=_cmd_record)
 
     play = commands.add_parser(

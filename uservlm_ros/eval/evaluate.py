@@ -23,7 +23,7 @@ from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.eval.bags import iter_bag, open_bag
+from uservlm_ros.eval.bags import COMPRESSED, frame_source, iter_bag, iter_frames
 from uservlm_ros.eval.labels_file import Labels
 from uservlm_ros.ros import topics
 
@@ -102,11 +102,6 @@ def _build_responder(options: EvalOptions):
 
 def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> dict[str, Any]:
     """Run perception (and the responder) over the bag; return the metrics as plain data."""
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-
-    from uservlm_ros.ros.conversions import image_to_rgb, stamp_to_seconds
-
     options = options or EvalOptions()
     check_labels_fit_the_bag(bag, truth)
     pipeline, profiler, fusion = _build_perception(options)
@@ -119,11 +114,8 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
     for question in truth.questions:
         questions.setdefault(question.frame, []).append(question)
     frame_count = 0
-    for index, message in enumerate(iter_bag(bag, [truth.camera_topic])):
+    for index, (stamp, rgb) in enumerate(iter_frames(bag, truth.camera_topic)):
         frame_count += 1
-        image = deserialize_message(message.data, Image)
-        rgb = image_to_rgb(image)
-        stamp = stamp_to_seconds(image.header.stamp)
         faces = pipeline.process(rgb, stamp)
         for stage, ms in faces.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
@@ -191,20 +183,9 @@ def _present(counts: metrics.DetectionCounts) -> int:
     return counts.true_positives + counts.false_negatives
 
 
-def camera_frame_count(bag: Path, topic: str) -> int:
-    """How many messages the bag holds on `topic`, from its index (no message is read)."""
-    from rosbags.rosbag2 import ReaderError
-
-    try:
-        with open_bag(bag) as reader:
-            return sum(c.msgcount for c in reader.connections if c.topic == topic)
-    except (ReaderError, OSError) as error:
-        raise UservlmError(f"cannot read bag {bag}: {error}") from error
-
-
 def check_labels_fit_the_bag(bag: Path, truth: Labels) -> None:
     """UservlmError naming the first labels entry whose frame the bag does not have."""
-    count = camera_frame_count(bag, truth.camera_topic)
+    _, count = frame_source(bag, truth.camera_topic)
     if count == 0:
         raise UservlmError(f"{bag} has no messages on the camera topic {truth.camera_topic}")
     last = f"the bag has {count} frames on {truth.camera_topic}, indices 0..{count - 1}"
@@ -294,11 +275,12 @@ def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str,
     it received the camera frame it was made from (matched by the camera stamp the profile
     carries), which holds for live sessions and for replayed ones alike."""
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from uservlm.msg import FaceArray, Response, UserProfile
 
+    camera_topic, _ = frame_source(bag, camera_topic)  # raw or JPEG frames: same header
     types = {
-        camera_topic: Image,
+        camera_topic: CompressedImage if camera_topic.endswith(COMPRESSED) else Image,
         topics.FACES: FaceArray,
         topics.PROFILE: UserProfile,
         topics.RESPONSE: Response,
