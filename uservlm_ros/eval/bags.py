@@ -38,15 +38,15 @@ from uservlm_ros.ros import topics
 
 # What `uservlm record` takes by default: the whole uservlm graph.
 DEFAULT_TOPICS = (
-    topics.IMAGE,
-    topics.CAMERA_INFO,
-    topics.FACES,
-    topics.PROFILE,
-    topics.QUESTION,
-    topics.RESPONSE,
-    topics.SPEECH_EVENTS,
-    topics.SPEECH,
-    topics.DIAGNOSTICS,
+    topics.absolute(topics.IMAGE),
+    topics.absolute(topics.CAMERA_INFO),
+    topics.absolute(topics.FACES),
+    topics.absolute(topics.PROFILE),
+    topics.absolute(topics.QUESTION),
+    topics.absolute(topics.RESPONSE),
+    topics.absolute(topics.SPEECH_EVENTS),
+    topics.absolute(topics.SPEECH),
+    topics.absolute(topics.DIAGNOSTICS),
 )
 AUDIO = "/uservlm/audio"  # uservlm/AudioChunk, when a microphone was recorded
 # What `uservlm replay` publishes by default: what the robot sensed. The recorded outputs
@@ -55,7 +55,12 @@ AUDIO = "/uservlm/audio"  # uservlm/AudioChunk, when a microphone was recorded
 COMPRESSED = "/compressed"  # suffix of a CompressedImage topic beside its raw one
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
-SENSOR_TOPICS = (topics.IMAGE, topics.IMAGE + COMPRESSED, topics.CAMERA_INFO, AUDIO)
+SENSOR_TOPICS = (
+    topics.absolute(topics.IMAGE),
+    topics.absolute(topics.IMAGE) + COMPRESSED,
+    topics.absolute(topics.CAMERA_INFO),
+    AUDIO,
+)
 IMAGE_MODES = ("jpeg", "raw", "both")  # how `record` stores camera frames
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _ZERO = QosTime(sec=0, nsec=0)
@@ -323,7 +328,7 @@ def record(
 def write_image_bag(
     path: Path,
     frames: Iterable[tuple[float, np.ndarray]],
-    topic: str = topics.IMAGE,
+    topic: str = topics.absolute(topics.IMAGE),
     frame_id: str = "camera",
     storage: str = "mcap",
 ) -> int:
