@@ -341,9 +341,41 @@ def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
         client.destroy()
 
 
-def test_missing_weights_refuse_to_configure(processes):
-    node = processes.start_python("no_weights", "-m", NODE)
+def test_without_weights_the_labelled_fallback_answers_and_says_so_once(ros, processes):
+    # Own topics: the module's other responder nodes listen on /uservlm/question too.
+    remaps = [f"/uservlm/{t}:=/nw/{t}" for t in ("question", "response", "respond", "user_profile")]
+    node = processes.start_python(
+        "no_weights", "-m", NODE, "--ros-args", *(x for r in remaps for x in ("-r", r))
+    )
+    node.wait_for_output("vlm_responder_node active (fallback", timeout=60)
+    assert node.output().count("no VLM weights (model.path is empty)") == 1
+    responses = ros.subscribe(Response, "/nw/response", RELIABLE_QOS)
+    questions = ros.publisher(String, "/nw/question", RELIABLE_QOS)
+    ros.wait_for_subscribers("/nw/question")
+    questions.publish(String(data="Hello, who are you?"))
+    wait_until(lambda: any(m.final for m in responses.messages), 30, "a final response")
+    final = next(m for m in responses.messages if m.final)
+    assert final.responder == "fallback-template" and final.text and not final.error
+    assert node.output().count("no VLM weights (model.path is empty)") == 1
+
+
+def test_missing_weights_refuse_to_configure_when_the_fallback_is_off(processes):
+    node = processes.start_python(
+        "no_weights", "-m", NODE, "--ros-args", "-p", "responder.fallback_without_model:=false"
+    )
     node.wait_for_output("configure failed", timeout=60)
     assert "no VLM weights configured" in node.output()
+    node.popen.wait(20)
+    assert node.popen.returncode == 1
+
+
+def test_a_model_path_that_does_not_load_is_an_error_naming_it(processes, tmp_path):
+    missing = tmp_path / "no-such-vlm"
+    node = processes.start_python(
+        "bad_weights", "-m", NODE, "--ros-args", "-p", f"model.path:={missing}"
+    )
+    node.wait_for_output("configure failed", timeout=60)
+    assert str(missing) in node.output()
+    assert "FALLBACK" not in node.output()
     node.popen.wait(20)
     assert node.popen.returncode == 1

@@ -73,7 +73,8 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
 
 @pytest.mark.graph
 def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder):
-    # The VLM backend without weights refuses to configure: the run must say so and fail.
+    # VLM weights that do not load: the responder refuses to configure (no fallback for a
+    # configured path); the run must say so and fail.
     runner = run_uservlm(
         processes,
         "--config",
@@ -81,13 +82,14 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
         "--set=camera_node.source=folder",
         f"--set=camera_node.path={frames_folder}",
         "--set=vlm_responder_node.responder.backend=paligemma",
+        "--set=vlm_responder_node.model.path=/nonexistent/user-vlm",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
     )
     assert runner.popen.wait(120) == 1
     output = runner.output()
     assert "vlm_responder_node exited (exit code 1)" in output
     assert "stopping the other nodes" in output
-    assert "model.path" in output  # the node's own message says what is missing
+    assert "/nonexistent/user-vlm" in output  # the node's own message names what failed
 
 
 def test_dry_run_prints_one_command_per_node(capsys):

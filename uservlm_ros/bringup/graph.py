@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.core.shipped import shipped_dirs
 
 PACKAGE = "uservlm"
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @dataclass(frozen=True)
@@ -181,16 +181,23 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def resolve_config(config: str | Path) -> Path:
-    """A params file path, or the name of a shipped deployment (`pepper` -> config/pepper.yaml)."""
+    """A params file path, or a shipped deployment: `pepper`, `pepper.yaml` or `config/pepper.yaml`
+    (found in the checkout or the installed package, whatever the working directory)."""
     path = Path(config)
     if path.is_file():
         return path.resolve()
-    shipped = CONFIG_DIR / f"{config}.yaml"
-    if shipped.is_file():
-        return shipped
+    folders = shipped_dirs("config")
+    parts = path.parts[1:] if path.parts[:1] == ("config",) else path.parts
+    if parts and not path.is_absolute():
+        name = Path(*parts)
+        name = name if name.suffix == ".yaml" else Path(f"{name}.yaml")
+        for folder in folders:
+            if (folder / name).is_file():
+                return (folder / name).resolve()
+    shipped = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
     raise ConfigError(
-        f"config {config!s} not found (neither a file nor one of "
-        f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))})"
+        f"config {config!s} not found (neither a file nor a shipped deployment: "
+        f"{', '.join(shipped) or 'none installed'})"
     )
 
 

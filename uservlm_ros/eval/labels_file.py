@@ -53,6 +53,15 @@ class Labels:
     frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
     questions: list[LabelledQuestion] = field(default_factory=list)
     camera_topic: str = topics.absolute(topics.IMAGE)
+    source: str = ""  # the file's name, for messages that name an entry
+    frame_entries: dict[int, str] = field(default_factory=dict)  # index -> "file: frames[n]"
+
+    def frame_entry(self, index: int) -> str:
+        """How an error names the frames entry of `index`, e.g. `labels.json: frames[3]`."""
+        return self.frame_entries.get(index, f"frames entry with index {index}")
+
+    def question_entry(self, n: int) -> str:
+        return f"{self.source}: questions[{n}]" if self.source else f"questions[{n}]"
 
     def to_json(self) -> dict:
         return {
@@ -100,7 +109,9 @@ def load_labels(path: Path) -> Labels:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read labels {path}: {error}") from error
-    result = Labels(camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)))
+    result = Labels(
+        camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)), source=path.name
+    )
     for n, frame in enumerate(data.get("frames", [])):
         where = f"{path.name}: frames[{n}]"
         index = frame.get("index")
@@ -121,6 +132,7 @@ def load_labels(path: Path) -> Labels:
                 attributes[name] = value
             faces.append(LabelledFace(_box(face.get("box"), f"{where}.faces[{k}]"), attributes))
         result.frames[index] = faces
+        result.frame_entries[index] = where
     for n, item in enumerate(data.get("questions", [])):
         where = f"{path.name}: questions[{n}]"
         if not str(item.get("question", "")).strip() or "reference" not in item:

@@ -3,7 +3,9 @@
 It serves ALTextToSpeech, ALAnimatedSpeech, ALAnimationPlayer, ALMotion, ALRobotPosture,
 ALMemory and (when the perception package provides it) ALVideoDevice on a loopback qi endpoint,
 records every call (the `calls` list, and a JSONL file when asked), and can be stopped and
-started again on the same port, so tests can make the robot go away and come back.
+started again on the same port, so tests can make the robot go away and come back. With
+`services_delay_s` it behaves like a booting robot: it accepts connections at once and registers
+its services that much later.
 
 Library use (tests, `uservlm demo`):
 
@@ -17,6 +19,7 @@ Command: `uservlm sim-pepper [--port 9559] [--log calls.jsonl]`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -271,8 +274,11 @@ class SimulatedPepper:
         log_path: str | Path | None = None,
         speech_s_per_word: float = 0.0,
         frames: Sequence[np.ndarray] | None = None,
+        services_delay_s: float = 0.0,
     ) -> None:
         self.host, self.port = host, port
+        self.services_delay_s = services_delay_s
+        self.services_ready_at: float | None = None  # time.time() the services began registering
         self.frames = frames  # what ALVideoDevice serves (RGB); None = a sample photo
         self.log = CallLog(log_path)
         self.speech_s_per_word = speech_s_per_word
@@ -305,10 +311,27 @@ class SimulatedPepper:
         video = _video_device(self.frames)
         if video is not None:
             self.services["ALVideoDevice"] = video
+        self._session = session
+        self.services_ready_at = None
+        if self.services_delay_s > 0:
+            threading.Thread(
+                target=self._register_later, args=(session,), name="sim-pepper-boot", daemon=True
+            ).start()
+        else:
+            self._register(session)
+        return self.url
+
+    def _register(self, session: Any) -> None:
+        self.services_ready_at = time.time()  # a client may use the first ones at once
         for name, service in self.services.items():
             session.registerService(name, service)
-        self._session = session
-        return self.url
+
+    def _register_later(self, session: Any) -> None:
+        time.sleep(self.services_delay_s)
+        if self._session is session:  # not stopped (or restarted) meanwhile
+            # stopped between the check and the registration: nothing to serve
+            with contextlib.suppress(RuntimeError):
+                self._register(session)
 
     def stop(self) -> None:
         """Close the endpoint: connected clients see the robot disappear."""
