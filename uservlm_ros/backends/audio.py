@@ -88,13 +88,16 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes)")
     try:
         with wave.open(str(path), "rb") as wav:
             rate, channels, width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
             frames = wav.getnframes()
             raw = wav.readframes(frames)
     except (wave.Error, EOFError) as error:
-        raise AudioError(f"{path}: not a PCM WAV file ({error})") from error
+        reason = str(error) or "the header is cut short"
+        raise AudioError(f"{path}: not a PCM WAV file ({reason})") from error
     except OSError as error:
         raise AudioError(f"{path}: cannot read ({error.strerror or error})") from error
     if frames == 0 or not raw:
