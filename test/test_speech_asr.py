@@ -83,7 +83,7 @@ def test_silence_and_noise_produce_no_question(recogniser, name):
 
 
 def test_model_path_errors_are_clear(tmp_path):
-    with pytest.raises(ModelLoadError, match="no model.bin"):
+    with pytest.raises(ModelLoadError, match=r"no model\.bin"):
         resolve_whisper_model(str(tmp_path))
     with pytest.raises(ModelLoadError, match="not found"):
         resolve_whisper_model(str(tmp_path / "nowhere"))

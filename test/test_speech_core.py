@@ -53,7 +53,7 @@ def test_framer_rechunks_pepper_buffers_into_vad_frames_with_capture_times():
     # frame 5 straddles the first two buffers: 160 samples of buffer 0, then buffer 1
     assert frames[5][0][159] == 0 and frames[5][0][160] == 1
     assert frames[5][1] == pytest.approx(100.0 + 5 * FRAME_S)
-    (last, _), = framer.flush()
+    ((last, _),) = framer.flush()
     assert len(last) == FRAME and last[479] == 2 and last[480] == 0  # zero-padded
 
 
