@@ -237,3 +237,30 @@ def test_bad_wav_files_get_one_clear_line(tmp_path):
         with pytest.raises(AudioError, match=reason) as error:
             read_wav(path)
         assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+def test_segmenter_hands_out_a_tentative_copy_before_the_hangover_ends():
+    config = VadConfig(hangover_ms=160, early_ms=64, min_speech_ms=0, pre_roll_ms=0)
+    segmenter = UtteranceSegmenter(config)
+    out = []
+    probs = [0.9] * 5 + [0.0] * 2  # 2 silent frames = 64 ms: the tentative copy
+    for index, p in enumerate(probs):
+        out += segmenter.push(np.full(FRAME, index, np.float32), index * FRAME_S, p)
+    (early,) = out
+    assert early.tentative and segmenter.in_speech
+    assert segmenter.open_key == early.key
+    for index, p in enumerate([0.0] * 3, start=len(probs)):  # silence goes on: it ends
+        out += segmenter.push(np.full(FRAME, index, np.float32), index * FRAME_S, p)
+    final = out[-1]
+    assert not final.tentative and final.key == early.key  # same speech: reuse its result
+    assert len(final.samples) > len(early.samples)
+
+
+def test_a_tentative_copy_goes_stale_when_speech_resumes():
+    config = VadConfig(hangover_ms=160, early_ms=64, min_speech_ms=0, pre_roll_ms=0)
+    out, segmenter = run(config, [0.9] * 5 + [0.0] * 2 + [0.9] * 3 + [0.0] * 5)
+    early, second_early, final = out
+    assert early.tentative and second_early.tentative and not final.tentative
+    assert final.key != early.key and final.key == second_early.key
+    with pytest.raises(ValueError, match="early_ms"):
+        VadConfig(hangover_ms=100, early_ms=128)

@@ -26,10 +26,14 @@ from uservlm_ros.core.utterances import (
 
 @dataclass
 class HeardUtterance:
-    """An utterance and the VAD compute spent on its frames."""
+    """An utterance (or a tentative copy of one) and the VAD compute spent on its frames."""
 
     utterance: Utterance
     vad_ms: float
+
+    @property
+    def key(self) -> tuple[int, float]:
+        return self.utterance.key
 
 
 class Listener:
@@ -82,7 +86,9 @@ class Listener:
         ended = self.segmenter.push(frame, start, probability)
         if was_open or self.segmenter.in_speech or ended:
             self._vad_ms += spent
-        return [HeardUtterance(u, self._take_vad_ms()) for u in ended]
+        return [
+            HeardUtterance(u, self._vad_ms if u.tentative else self._take_vad_ms()) for u in ended
+        ]
 
     def _take_vad_ms(self) -> float:
         spent, self._vad_ms = self._vad_ms, 0.0
@@ -115,6 +121,8 @@ def transcribe_audio(
     results = []
     for item in heard:
         u = item.utterance
+        if u.tentative:  # a file is recognised once per utterance, at its end
+            continue
         if u.dropped:
             results.append(FileUtterance(u.start, u.end, "", 0.0, item.vad_ms, 0.0, u.dropped))
             continue

@@ -39,6 +39,9 @@ class VadConfig:
     hangover_ms: float = 300.0  # silence that ends an utterance
     min_speech_ms: float = 250.0  # shorter utterances are dropped as too short (clicks, bumps)
     max_utterance_s: float = 15.0  # longer speech is cut here and continues as a new utterance
+    # After this much silence (less than the hangover), a tentative copy of the utterance is
+    # handed out so recognition can start while the hangover runs; 0 = never.
+    early_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.end_threshold <= self.start_threshold <= 1.0:
@@ -48,6 +51,8 @@ class VadConfig:
             )
         if self.max_utterance_s * 1e3 <= self.min_speech_ms:
             raise ValueError("max_utterance_s must be longer than min_speech_ms")
+        if self.early_ms and self.early_ms >= self.hangover_ms:
+            raise ValueError("early_ms must be shorter than hangover_ms (or 0)")
 
     @property
     def frame_s(self) -> float:
@@ -69,6 +74,13 @@ class Utterance:
     speech_ms: float  # from the first to the last speech frame
     cut: bool = False  # ended by max_utterance_s, not by silence
     dropped: str = ""  # "" or "too_short"
+    number: int = 0  # counts the segmenter's utterances; a tentative copy shares its number
+    tentative: bool = False  # a copy made early (see VadConfig.early_ms); the utterance goes on
+
+    @property
+    def key(self) -> tuple[int, float]:
+        """Equal for an utterance and a tentative copy of it with the same speech in it."""
+        return self.number, round(self.speech_end, 6)
 
     @property
     def duration_s(self) -> float:
@@ -117,16 +129,18 @@ class _Open:
     start: float
     first_speech: float
     last_speech_end: float
+    number: int
     silence_frames: int = 0
 
 
 class UtteranceSegmenter:
     """The voice-activity state machine; see the module docstring.
 
-    `push(frame, start, probability)` returns the utterances that ended with this frame (none,
-    or one; two when a cut and an end coincide never happens since a cut restarts the buffer).
-    Utterances shorter than `min_speech_ms` come back with `dropped="too_short"` so callers can
-    count them.
+    `push(frame, start, probability)` returns the utterances that ended with this frame (none or
+    one) and, with `early_ms`, the tentative copy made after that much silence. Utterances
+    shorter than `min_speech_ms` come back with `dropped="too_short"` so callers can count them.
+    `open_key` is the key the open utterance would have if it ended now: a tentative copy whose
+    key differs from it is stale (speech went on).
     """
 
     def __init__(self, config: VadConfig) -> None:
@@ -137,11 +151,18 @@ class UtteranceSegmenter:
         self._keep_pre_roll = config.frames(config.pre_roll_ms) > 0
         self._hangover_frames = max(config.frames(config.hangover_ms), 1)
         self._max_frames = max(int(config.max_utterance_s / config.frame_s), 1)
+        self._early_frames = config.frames(config.early_ms) if config.early_ms else 0
         self._open: _Open | None = None
+        self._count = 0
 
     @property
     def in_speech(self) -> bool:
         return self._open is not None
+
+    @property
+    def open_key(self) -> tuple[int, float] | None:
+        o = self._open
+        return None if o is None else (o.number, round(o.last_speech_end, 6))
 
     def push(self, frame: np.ndarray, start: float, probability: float) -> list[Utterance]:
         config = self.config
@@ -152,11 +173,13 @@ class UtteranceSegmenter:
                 return []
             pre = list(self._pre_roll) if self._keep_pre_roll else []
             self._pre_roll.clear()
+            self._count += 1
             self._open = _Open(
                 frames=[f for f, _ in pre] + [frame],
                 start=pre[0][1] if pre else start,
                 first_speech=start,
                 last_speech_end=end,
+                number=self._count,
             )
             return []
         utterance = self._open
@@ -171,8 +194,15 @@ class UtteranceSegmenter:
         if len(utterance.frames) >= self._max_frames:
             closed = self._close(end, cut=True)
             # Speech goes on: the next frames open a new utterance at once (no pre-roll).
-            self._open = _Open(frames=[], start=end, first_speech=end, last_speech_end=end)
+            self._count += 1
+            self._open = _Open(
+                frames=[], start=end, first_speech=end, last_speech_end=end, number=self._count
+            )
             return [closed]
+        if self._early_frames and utterance.silence_frames == self._early_frames:
+            early = self._snapshot(utterance, end, cut=False)
+            early.tentative = True
+            return [early]
         return []
 
     def flush(self) -> list[Utterance]:
@@ -189,6 +219,9 @@ class UtteranceSegmenter:
 
     def _close(self, end: float, cut: bool) -> Utterance:
         utterance, self._open = self._open, None
+        return self._snapshot(utterance, end, cut)
+
+    def _snapshot(self, utterance: _Open, end: float, cut: bool) -> Utterance:
         speech_ms = (utterance.last_speech_end - utterance.first_speech) * 1e3
         return Utterance(
             samples=np.concatenate(utterance.frames).astype(np.float32, copy=False),
@@ -198,6 +231,7 @@ class UtteranceSegmenter:
             speech_ms=speech_ms,
             cut=cut,
             dropped="" if speech_ms >= self.config.min_speech_ms else "too_short",
+            number=utterance.number,
         )
 
 

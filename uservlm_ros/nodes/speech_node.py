@@ -19,13 +19,14 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from std_msgs.msg import Header, String
 from uservlm.msg import AudioChunk, Response, Transcript
 
-from uservlm_ros.backends.asr import ASR_BACKENDS, AsrOptions, make_asr_backend
+from uservlm_ros.backends.asr import ASR_BACKENDS, AsrOptions, AsrResult, make_asr_backend
 from uservlm_ros.backends.audio import AudioBlock, AudioError
 from uservlm_ros.backends.audio_sources import (
     NAOQI_CHANNELS,
@@ -58,6 +59,20 @@ from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import RELIABLE_QOS
 from uservlm_ros.ros.respond_client import RespondClient
+
+
+@dataclass
+class _AsrJob:
+    """One recognition to run. An early job works on a tentative copy of an utterance while its
+    hangover runs; the final job of the same utterance reuses its result unless speech went on
+    (then the early job is stale and skipped if it has not started)."""
+
+    item: HeardUtterance
+    early: bool = False
+    reuse: _AsrJob | None = None
+    stale: bool = False
+    result: AsrResult | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 def _device_problem(value: str) -> str | None:
@@ -200,6 +215,16 @@ PARAMS: list[Param] = [
     ),
     Param("vad.threads", 1, "CPU threads of the VAD model", min=1, max=16),
     Param(
+        "asr.early_start_ms",
+        128.0,
+        "Start recognising after this much silence, while the hangover still runs; the result "
+        "is used when no speech follows (saves up to the hangover in latency, costs a wasted "
+        "recognition when the speaker goes on). 0 = wait for the hangover; must be < "
+        "vad.hangover_ms",
+        min=0.0,
+        max=5000.0,
+    ),
+    Param(
         "asr.backend",
         "faster_whisper",
         "Speech recogniser",
@@ -306,7 +331,8 @@ class SpeechNode(ModelNode):
         self._gate_lock = threading.Lock()
         self._blocks: deque[AudioBlock] = deque()
         self._queued_s = 0.0
-        self._utterances: deque[HeardUtterance] = deque()
+        self._jobs: deque[_AsrJob] = deque()
+        self._early: _AsrJob | None = None  # the early job of the open utterance
         self._wake = threading.Condition()
         self._running = False
         self._threads: list[threading.Thread] = []
@@ -327,6 +353,7 @@ class SpeechNode(ModelNode):
                 hangover_ms=p["vad.hangover_ms"],
                 min_speech_ms=p["vad.min_speech_ms"],
                 max_utterance_s=p["vad.max_utterance_s"],
+                early_ms=p["asr.early_start_ms"],
             )
         except ValueError as error:
             log.error(f"bad vad parameters: {error}")
@@ -442,7 +469,8 @@ class SpeechNode(ModelNode):
             thread.join(timeout=10.0)
         self._threads = []
         self._blocks.clear()
-        self._utterances.clear()
+        self._jobs.clear()
+        self._early = None
         self._queued_s = 0.0
         if self._respond is not None:
             self._respond.destroy()
@@ -510,6 +538,10 @@ class SpeechNode(ModelNode):
                 continue
             for item in heard:
                 self._on_utterance(item)
+            early = self._early
+            if early is not None and self.listener.segmenter.open_key != early.item.key:
+                early.stale = True  # the speaker went on: that copy is not the utterance
+                self._early = None
 
     def _publish_audio(self, block: AudioBlock) -> None:
         if not self.params["audio.publish"] or self._audio_pub.get_subscription_count() == 0:
@@ -525,40 +557,72 @@ class SpeechNode(ModelNode):
 
     def _on_utterance(self, item: HeardUtterance) -> None:
         u = item.utterance
-        self.diagnostics.count("utterances")
         if u.dropped:  # too short: a click, not worth a transcript message
-            self.diagnostics.count(f"dropped_{u.dropped}")
+            if not u.tentative:
+                self.diagnostics.count(f"dropped_{u.dropped}")
             return
         with self._gate_lock:
             robot_spoke = self.gate.speaking(u.start, u.end)
+        if u.tentative:
+            if not robot_spoke:
+                self._early = _AsrJob(item, early=True)
+                self._queue_job(self._early)
+            return
+        self.diagnostics.count("utterances")
+        early, self._early = self._early, None
         if robot_spoke:
             self.diagnostics.count("dropped_robot_speaking")
             self._publish_transcript(item, None, dropped="robot_speaking")
             return
+        job = _AsrJob(
+            item, reuse=early if early is not None and early.item.key == item.key else None
+        )
+        if not self._queue_job(job):
+            self.diagnostics.count("dropped_asr_busy")
+            self._publish_transcript(item, None, dropped="asr_busy")
+
+    def _queue_job(self, job: _AsrJob) -> bool:
         with self._wake:
-            if len(self._utterances) >= self.params["asr.queue_size"]:
-                self.diagnostics.count("dropped_asr_busy")
-                self._publish_transcript(item, None, dropped="asr_busy")
-                return
-            self._utterances.append(item)
+            if len(self._jobs) >= self.params["asr.queue_size"]:
+                return False
+            self._jobs.append(job)
             self._wake.notify_all()
+            return True
 
     # ------------------------------------------------------------------ ASR thread
 
     def _asr_loop(self) -> None:
         while self._running:
             with self._wake:
-                if not self._utterances:
+                if not self._jobs:
                     self._wake.wait(0.2)
                     continue
-                item = self._utterances.popleft()
-            try:
-                result = self.asr.transcribe(item.utterance.samples)
-            except Exception as error:  # a CTranslate2 failure must not kill the node
-                self.diagnostics.count("asr_failures")
-                self.get_logger().error(f"speech recognition failed: {error}")
+                job = self._jobs.popleft()
+            if job.early and job.stale:
+                self.diagnostics.count("early_starts_skipped")
+                job.done.set()
                 continue
-            self._after_asr(item, result)
+            result = job.reuse.result if job.reuse is not None else None
+            if result is None:
+                result = self._transcribe(job.item)
+            elif job.reuse is not None:
+                self.diagnostics.count("early_starts_used")
+            job.result = result
+            job.done.set()
+            if job.early:
+                if job.stale:
+                    self.diagnostics.count("early_starts_wasted")
+                continue
+            if result is not None:
+                self._after_asr(job.item, result)
+
+    def _transcribe(self, item: HeardUtterance) -> AsrResult | None:
+        try:
+            return self.asr.transcribe(item.utterance.samples)
+        except Exception as error:  # a CTranslate2 failure must not kill the node
+            self.diagnostics.count("asr_failures")
+            self.get_logger().error(f"speech recognition failed: {error}")
+            return None
 
     def _after_asr(self, item: HeardUtterance, result) -> None:
         p = self.params
