@@ -41,7 +41,9 @@ from uservlm_ros.backends.audio_sources import (
 from uservlm_ros.backends.listener import HeardUtterance, Listener
 from uservlm_ros.backends.pepper_speech import RobotAddress, read_password
 from uservlm_ros.backends.vad import SileroVad
+from uservlm_ros.core import health
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.prompt import MODES
 from uservlm_ros.core.utterances import (
@@ -51,9 +53,10 @@ from uservlm_ros.core.utterances import (
     VadConfig,
     noise_reason,
 )
+from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import seconds_to_stamp
-from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.diagnostics import log_rejection
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
@@ -279,6 +282,7 @@ PARAMS: list[Param] = [
         "Transcripts that alone are noise, not questions (compared in lower case without "
         "punctuation; Whisper writes them on silence and noise)",
         check=_check_strings,
+        live=True,
     ),
     Param(
         "filter.min_confidence",
@@ -286,6 +290,7 @@ PARAMS: list[Param] = [
         "Transcripts less confident than this (exp of the mean token log-prob) are not asked",
         min=0.0,
         max=1.0,
+        live=True,
     ),
     Param(
         "robot.speech_tail_s",
@@ -293,6 +298,7 @@ PARAMS: list[Param] = [
         "After the robot stops speaking, what is heard for this long is still its own voice, s",
         min=0.0,
         max=30.0,
+        live=True,
     ),
     Param(
         "robot.max_speech_s",
@@ -314,7 +320,10 @@ PARAMS: list[Param] = [
         "",
         'Respond goal mode ("" = the responder\'s default)',
         choices=("", *MODES),
+        live=True,
     ),
+    # Recognition takes ~0.5 s per utterance with tiny.en on 2 CPU cores.
+    *health_params(max_processing_ms=3000.0, hang_s=30.0),
 ]
 
 
@@ -329,20 +338,36 @@ class SpeechNode(ModelNode):
             self.params["robot.speech_tail_s"], self.params["robot.max_speech_s"]
         )
         self._gate_lock = threading.Lock()
+        self._source_problem = ""  # what the source last reported wrong; "" when it works
         self._blocks: deque[AudioBlock] = deque()
         self._queued_s = 0.0
         self._jobs: deque[_AsrJob] = deque()
         self._early: _AsrJob | None = None  # the early job of the open utterance
         self._wake = threading.Condition()
-        self._running = False
-        self._threads: list[threading.Thread] = []
         self._rejections: dict[str, float] = {}
         self._respond: RespondClient | None = None
         self._audio_pub = self._transcript_pub = None
+        self._vad_worker: Worker[AudioBlock] = Worker(
+            self._take_block,
+            self._handle_block,
+            "speech_vad",
+            self.worker_error_logger(lambda block: f"an audio block of {block.duration_s:.2f} s"),
+            wake=self._wake_workers,
+        )
+        self._asr_worker: Worker[_AsrJob] = Worker(
+            self._take_job,
+            self._handle_job,
+            "speech_asr",
+            self.worker_error_logger(
+                lambda job: f"an utterance of {job.item.utterance.duration_s:.1f} s"
+            ),
+            wake=self._wake_workers,
+        )
+        self.workers = [self._vad_worker, self._asr_worker]
 
     # ------------------------------------------------------------------ lifecycle
 
-    def on_configure(self, state) -> TransitionCallbackReturn:
+    def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         log = self.get_logger()
         try:
@@ -383,8 +408,8 @@ class SpeechNode(ModelNode):
             f"{time.perf_counter() - started:.1f} s"
         )
         self.listener = Listener(self.vad, config)
-        self.diagnostics = Diagnostics(self, hardware_id=self.asr.model_id)
-        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        self.gate.tail_s = p["robot.speech_tail_s"]
+        self.start_diagnostics(self.asr.model_id)
         return TransitionCallbackReturn.SUCCESS
 
     @staticmethod
@@ -444,14 +469,9 @@ class SpeechNode(ModelNode):
         if self.params["respond.enabled"]:
             self._respond = RespondClient(self)
         self.listener.reset()
-        self._running = True
-        self._threads = [
-            threading.Thread(target=self._vad_loop, name="speech_vad", daemon=True),
-            threading.Thread(target=self._asr_loop, name="speech_asr", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        self.diagnostics.set_status(DiagnosticStatus.WARN, f"waiting for {self.source.name} audio")
+        for worker in self.workers:
+            worker.start()
+        self.diagnostics.set_status(DiagnosticStatus.OK, f"waiting for {self.source.name} audio")
         self.source.start(self._on_block, self._on_source_status)
         self.get_logger().info(
             f"speech_node active: {self.source.name} audio -> {topics.TRANSCRIPT}"
@@ -462,12 +482,7 @@ class SpeechNode(ModelNode):
     def _stop_work(self) -> None:
         if self.source is not None:
             self.source.stop()
-        self._running = False
-        with self._wake:
-            self._wake.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=10.0)
-        self._threads = []
+        super()._stop_work()
         self._blocks.clear()
         self._jobs.clear()
         self._early = None
@@ -479,17 +494,34 @@ class SpeechNode(ModelNode):
     def _release_model(self) -> None:
         self.vad = self.asr = self.listener = self.source = None
 
+    def _apply_live(self, changed: dict) -> None:
+        with self._gate_lock:
+            self.gate.tail_s = self.params["robot.speech_tail_s"]
+
+    def _extra_health(self) -> list[health.Verdict]:
+        verdicts = [
+            health.judge_queue("recognition", len(self._jobs), self.params["asr.queue_size"])
+        ]
+        if self._source_problem:  # no microphone, robot away: the node is up but deaf
+            verdicts.append(health.Verdict(health.ERROR, (self._source_problem,)))
+        return verdicts
+
+    def _wake_workers(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
     # ------------------------------------------------------------------ inputs
 
     def _on_source_status(self, ok: bool, message: str) -> None:
         if self.diagnostics is None:
             return
         if ok:
+            self._source_problem = ""
             self.diagnostics.set_status(DiagnosticStatus.OK, message)
             self.get_logger().info(message)
         else:
             # e.g. no microphone on this computer, the robot away: the node stays up and retries
-            self.diagnostics.set_status(DiagnosticStatus.ERROR, message)
+            self._source_problem = message
             self.diagnostics.count("source_problems")
             log_rejection(self, self._rejections, message, every_s=30.0)
 
@@ -520,28 +552,31 @@ class SpeechNode(ModelNode):
 
     # ------------------------------------------------------------------ VAD thread
 
-    def _vad_loop(self) -> None:
-        while self._running:
-            with self._wake:
-                if not self._blocks:
-                    self._wake.wait(0.2)
-                    continue
-                block = self._blocks.popleft()
-                self._queued_s -= block.duration_s
-            self.diagnostics.count("audio_blocks")
-            self._publish_audio(block)
-            try:
-                heard = self.listener.push_block(block)
-            except AudioError as error:
-                self.diagnostics.count("audio_blocks_rejected")
-                log_rejection(self, self._rejections, f"rejected an audio block: {error}")
-                continue
-            for item in heard:
-                self._on_utterance(item)
-            early = self._early
-            if early is not None and self.listener.segmenter.open_key != early.item.key:
-                early.stale = True  # the speaker went on: that copy is not the utterance
-                self._early = None
+    def _take_block(self, timeout: float) -> AudioBlock | None:
+        with self._wake:
+            if not self._blocks:
+                self._wake.wait(timeout)
+            if not self._blocks:
+                return None
+            block = self._blocks.popleft()
+            self._queued_s -= block.duration_s
+            return block
+
+    def _handle_block(self, block: AudioBlock) -> None:
+        self.diagnostics.count("audio_blocks")
+        self._publish_audio(block)
+        try:
+            heard = self.listener.push_block(block)
+        except AudioError as error:
+            self.diagnostics.count("audio_blocks_rejected")
+            log_rejection(self, self._rejections, f"rejected an audio block: {error}")
+            return
+        for item in heard:
+            self._on_utterance(item)
+        early = self._early
+        if early is not None and self.listener.segmenter.open_key != early.item.key:
+            early.stale = True  # the speaker went on: that copy is not the utterance
+            self._early = None
 
     def _publish_audio(self, block: AudioBlock) -> None:
         if not self.params["audio.publish"] or self._audio_pub.get_subscription_count() == 0:
@@ -591,38 +626,31 @@ class SpeechNode(ModelNode):
 
     # ------------------------------------------------------------------ ASR thread
 
-    def _asr_loop(self) -> None:
-        while self._running:
-            with self._wake:
-                if not self._jobs:
-                    self._wake.wait(0.2)
-                    continue
-                job = self._jobs.popleft()
+    def _take_job(self, timeout: float) -> _AsrJob | None:
+        with self._wake:
+            if not self._jobs:
+                self._wake.wait(timeout)
+            return self._jobs.popleft() if self._jobs else None
+
+    def _handle_job(self, job: _AsrJob) -> None:
+        try:
             if job.early and job.stale:
                 self.diagnostics.count("early_starts_skipped")
-                job.done.set()
-                continue
+                return
             result = job.reuse.result if job.reuse is not None else None
             if result is None:
-                result = self._transcribe(job.item)
-            elif job.reuse is not None:
+                # A recogniser failure raises: the worker logs it with the utterance and counts it.
+                result = self.asr.transcribe(job.item.utterance.samples)
+            else:
                 self.diagnostics.count("early_starts_used")
             job.result = result
+        finally:
             job.done.set()
-            if job.early:
-                if job.stale:
-                    self.diagnostics.count("early_starts_wasted")
-                continue
-            if result is not None:
-                self._after_asr(job.item, result)
-
-    def _transcribe(self, item: HeardUtterance) -> AsrResult | None:
-        try:
-            return self.asr.transcribe(item.utterance.samples)
-        except Exception as error:  # a CTranslate2 failure must not kill the node
-            self.diagnostics.count("asr_failures")
-            self.get_logger().error(f"speech recognition failed: {error}")
-            return None
+        if job.early:
+            if job.stale:
+                self.diagnostics.count("early_starts_wasted")
+            return
+        self._after_asr(job.item, result)
 
     def _after_asr(self, item: HeardUtterance, result) -> None:
         p = self.params
