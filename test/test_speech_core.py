@@ -258,7 +258,7 @@ def test_segmenter_hands_out_a_tentative_copy_before_the_hangover_ends():
 
 def test_a_tentative_copy_goes_stale_when_speech_resumes():
     config = VadConfig(hangover_ms=160, early_ms=64, min_speech_ms=0, pre_roll_ms=0)
-    out, segmenter = run(config, [0.9] * 5 + [0.0] * 2 + [0.9] * 3 + [0.0] * 5)
+    out, _ = run(config, [0.9] * 5 + [0.0] * 2 + [0.9] * 3 + [0.0] * 5)
     early, second_early, final = out
     assert early.tentative and second_early.tentative and not final.tentative
     assert final.key != early.key and final.key == second_early.key

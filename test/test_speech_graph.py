@@ -194,3 +194,39 @@ def test_a_missing_audio_file_fails_configure_with_one_line(processes, tmp_path)
     assert node.popen.wait(30) == 1
     assert "nothing.wav not found" in node.output()
     assert "Traceback" not in node.output()
+
+
+@pytest.mark.graph
+def test_uservlm_record_captures_audio_and_transcripts(ros, processes, tmp_path):
+    import threading
+
+    from uservlm_ros.eval.bags import iter_bag, record
+
+    bag = tmp_path / "voice_bag"
+    stop = threading.Event()
+    result = {}
+    recorder = threading.Thread(
+        target=lambda: result.update(
+            stats=record(bag, topics=[topics.AUDIO, topics.TRANSCRIPT], stop=stop, progress=None)
+        )
+    )
+    recorder.start()
+    node = start_speech(
+        processes,
+        "source:=file",
+        f"file.path:={SPEECH_DIR / 'tell_me_a_joke.wav'}",
+        "file.gap_s:=0.5",
+        "respond.enabled:=false",
+    )
+    wait_until(lambda: ros.node.count_subscribers("/uservlm/audio") >= 1, 120, "the recorder")
+    node.wait_for_output("finished playing 1 file(s)", timeout=120)
+    time.sleep(1.5)
+    stop.set()
+    recorder.join(10)
+    by_topic: dict[str, list] = {}
+    for message in iter_bag(bag):
+        by_topic.setdefault(message.topic, []).append(message)
+    assert by_topic["/uservlm/audio"][0].msgtype == "uservlm/msg/AudioChunk"
+    assert len(by_topic["/uservlm/audio"]) >= 10  # 2.6 s of audio in 170 ms blocks
+    (transcript,) = by_topic["/uservlm/transcript"]
+    assert transcript.msgtype == "uservlm/msg/Transcript"

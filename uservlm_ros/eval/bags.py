@@ -40,6 +40,8 @@ DEFAULT_TOPICS = (
     topics.RESPONSE,
     topics.SPEECH_EVENTS,
     topics.SPEECH,
+    topics.AUDIO,
+    topics.TRANSCRIPT,
     topics.DIAGNOSTICS,
 )
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -101,7 +103,8 @@ class Recorder:
     def __init__(self, node, writer: Writer, topics: Sequence[str]) -> None:
         self.node = node
         self.writer = writer
-        self.wanted = set(topics)
+        # Relative names (uservlm/audio) resolve against the recorder's namespace, as a node's do.
+        self.wanted = {node.resolve_topic_name(topic) for topic in topics}
         self.stats = RecordStats()
         self._lock = threading.Lock()
         self._subscribed: set[str] = set()
