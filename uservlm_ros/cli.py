@@ -122,6 +122,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
             f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
         )
+    if "speech" in report:
+        speech = report["speech"]
+        print(
+            f"speech: WER {speech['wer']:.1%} over {speech['n']} utterances "
+            f"({speech['extra']} extra detected), ASR p50 {speech['asr_ms']['p50']:.0f} ms, "
+            f"real-time factor {speech['real_time_factor']:.2f}"
+        )
     if report.get("answers", {}).get("n"):
         answers = report["answers"]
         print(f"answers: {answers['n']}, ROUGE-1 F1 {answers['rouge1']['f1']:.3f}")

@@ -1,5 +1,5 @@
 """Recorded speech through the speech node's own VAD + ASR code: `uservlm transcribe`, the
-speech benchmark and the evaluation's word error rate.
+speech benchmark and `uservlm eval`'s word error rate on a bag's audio.
 """
 
 from __future__ import annotations
@@ -8,14 +8,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from uservlm_ros.backends.asr import AsrOptions, make_asr_backend
-from uservlm_ros.backends.audio import AudioError, load_speech
+from uservlm_ros.backends.audio import AudioBlock, AudioError, StreamResampler, load_speech
 from uservlm_ros.backends.audio_sources import wav_files
 from uservlm_ros.backends.listener import FileUtterance, transcribe_audio
 from uservlm_ros.backends.vad import SileroVad
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.core.utterances import SAMPLE_RATE, VadConfig, noise_reason, word_error_rate
+from uservlm_ros.eval.labels_file import LabelledUtterance
+from uservlm_ros.ros.topics import TRANSCRIPT as TRANSCRIPT_TOPIC
 
 
 @dataclass
@@ -122,3 +126,94 @@ def score_speech(recogniser: Recogniser, labelled: Sequence[tuple[str | Path, st
         real_time_factor=compute_s / audio_s if audio_s else 0.0,
         items=items,
     )
+
+
+def bag_audio(bag: Path, topic: str) -> tuple[np.ndarray, int]:
+    """The recorded AudioChunks of `topic` as one 16 kHz mono stream (blocks mixed down and
+    resampled, laid end to end) and how many messages it came from."""
+    from rclpy.serialization import deserialize_message
+    from uservlm.msg import AudioChunk
+
+    from uservlm_ros.eval.bags import iter_bag
+
+    resampler = StreamResampler()
+    parts = []
+    for message in iter_bag(bag, [topic]):
+        chunk = deserialize_message(message.data, AudioChunk)
+        block = AudioBlock(
+            np.asarray(chunk.samples, np.int16), chunk.sample_rate, chunk.channels, 0
+        )
+        try:
+            parts.append(resampler(block))
+        except AudioError as error:
+            raise UservlmError(f"{bag}: a bad audio message on {topic}: {error}") from error
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return samples, len(parts)
+
+
+def evaluate_speech(
+    bag: Path, utterances: Sequence[LabelledUtterance], topic: str, recogniser: Recogniser
+) -> dict:
+    """WER and ASR latency of the speech node's VAD + recognition on the bag's audio.
+
+    Each labelled utterance is compared with the text of the detected utterances that overlap
+    it (none: every reference word is a deletion); detected speech overlapping no label is
+    counted as `extra`.
+    """
+    samples, messages = bag_audio(bag, topic)
+    if messages == 0:
+        raise UservlmError(f"{bag} has no audio on {topic} (record it with `uservlm record`)")
+    detected = [
+        u
+        for u in transcribe_audio(samples, recogniser.vad, recogniser.asr, recogniser.config)
+        if not u.dropped
+    ]
+    items, used = [], set()
+    for label in utterances:
+        overlapping = [
+            i for i, u in enumerate(detected) if u.start_s < label.end_s and u.end_s > label.start_s
+        ]
+        used.update(overlapping)
+        heard = " ".join(
+            detected[i].text for i in overlapping if not noise_reason(detected[i].text)
+        )
+        items.append(
+            {
+                "start_s": label.start_s,
+                "end_s": label.end_s,
+                "reference": label.text,
+                "heard": heard,
+                "wer": word_error_rate([label.text], [heard]),
+                "asr_ms": round(sum(detected[i].asr_ms for i in overlapping), 1),
+            }
+        )
+    audio_s = len(samples) / SAMPLE_RATE
+    asr_ms = [u.asr_ms for u in detected]
+    return {
+        "model": recogniser.asr.model_id,
+        "audio_s": round(audio_s, 2),
+        "n": len(items),
+        "wer": word_error_rate([i["reference"] for i in items], [i["heard"] for i in items])
+        if items
+        else 0.0,
+        "detected": len(detected),
+        "extra": len(detected) - len(used),
+        "asr_ms": percentiles(asr_ms),
+        "real_time_factor": sum(asr_ms) / 1e3 / audio_s if audio_s else 0.0,
+        "recorded_asr_ms": _recorded_asr_ms(bag),
+        "items": items,
+    }
+
+
+def _recorded_asr_ms(bag: Path) -> dict[str, float]:
+    """ASR compute the live speech node reported in the bag's transcripts."""
+    from rclpy.serialization import deserialize_message
+    from uservlm.msg import Transcript
+
+    from uservlm_ros.eval.bags import iter_bag
+
+    values = [
+        deserialize_message(m.data, Transcript).asr_ms
+        for m in iter_bag(bag, ["/" + TRANSCRIPT_TOPIC])
+    ]
+    return percentiles([v for v in values if v > 0])
