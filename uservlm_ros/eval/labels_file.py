@@ -60,14 +60,14 @@ class LabelledUtterance:
     text: str
 
 
-DEFAULT_AUDIO_TOPIC = "/" + topics.AUDIO  # as recorded from the root namespace
+DEFAULT_AUDIO_TOPIC = topics.absolute(topics.AUDIO)  # as recorded from the root namespace
 
 
 @dataclass
 class Labels:
     frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
     questions: list[LabelledQuestion] = field(default_factory=list)
-    camera_topic: str = topics.IMAGE
+    camera_topic: str = topics.absolute(topics.IMAGE)
     utterances: list[LabelledUtterance] = field(default_factory=list)
     audio_topic: str = DEFAULT_AUDIO_TOPIC
 
@@ -122,7 +122,7 @@ def load_labels(path: Path) -> Labels:
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read labels {path}: {error}") from error
     result = Labels(
-        camera_topic=data.get("camera_topic", topics.IMAGE),
+        camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)),
         audio_topic=data.get("audio_topic", DEFAULT_AUDIO_TOPIC),
     )
     for n, frame in enumerate(data.get("frames", [])):

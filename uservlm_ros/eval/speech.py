@@ -20,6 +20,7 @@ from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.core.utterances import SAMPLE_RATE, VadConfig, noise_reason, word_error_rate
 from uservlm_ros.eval.labels_file import LabelledUtterance
 from uservlm_ros.ros.topics import TRANSCRIPT as TRANSCRIPT_TOPIC
+from uservlm_ros.ros.topics import absolute
 
 
 @dataclass
@@ -214,6 +215,6 @@ def _recorded_asr_ms(bag: Path) -> dict[str, float]:
 
     values = [
         deserialize_message(m.data, Transcript).asr_ms
-        for m in iter_bag(bag, ["/" + TRANSCRIPT_TOPIC])
+        for m in iter_bag(bag, [absolute(TRANSCRIPT_TOPIC)])
     ]
     return percentiles([v for v in values if v > 0])
