@@ -274,6 +274,12 @@ def run_demo(
         for item in QUESTIONS:
             exchanges.append(_speak(observer, pepper, item, say))
         noise_ok = _play_noise(observer, pepper, say)
+        with observer.lock:
+            own = sum(t.dropped == "robot_speaking" for t in observer.transcripts)
+        say(
+            f"Pepper heard its own voice {own} time(s) while answering "
+            f"({pepper.microphones.own_speech_s:.0f} s of speech): no question from it"
+        )
     finally:
         runner.stop()
         node_log.close()
