@@ -296,6 +296,8 @@ class MicrophoneSource(AudioSource):
 
 def wav_files(path: str | Path) -> list[Path]:
     """A WAV file, or the *.wav files of a folder in name order; ConfigError if none."""
+    if not str(path).strip():
+        raise ConfigError("no audio file given: set file.path to a WAV file or a folder of them")
     path = Path(path).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav")
