@@ -44,7 +44,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["uservlm_ros", "uservlm_ros.*"]),
-    package_data={"uservlm_ros": ["py.typed"]},
+    # The simulated Pepper's speech clips (the demo speaks them into its microphones).
+    package_data={"uservlm_ros": ["py.typed", "sim/speech/*.wav", "sim/speech/*.tsv"]},
     install_requires=["numpy", "pyyaml"],
     cmdclass={"build_py": BuildWithSharedFiles},
     entry_points={"console_scripts": ["uservlm=uservlm_ros.cli:main", *NODE_SCRIPTS]},

@@ -19,6 +19,7 @@ NODES = [
     "user_profiler_node",
     "vlm_responder_node",
     "naoqi_bridge_node",
+    "speech_node",
 ]
 
 
@@ -52,6 +53,10 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
         f"all nodes of the demo graph (have {ros.node.get_node_names()})",
     )
     ros.wait_for_publishers("/uservlm/user_profile")
+    # A node's name is in the graph before its first line (speech_node then loads Whisper).
+    wait_until(
+        lambda: all(f"[{name}" in runner.output() for name in NODES), 90, "every node's output"
+    )
     output = runner.output()
     for name in NODES:
         assert f"started {name} (pid" in output

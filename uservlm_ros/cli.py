@@ -4,6 +4,7 @@ uservlm params [NODE]        print the parameter table of the nodes (docs/ros_ap
 uservlm train STAGE          train the profiler or a User-VLM stage (docs/training.md)
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
+uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ NODE_MODULES = {
     "user_profiler_node": "uservlm_ros.nodes.user_profiler_node",
     "vlm_responder_node": "uservlm_ros.nodes.vlm_responder_node",
     "naoqi_bridge_node": "uservlm_ros.nodes.naoqi_bridge_node",
+    "speech_node": "uservlm_ros.nodes.speech_node",
 }
 
 
@@ -134,6 +136,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
             f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
         )
+    if "speech" in report:
+        speech = report["speech"]
+        print(
+            f"speech: WER {speech['wer']:.1%} over {speech['n']} utterances "
+            f"({speech['extra']} extra detected), ASR p50 {speech['asr_ms']['p50']:.0f} ms, "
+            f"real-time factor {speech['real_time_factor']:.2f}"
+        )
     if report.get("answers", {}).get("n"):
         answers = report["answers"]
         print(f"answers: {answers['n']}, ROUGE-1 F1 {answers['rouge1']['f1']:.3f}")
@@ -185,7 +194,40 @@ def _cmd_sample_bag(args: argparse.Namespace) -> int:
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
     from uservlm_ros.sim.pepper import serve
 
-    return serve(args.host, args.port, args.log, args.speech_s_per_word)
+    return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    import json
+
+    from uservlm_ros.backends.asr import AsrOptions
+    from uservlm_ros.core.utterances import VadConfig
+    from uservlm_ros.eval.speech import Recogniser, expand_paths
+
+    try:
+        config = VadConfig(hangover_ms=args.hangover_ms)
+    except ValueError as error:
+        print(f"uservlm transcribe: {error}", file=sys.stderr)
+        return 2
+    recogniser = Recogniser(
+        AsrOptions(path=args.model, language=args.language, threads=args.threads), config
+    )
+    failed = 0
+    for item in expand_paths(args.files):
+        if isinstance(item, tuple):
+            path, error = item
+            result = None
+        else:
+            result = recogniser.transcribe_file(item)
+            path, error = item, result.error
+        if error:
+            failed += 1
+            print(f"uservlm transcribe: {error}", file=sys.stderr, flush=True)
+        elif args.json:
+            print(json.dumps(result.as_dict()), flush=True)
+        else:
+            print(f"{path}\t{result.text}", flush=True)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,7 +358,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="make say() block this long per word, like a real robot talking",
     )
+    sim.add_argument(
+        "--mic",
+        metavar="FILE.wav|FOLDER",
+        help="what the microphones (ALAudioDevice) hear: these WAV files, once, from the first "
+        "audio client on",
+    )
+    sim.add_argument(
+        "--mic-gap", type=float, default=2.0, metavar="S", help="silence before each --mic file"
+    )
     sim.set_defaults(func=_cmd_sim_pepper)
+
+    tr = commands.add_parser(
+        "transcribe",
+        help="print what the speech node hears in WAV files (FILE<TAB>text per line)",
+    )
+    tr.add_argument("files", nargs="+", metavar="FILE", help="WAV files or folders of them")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
+    tr.add_argument("--model", default="", help="speech_node model.path (default: embedded)")
+    tr.add_argument("--language", default="en", help='language code ("" = detect)')
+    tr.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
+    tr.add_argument(
+        "--hangover-ms", type=float, default=300.0, help="silence that ends an utterance"
+    )
+    tr.set_defaults(func=_cmd_transcribe)
 
     from uservlm_ros.training.commands import add_commands as add_training_commands
 

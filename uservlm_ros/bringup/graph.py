@@ -42,6 +42,7 @@ CATALOGUE: Mapping[str, NodeKind] = {
     "user_profiler_node": NodeKind("user_profiler_node"),
     "vlm_responder_node": NodeKind("vlm_responder_node"),
     "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
+    "speech_node": NodeKind("speech_node"),
 }
 
 
@@ -57,11 +58,19 @@ class LaunchArgument:
 LAUNCH_ARGUMENTS: Mapping[str, LaunchArgument] = {
     "robot_ip": LaunchArgument(
         "Pepper's address (NAOqi); empty keeps the config's value",
-        (("naoqi_bridge_node", "robot.ip"), ("camera_node", "naoqi.ip")),
+        (
+            ("naoqi_bridge_node", "robot.ip"),
+            ("camera_node", "naoqi.ip"),
+            ("speech_node", "naoqi.ip"),
+        ),
     ),
     "robot_port": LaunchArgument(
         "NAOqi port (9559; 9503 for TLS on NAOqi 2.9)",
-        (("naoqi_bridge_node", "robot.port"), ("camera_node", "naoqi.port")),
+        (
+            ("naoqi_bridge_node", "robot.port"),
+            ("camera_node", "naoqi.port"),
+            ("speech_node", "naoqi.port"),
+        ),
     ),
     "device": LaunchArgument(
         "torch device of the models: cpu, cuda, cuda:1",

@@ -46,6 +46,8 @@ DEFAULT_TOPICS = (
     topics.absolute(topics.RESPONSE),
     topics.absolute(topics.SPEECH_EVENTS),
     topics.absolute(topics.SPEECH),
+    topics.absolute(topics.AUDIO),
+    topics.absolute(topics.TRANSCRIPT),
     topics.absolute(topics.DIAGNOSTICS),
 )
 AUDIO = "/uservlm/audio"  # uservlm/AudioChunk, when a microphone was recorded
@@ -189,7 +191,8 @@ class Recorder:
             raise UservlmError(f"images must be one of {IMAGE_MODES}, got {images!r}")
         self.node = node
         self.writer = writer
-        self.wanted = set(topics)
+        # Relative names (uservlm/audio) resolve against the recorder's namespace, as a node's do.
+        self.wanted = {node.resolve_topic_name(topic) for topic in topics}
         self.images = images
         self.jpeg_quality = jpeg_quality
         self.stats = RecordStats()

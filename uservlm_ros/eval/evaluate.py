@@ -165,6 +165,10 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
             "recorded": recorded_latencies(bag),
         },
     }
+    if truth.utterances:
+        from uservlm_ros.eval.speech import Recogniser, evaluate_speech
+
+        report["speech"] = evaluate_speech(bag, truth.utterances, truth.audio_topic, Recogniser())
     if responder is not None:
         report["answers"] = {
             "responder": options.responder,

@@ -307,6 +307,27 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
             f"{a['rouge1']['f1']:.3f} |"
             for a in answers["items"]
         ]
+    if "speech" in report:
+        speech = report["speech"]
+        lines += [
+            "",
+            "## Speech",
+            "",
+            f"{speech['n']} labelled utterances in {speech['audio_s']:.1f} s of recorded audio, "
+            f"recognised by `{speech['model']}` after the speech node's VAD: WER "
+            f"{speech['wer']:.1%}; {speech['extra']} detected utterance(s) matched no label; "
+            f"ASR p50 {speech['asr_ms']['p50']:.0f} ms, p95 {speech['asr_ms']['p95']:.0f} ms "
+            f"(real-time factor {speech['real_time_factor']:.2f}); the live node recorded "
+            f"p50 {speech['recorded_asr_ms']['p50']:.0f} ms.",
+            "",
+            "| start s | end s | said | heard | WER | ASR ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {u['start_s']:.1f} | {u['end_s']:.1f} | {u['reference']} | "
+            f"{u['heard'] or '(nothing)'} | {u['wer']:.2f} | {u['asr_ms']:.0f} |"
+            for u in speech["items"]
+        ]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
