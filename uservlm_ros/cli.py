@@ -22,6 +22,7 @@ NODE_MODULES = {
     "user_profiler_node": "uservlm_ros.nodes.user_profiler_node",
     "vlm_responder_node": "uservlm_ros.nodes.vlm_responder_node",
     "naoqi_bridge_node": "uservlm_ros.nodes.naoqi_bridge_node",
+    "console_node": "uservlm_ros.nodes.console_node",
 }
 
 

@@ -40,6 +40,7 @@ CATALOGUE: Mapping[str, NodeKind] = {
     "user_profiler_node": NodeKind("user_profiler_node"),
     "vlm_responder_node": NodeKind("vlm_responder_node"),
     "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
+    "console_node": NodeKind("console_node"),
 }
 
 
