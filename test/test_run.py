@@ -19,6 +19,7 @@ NODES = [
     "user_profiler_node",
     "vlm_responder_node",
     "naoqi_bridge_node",
+    "console_node",
 ]
 
 
@@ -45,6 +46,7 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
         f"--set=camera_node.path={frames_folder}",
         "--set=camera_node.loop=true",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
+        "--set=console_node.port=0",  # any free port: tests may run side by side
     )
     wait_until(
         lambda: set(NODES) <= set(ros.node.get_node_names()),
@@ -82,6 +84,7 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
         f"--set=camera_node.path={frames_folder}",
         "--set=vlm_responder_node.responder.backend=paligemma",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
+        "--set=console_node.port=0",
     )
     assert runner.popen.wait(120) == 1
     output = runner.output()

@@ -33,6 +33,7 @@ class ScriptedQuestion:
 
 
 MIN_OBSERVATIONS = 10  # frames fused into a profile before the questions start
+CONSOLE_PORT = 8088  # the console's page, unless the port is taken (then any free one)
 
 QUESTIONS = (
     ScriptedQuestion(0, "Hello! How are you today?"),
@@ -147,6 +148,20 @@ def _wait(predicate, timeout_s: float, step_s: float = 0.05) -> bool:
     return predicate()
 
 
+def free_port(preferred: int) -> int:
+    """`preferred` when nothing listens on it on loopback, else a port the system picks."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise UservlmError("no free TCP port on 127.0.0.1 for the console")
+
+
 def _describe(profile) -> str:
     parts = []
     for estimate in (profile.age_group, profile.gender, profile.ethnicity, profile.emotion):
@@ -162,8 +177,12 @@ def run_demo(
     vlm_model: str = "",
     out: TextIO | None = None,
     profile_timeout_s: float = 60.0,
+    console: bool = False,
 ) -> int:
-    """Run the demo; returns 0 when every question got its answer (or explicit error)."""
+    """Run the demo; returns 0 when every question got its answer (or explicit error).
+
+    The operator console (console_node) runs with the graph; `console` keeps the graph running
+    after the scripted questions, until Ctrl-C, so a person can watch and ask in the page."""
     import sys
 
     import rclpy
@@ -200,9 +219,11 @@ def run_demo(
     url = pepper.start()
     say(f"simulated Pepper listening at {url} (camera: {len(frames)} frames, two people)")
 
+    console_port = free_port(CONSOLE_PORT)
     overrides = {
         "camera_node": {"naoqi.port": pepper.port},
         "naoqi_bridge_node": {"robot.port": pepper.port},
+        "console_node": {"port": console_port},
     }
     if vlm_model:
         overrides["vlm_responder_node"] = {
@@ -222,6 +243,10 @@ def run_demo(
         say(
             f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}); "
             f"their output: {folder / 'nodes.log'}"
+        )
+        say(
+            f"operator console: http://127.0.0.1:{console_port}/ (open it while the demo runs"
+            + ("; Ctrl-C ends the demo)" if console else "; `uservlm demo --console` keeps it up)")
         )
         observer = _Observer()
         if not observer.respond.wait_for_server(timeout_sec=90):
@@ -259,6 +284,17 @@ def run_demo(
             ),
             20,
         )
+        if console:
+            say(
+                f"the graph keeps running: ask in the console at http://127.0.0.1:{console_port}/"
+                " (Ctrl-C stops the demo and writes the report)"
+            )
+            try:
+                _wait(failed_node, float("inf"), step_s=0.5)
+            except KeyboardInterrupt:
+                say("Ctrl-C: stopping")
+            else:
+                say(f"{failed_node()} exited; see {folder / 'nodes.log'}")
     finally:
         runner.stop()
         node_log.close()
