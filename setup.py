@@ -21,7 +21,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["uservlm_ros", "uservlm_ros.*"]),
-    package_data={"uservlm_ros": ["py.typed"]},
+    # the console's page (plain HTML/JS/CSS, no build step)
+    package_data={"uservlm_ros": ["py.typed"], "uservlm_ros.console": ["static/*"]},
     install_requires=["numpy", "pyyaml"],
     entry_points={"console_scripts": ["uservlm=uservlm_ros.cli:main", *NODE_SCRIPTS]},
 )
