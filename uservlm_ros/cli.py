@@ -149,7 +149,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     ros_args = ["uservlm-console", "--ros-args", "-r", "__node:=console_node"]
     for name, value in values.items():
         ros_args += ["-p", f"{name}:={yaml_scalar(value)}"]
-    return run_node(ConsoleNode, ros_args)
+    return run_node(ConsoleNode, ros_args, single_threaded=True)
 
 
 def _cmd_sample_bag(args: argparse.Namespace) -> int:

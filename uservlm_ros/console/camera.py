@@ -39,7 +39,7 @@ def encode_jpeg(rgb: np.ndarray, max_width: int, quality: int) -> bytes:
         rgb = cv2.resize(
             rgb,
             (max_width, max(1, round(height * max_width / width))),
-            interpolation=cv2.INTER_AREA,
+            interpolation=cv2.INTER_LINEAR,  # INTER_AREA costs 5x more at odd ratios
         )
     ok, data = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]

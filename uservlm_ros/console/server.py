@@ -181,6 +181,7 @@ class ConsoleServer:
             await self._runner.cleanup()
             raise
         self.port = self._runner.addresses[0][1]  # the bound port, when 0 (any) was asked for
+        self._connected = asyncio.Event()
         self._pusher = asyncio.get_running_loop().create_task(self._push())
 
     async def _close(self) -> None:
@@ -279,6 +280,7 @@ class ConsoleServer:
         client = _Client(ws, pending={n: self.state.section(n) for n in SECTIONS})
         client.wake.set()
         self._clients.add(client)
+        self._connected.set()
         self.on_clients(len(self._clients))
         sender = asyncio.get_running_loop().create_task(self._send(client))
         try:
@@ -287,6 +289,8 @@ class ConsoleServer:
                     break
         finally:
             self._clients.discard(client)
+            if not self._clients:
+                self._connected.clear()
             sender.cancel()
             self.on_clients(len(self._clients))
         return ws
@@ -315,6 +319,7 @@ class ConsoleServer:
         while True:
             await asyncio.sleep(self.push_interval)
             if not self._clients:
+                await self._connected.wait()  # idle: no wake-ups while nobody watches
                 continue
             self.state.tick()
             changed, self._versions = self.state.changes(self._versions)

@@ -293,7 +293,8 @@ class ConsoleNode(Node):
 
 
 def main(args=None):
-    sys.exit(run_node(ConsoleNode, args))
+    # Every callback is short (the answer streams on its own thread): one executor thread.
+    sys.exit(run_node(ConsoleNode, args, single_threaded=True))
 
 
 if __name__ == "__main__":
