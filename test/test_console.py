@@ -395,3 +395,35 @@ def test_a_busy_port_is_one_clear_error(serve):
     other = ConsoleServer(ConsoleState(), FakeActions(), port=server.port, log=lambda t: None)
     with pytest.raises(UservlmError, match=f"cannot listen on 127.0.0.1:{server.port}"):
         other.start()
+
+
+# -- uservlm console: a bad start is one clear line and exit code 1
+
+
+def test_uservlm_console_reports_a_busy_port_and_a_bad_token_file(processes, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        console = processes.start_python(
+            "console", "-m", "uservlm_ros.cli", "console", "--port", str(port)
+        )
+        assert console.popen.wait(60) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in console.output()
+    assert "Traceback" not in console.output()
+    missing = tmp_path / "no-token"
+    console = processes.start_python(
+        "console_token",
+        "-m",
+        "uservlm_ros.cli",
+        "console",
+        "--host",
+        "0.0.0.0",
+        "--token-file",
+        str(missing),
+    )
+    assert console.popen.wait(60) == 1
+    assert f"token_file '{missing}' cannot be read" in console.output()
+    assert "Traceback" not in console.output()

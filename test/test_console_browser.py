@@ -56,10 +56,12 @@ def _save_small_png(png: bytes, path: Path) -> None:
 
 
 @pytest.mark.graph
-def test_console_in_a_browser_on_the_demo_graph(processes, tmp_path):
+def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
+    from harness import wait_until
     from playwright.sync_api import expect, sync_playwright
 
     from uservlm_ros.demo.scene import make_scene
+    from uservlm_ros.ros import topics
     from uservlm_ros.sim.pepper import SimulatedPepper
 
     assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: `make test` installs it (apt)"
@@ -96,6 +98,13 @@ def test_console_in_a_browser_on_the_demo_graph(processes, tmp_path):
         assert _status(base + "/api/ask", "POST", b'{"question": "Hi"}') == 401
         assert _status(f"{base}/api/state?token={token}") == 200
 
+        def console_takes_camera() -> bool:
+            subscribed = ros.node.get_subscriber_names_and_types_by_node("console_node", "/")
+            return any(name == topics.IMAGE for name, _ in subscribed)
+
+        wait_until(lambda: ros.node.count_publishers(topics.DIAGNOSTICS) >= 6, 60, "every node")
+        assert not console_takes_camera()  # no page, no camera frames to carry
+
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"),  # a fresh profile
@@ -121,6 +130,7 @@ def test_console_in_a_browser_on_the_demo_graph(processes, tmp_path):
                     expect(rows).to_have_count(4)
                 expect(page.locator('#people tr[data-reason="not_supported"]')).to_have_count(2)
                 expect(page.locator("#camera-note")).to_contain_text("fps to this page")
+                assert console_takes_camera()
                 expect(page.locator("#robot")).to_have_text("robot: connected", timeout=30_000)
 
                 # A typed question: record every text the answer shows while it streams.
