@@ -44,22 +44,12 @@ def _status(url: str, method: str = "GET", body: bytes | None = None) -> int:
         return error.code
 
 
-def _save_small_png(png: bytes, path: Path) -> None:
-    """The screenshot with a 256-colour palette: legible, and small enough for the repo."""
-    import io
-
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-
-
 @pytest.mark.graph
 def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
     from harness import wait_until
     from playwright.sync_api import expect, sync_playwright
 
+    from uservlm_ros.demo.pictures import save_small_png
     from uservlm_ros.demo.scene import make_scene
     from uservlm_ros.ros import topics
     from uservlm_ros.sim.pepper import SimulatedPepper
@@ -100,7 +90,7 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
 
         def console_takes_camera() -> bool:
             subscribed = ros.node.get_subscriber_names_and_types_by_node("console_node", "/")
-            return any(name == topics.IMAGE for name, _ in subscribed)
+            return any(name == topics.absolute(topics.IMAGE) for name, _ in subscribed)
 
         wait_until(lambda: ros.node.count_publishers(topics.DIAGNOSTICS) >= 6, 60, "every node")
         assert not console_takes_camera()  # no page, no camera frames to carry
@@ -167,7 +157,9 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
                 expect(switch).not_to_be_checked()
 
                 page.wait_for_timeout(500)  # the next camera frame, for the picture
-                _save_small_png(page.screenshot(), SCREENSHOT)
+                (tmp_path / "console.png").write_bytes(page.screenshot(full_page=True))
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                save_small_png(tmp_path / "console.png", SCREENSHOT)
                 assert not errors, errors
             finally:
                 browser.close()

@@ -3,12 +3,13 @@
     python -m uservlm_ros.nodes.console_node --ros-args -p port:=8088
     uservlm console                       # the same, stand-alone
 
-Subscribes /uservlm/user_profile, /uservlm/response, /uservlm/speech_events,
-/uservlm/transcript, /diagnostics, /parameter_events (the profiler's enable.* switches) and,
-only while a page is connected, the camera (/camera/image_raw, sent on as at most
-camera.max_fps JPEG frames). Asks questions through the Respond action (source "console") and
-sets the profiler's enable.* parameters through its SetParameters service. The web server and
-what the page shows live in uservlm_ros/console/; this node connects them to ROS.
+Subscribes uservlm/user_profile, uservlm/response, uservlm/speech_events, uservlm/transcript,
+/diagnostics, /parameter_events (the profiler's enable.* switches) and, only while a page is
+connected, the camera (camera/image_raw) and uservlm/faces: each frame is drawn with its faces
+and their profiles (core/overlay.py, the debug image's drawing) and sent on as JPEG, at most
+camera.max_fps. Asks questions through the Respond action (source "console") and sets the
+profiler's enable.* parameters through its SetParameters service. The web server and what the
+page shows live in uservlm_ros/console/; this node connects them to ROS.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from collections import OrderedDict
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterEvent, ParameterType, ParameterValue
@@ -27,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_parameter_events
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from uservlm.msg import Response, Transcript, UserProfile
+from uservlm.msg import FaceArray, Response, Transcript, UserProfile
 
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
 from uservlm_ros.console.security import new_token, read_token, token_required
@@ -35,16 +37,19 @@ from uservlm_ros.console.server import ConsoleServer
 from uservlm_ros.console.state import ConsoleState
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.overlay import draw_people
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.ros import topics
-from uservlm_ros.ros.conversions import image_to_rgb
+from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
 from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters
-from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import Partial, RespondCall, RespondClient
 
 PRIVACY_ANSWER_S = 5.0  # a set_parameters call unanswered this long is reported as failed
+FRAMES_KEPT = 15  # camera frames waiting for their faces (face_crop_node takes a few frames)
+FACES_SILENT_S = 1.0  # no faces for this long (no face_crop_node?): show frames without boxes
 
 PARAMS = [
     Param(
@@ -65,24 +70,40 @@ PARAMS = [
         "user_profiler_node",
         "The profiler whose enable.* parameters the privacy switches set",
     ),
-    Param("camera.enabled", True, "Show the camera; false never subscribes to it"),
-    Param("camera.max_fps", 10.0, "Most camera frames per second sent to pages", min=0.5, max=10.0),
-    Param("camera.max_width", 640, "Frames wider than this are scaled down, px", min=160, max=1920),
-    Param("camera.jpeg_quality", 70, "JPEG quality of the frames", min=30, max=95),
+    Param("camera.enabled", True, "Show the camera; false never subscribes to it", live=True),
+    Param(
+        "camera.max_fps",
+        10.0,
+        "Most camera frames per second sent to pages",
+        min=0.5,
+        max=10.0,
+        live=True,
+    ),
+    Param(
+        "camera.max_width",
+        640,
+        "Frames wider than this are scaled down, px",
+        min=160,
+        max=1920,
+        live=True,
+    ),
+    Param("camera.jpeg_quality", 70, "JPEG quality of the frames", min=30, max=95, live=True),
     Param(
         "people.expiry_s",
         5.0,
         "A person leaves the list after this long without a profile",
         min=0.5,
         max=3600.0,
+        live=True,
     ),
-    Param("conversation.max_entries", 50, "Exchanges kept on the page", min=1, max=1000),
+    Param("conversation.max_entries", 50, "Exchanges kept on the page", min=1, max=1000, live=True),
     Param(
         "health.stale_s",
         5.0,
         "A node whose diagnostics are silent this long is shown STALE",
         min=1.0,
         max=3600.0,
+        live=True,
     ),
 ]
 
@@ -91,6 +112,7 @@ class ConsoleNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("console_node", **kwargs)
         p = self.params = declare_parameters(self, PARAMS)
+        watch_parameters(self, PARAMS, self.params, self._apply_live)
         token = None
         if p["token_file"]:
             token = read_token(p["token_file"])
@@ -102,7 +124,9 @@ class ConsoleNode(Node):
             health_stale_s=p["health.stale_s"],
         )
         self.state.set_camera(
-            enabled=p["camera.enabled"], topic=topics.IMAGE, max_fps=p["camera.max_fps"]
+            enabled=p["camera.enabled"],
+            topic=self.resolve_topic_name(topics.IMAGE),
+            max_fps=p["camera.max_fps"],
         )
         self.diagnostics = Diagnostics(self, hardware_id="console")
         self.respond = RespondClient(self)
@@ -117,21 +141,24 @@ class ConsoleNode(Node):
         self.state.set_privacy_node(self.profiler, available=False)
         self.create_timer(1.0, self._watch_profiler)
 
-        self.create_subscription(UserProfile, topics.PROFILE, self.state.on_profile, LATCHED_QOS)
-        self.create_subscription(Response, topics.RESPONSE, self.state.on_response, RELIABLE_QOS)
-        self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS)
+        self._profiles: dict[int, tuple[UserProfile, float]] = {}  # for the frame labels
+        self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
+        self.create_subscription(Response, topics.RESPONSE, self.state.on_response, REQUEST_QOS)
+        self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
         self.create_subscription(
-            Transcript, topics.TRANSCRIPT, self.state.on_transcript, RELIABLE_QOS
+            Transcript, topics.TRANSCRIPT, self.state.on_transcript, REQUEST_QOS
         )
         self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.state.on_diagnostics, 10)
         self.create_subscription(
             ParameterEvent, "/parameter_events", self._on_parameters, qos_profile_parameter_events
         )
 
-        # The camera is subscribed only while a page is connected; the server's thread asks
-        # for the change, the executor makes it.
+        # The camera and the faces are subscribed only while a page is connected; the server's
+        # thread asks for the change, the executor makes it.
         self._throttle = FrameThrottle(p["camera.max_fps"])
-        self._image_sub = None
+        self._camera_subs: list = []
+        self._frames: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self._faces_seen = 0.0  # monotonic time of the last FaceArray
         self._pages = 0
         self._camera_sync = self.create_guard_condition(self._sync_camera)
 
@@ -260,25 +287,67 @@ class ConsoleNode(Node):
         self._pages = count
         self._camera_sync.trigger()
 
+    def _apply_live(self, changed: dict) -> None:
+        p = self.params
+        self._throttle.interval = 1.0 / p["camera.max_fps"]
+        self.state.people_expiry_s = p["people.expiry_s"]
+        self.state.max_exchanges = p["conversation.max_entries"]
+        self.state.health_stale_s = p["health.stale_s"]
+        self.state.set_camera(enabled=p["camera.enabled"], max_fps=p["camera.max_fps"])
+        if "camera.enabled" in changed:
+            self._camera_sync.trigger()
+
     def _sync_camera(self) -> None:
         wanted = self.params["camera.enabled"] and self._pages > 0
-        if wanted and self._image_sub is None:
-            self._image_sub = self.create_subscription(
-                Image, topics.IMAGE, self._on_image, SENSOR_QOS
-            )
-        elif not wanted and self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
-            self._image_sub = None
+        if wanted and not self._camera_subs:
+            self._camera_subs = [
+                self.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS),
+                self.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
+            ]
+        elif not wanted and self._camera_subs:
+            for subscription in self._camera_subs:
+                self.destroy_subscription(subscription)
+            self._camera_subs = []
+            self._frames.clear()
             self.state.set_camera(streaming=False, fps=0.0)
 
+    def _on_profile(self, msg: UserProfile) -> None:
+        self.state.on_profile(msg)
+        now = time.monotonic()
+        self._profiles[msg.track_id] = (msg, now)
+        expiry = self.params["people.expiry_s"]
+        for track in [t for t, (_, seen) in self._profiles.items() if now - seen > expiry]:
+            del self._profiles[track]
+
     def _on_image(self, msg: Image) -> None:
-        if self._image_sub is None or not self._throttle.ready():
+        if not self._camera_subs:
             return
+        if time.monotonic() - self._faces_seen > FACES_SILENT_S:
+            if self._throttle.ready():  # nobody finds faces: the plain frame
+                self._show(msg, None)
+            return
+        self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+        while len(self._frames) > FRAMES_KEPT:
+            self._frames.popitem(last=False)
+
+    def _on_faces(self, msg: FaceArray) -> None:
+        """Show the frame these faces were found in, drawn with them (when it is time)."""
+        self._faces_seen = time.monotonic()
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        image = self._frames.pop(stamp, None)
+        while self._frames and next(iter(self._frames)) < stamp:
+            self._frames.popitem(last=False)  # older frames will not get their faces now
+        if image is not None and self._throttle.ready():
+            self._show(image, msg)
+
+    def _show(self, image: Image, faces: FaceArray | None) -> None:
         try:
+            rgb = image_to_rgb(image)
+            if faces is not None and faces.faces:
+                profiles = {track: msg for track, (msg, _) in self._profiles.items()}
+                rgb = draw_people(rgb, faces_to_people(faces, profiles))
             jpeg = encode_jpeg(
-                image_to_rgb(msg),
-                self.params["camera.max_width"],
-                self.params["camera.jpeg_quality"],
+                rgb, self.params["camera.max_width"], self.params["camera.jpeg_quality"]
             )
         except (UservlmError, ValueError) as error:
             self.diagnostics.count("frames_rejected")
@@ -288,7 +357,9 @@ class ConsoleNode(Node):
         self.state.set_camera(streaming=True, fps=self._throttle.fps())
 
     def destroy_node(self) -> None:
-        self.server.stop()
+        server = getattr(self, "server", None)  # None when the constructor failed before it
+        if server is not None:
+            server.stop()
         super().destroy_node()
 
 

@@ -7,7 +7,6 @@
   var ATTRIBUTE_NAMES = { age_group: 'age', gender: 'gender', ethnicity: 'ethnicity', emotion: 'emotion' };
   var state = { people: [], conversation: [], health: { nodes: [], robot: {} }, privacy: null, camera: {} };
   var clockOffset = 0; // local time - server time, seconds
-  var lastFrame = null; // the newest decoded camera frame
   var framePending = false;
 
   function $(id) { return document.getElementById(id); }
@@ -39,7 +38,7 @@
 
   function apply(message) {
     clockOffset = Date.now() / 1000 - message.time;
-    if (message.people) { state.people = message.people; renderPeople(); renderTargets(); drawCamera(); }
+    if (message.people) { state.people = message.people; renderPeople(); renderTargets(); }
     if (message.conversation) { state.conversation = message.conversation; renderConversation(); }
     if (message.health) { state.health = message.health; renderHealth(); }
     if (message.privacy) { state.privacy = message.privacy; renderPrivacy(); }
@@ -48,7 +47,7 @@
 
   function setBadge(node, kind, text) { node.className = 'badge ' + kind; node.textContent = text; }
 
-  // -- camera: the newest JPEG, with the profiles' face boxes drawn on top
+  // -- camera: the newest JPEG (the server draws the faces, boxes and labels on it)
 
   function showFrame(blob) {
     if (framePending) { return; } // still decoding the previous one: skip this frame
@@ -57,50 +56,16 @@
     var image = new Image();
     image.onload = function () {
       URL.revokeObjectURL(url);
-      lastFrame = image;
       framePending = false;
-      drawCamera();
+      var canvas = $('camera');
+      if (canvas.width !== image.naturalWidth || canvas.height !== image.naturalHeight) {
+        canvas.width = image.naturalWidth;
+        canvas.height = image.naturalHeight;
+      }
+      canvas.getContext('2d').drawImage(image, 0, 0);
     };
     image.onerror = function () { URL.revokeObjectURL(url); framePending = false; };
     image.src = url;
-  }
-
-  function drawCamera() {
-    var canvas = $('camera');
-    if (!lastFrame) { return; }
-    if (canvas.width !== lastFrame.naturalWidth || canvas.height !== lastFrame.naturalHeight) {
-      canvas.width = lastFrame.naturalWidth;
-      canvas.height = lastFrame.naturalHeight;
-    }
-    var g = canvas.getContext('2d');
-    g.drawImage(lastFrame, 0, 0);
-    var scale = Math.max(1, canvas.width / 640);
-    state.people.forEach(function (person, index) {
-      if (!person.roi) { return; }
-      var x = person.roi[0] * canvas.width, y = person.roi[1] * canvas.height;
-      var w = (person.roi[2] - person.roi[0]) * canvas.width, h = (person.roi[3] - person.roi[1]) * canvas.height;
-      var colour = person.engaged ? '#e69f00' : ['#56b4e9', '#009e73', '#cc79a7', '#0072b2'][index % 4];
-      g.lineWidth = (person.engaged ? 5 : 3) * scale;
-      g.strokeStyle = '#000';
-      g.strokeRect(x, y, w, h);
-      g.lineWidth = (person.engaged ? 3 : 2) * scale;
-      g.strokeStyle = colour;
-      g.strokeRect(x, y, w, h);
-      var label = '#' + person.track_id + (person.engaged ? ' ENGAGED' : '') + ' ' + shortProfile(person);
-      g.font = Math.round(14 * scale) + 'px sans-serif';
-      var tw = g.measureText(label).width + 8 * scale, th = 20 * scale;
-      var ty = y - th >= 0 ? y - th : Math.min(y + h, canvas.height - th);
-      var tx = Math.min(Math.max(x, 0), Math.max(canvas.width - tw, 0));
-      g.fillStyle = colour;
-      g.fillRect(tx, ty, tw, th);
-      g.fillStyle = '#000';
-      g.fillText(label, tx + 4 * scale, ty + 15 * scale);
-    });
-  }
-
-  function shortProfile(person) {
-    return person.attributes.filter(function (a) { return a.known && a.name !== 'ethnicity'; })
-      .map(function (a) { return a.label; }).join(' ');
   }
 
   function renderCameraNote() {
@@ -166,6 +131,9 @@
     for (var i = 0; i < spans.length; i++) {
       var ago = Math.max(0, now - Number(spans[i].getAttribute('data-seen')));
       spans[i].textContent = ago < 1 ? 'now' : Math.round(ago) + ' s ago';
+      var card = spans[i].parentNode.parentNode;
+      // out of view for a while (it leaves the list at people.expiry_s): grey it out
+      card.className = card.className.replace(/ gone/g, '') + (ago >= 2 ? ' gone' : '');
     }
   }
 
