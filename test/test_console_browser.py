@@ -92,7 +92,7 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
             subscribed = ros.node.get_subscriber_names_and_types_by_node("console_node", "/")
             return any(name == topics.absolute(topics.IMAGE) for name, _ in subscribed)
 
-        wait_until(lambda: ros.node.count_publishers(topics.DIAGNOSTICS) >= 6, 60, "every node")
+        wait_until(lambda: "console_node" in ros.node.get_node_names(), 60, "console_node")
         assert not console_takes_camera()  # no page, no camera frames to carry
 
         with sync_playwright() as playwright:
@@ -163,5 +163,7 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
                 assert not errors, errors
             finally:
                 browser.close()
+        # the last page gone, the camera and the faces are dropped again
+        wait_until(lambda: not console_takes_camera(), 15, "the camera subscription to go")
     finally:
         pepper.stop()
