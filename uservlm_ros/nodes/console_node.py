@@ -146,7 +146,7 @@ class ConsoleNode(Node):
         self.create_subscription(Response, topics.RESPONSE, self.state.on_response, REQUEST_QOS)
         self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
         self.create_subscription(
-            Transcript, topics.TRANSCRIPT, self.state.on_transcript, REQUEST_QOS
+            Transcript, topics.TRANSCRIPT, self.state.on_transcript, RELIABLE_QOS
         )
         self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.state.on_diagnostics, 10)
         self.create_subscription(
