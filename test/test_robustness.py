@@ -17,6 +17,7 @@ from harness import wait_until
 from perception_graph import NODE, diagnostic_value, subscribe_diagnostics
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from uservlm.msg import Face, FaceArray, Response, UserProfile
 
@@ -356,4 +357,141 @@ def test_respond_client_without_a_responder_gives_an_error_response(ros):
     client = RespondClient(ros.node, "/nobody/respond")
     final = client.ask("Anyone there?").result(timeout_s=5)
     assert final.final and "no responder serves" in final.error
+    client.destroy()
+
+
+# ---------------------------------------------------------------- fuzzing every node's inputs
+
+
+def counters(diagnostics, node: str) -> dict[str, int]:
+    for msg in reversed(diagnostics.messages):
+        for status in msg.status:
+            if node in status.name:
+                return {kv.key: int(kv.value) for kv in status.values if kv.value.isdigit()}
+    return {}
+
+
+def books_balance(diagnostics, node: str, received: str, dropped: str) -> bool:
+    """Every input the node received was processed, failed (logged) or dropped (counted)."""
+    c = counters(diagnostics, node)
+    outcomes = c.get("items_processed", 0) + c.get("items_failed", 0) + c.get(dropped, 0)
+    return c.get(received, -1) == outcomes
+
+
+def fuzz_graph(
+    ros, processes, images: int, face_arrays: int, texts: int, seed: int = 1, on_ready=None
+):
+    """Malformed images, FaceArrays, questions and responses into a running graph; then every
+    node must be alive, serve valid input, and account for every input it received.
+    `on_ready(nodes)` runs once the nodes are up, before the first input (bench/soak.py)."""
+    from fuzz import Fuzzer
+    from perception_images import astronaut
+
+    from uservlm_ros.ros.conversions import rgb_to_image as to_image
+
+    nodes = {
+        "face_crop_node": start_node(processes, "face_crop_node", "debug_image:=false"),
+        "user_profiler_node": start_node(processes, "user_profiler_node"),
+        "vlm_responder_node": start_node(
+            processes, "vlm_responder_node", "responder.backend:=fallback"
+        ),
+        "naoqi_bridge_node": start_node(processes, "naoqi_bridge_node", "backend:=naoqi_driver"),
+    }
+    for name, node in nodes.items():
+        node.wait_for_output(f"{name} ", timeout=60)
+    if on_ready is not None:
+        on_ready(nodes)
+    fuzzer = Fuzzer(seed)
+    diagnostics = subscribe_diagnostics(ros)
+    image_pub = ros.publisher(Image, topics.IMAGE, RELIABLE_QOS)
+    faces_pub = ros.publisher(FaceArray, topics.FACES, RELIABLE_QOS)
+    question_pub = ros.publisher(String, topics.QUESTION, REQUEST_QOS)
+    response_pub = ros.publisher(Response, topics.RESPONSE, REQUEST_QOS)
+    responses = ros.subscribe(Response, topics.RESPONSE, REQUEST_QOS)
+    events = ros.subscribe(String, topics.SPEECH_EVENTS, REQUEST_QOS)
+    for topic in (topics.IMAGE, topics.FACES, topics.QUESTION, topics.RESPONSE):
+        ros.wait_for_subscribers(topic, timeout=30)
+    sent = {"images": 0, "face_arrays": 0, "questions": 0, "responses": 0}
+    for index in range(max(images, face_arrays, texts)):
+        if index < images:
+            image_pub.publish(fuzzer.image())
+            sent["images"] += 1
+        if index < face_arrays:
+            faces_pub.publish(fuzzer.face_array())
+            sent["face_arrays"] += 1
+        if index < texts:
+            question_pub.publish(String(data=fuzzer.question()))
+            response_pub.publish(fuzzer.response(index))
+            sent["questions"] += 1
+            sent["responses"] += 1
+        time.sleep(0.002)
+    # Every question gets exactly one final Response from the responder.
+    wait_until(
+        lambda: (
+            sum(
+                r.final and not r.request_id.startswith("fuzz-") and r.request_id != ""
+                for r in responses.messages
+            )
+            >= sent["questions"]
+        ),
+        120,
+        f"{sent['questions']} final responses",
+    )
+    # Valid input is still served.
+    scene = astronaut()
+    profiles = ros.subscribe(UserProfile, topics.PROFILE, LATCHED_QOS)
+    wait_until(
+        lambda: (
+            (image_pub.publish(to_image(scene, _header())) or True)
+            and any(p.observations >= 1 for p in profiles.messages)
+        ),
+        30,
+        "a profile from a real photo after the fuzzing",
+    )
+    # The books balance and every node is alive.
+    time.sleep(2.5)  # two diagnostics periods after the last input
+    assert books_balance(diagnostics, "face_crop_node", "frames_received", "frames_dropped")
+    assert books_balance(
+        diagnostics, "user_profiler_node", "face_arrays_received", "face_arrays_dropped"
+    )
+    responder = counters(diagnostics, "vlm_responder_node")
+    assert responder["questions"] == responder.get("answered", 0) + responder.get(
+        "answered_with_error", 0
+    )
+    bridge = counters(diagnostics, "naoqi_bridge_node")
+    assert bridge["responses_received"] >= sent["responses"]
+    outcomes = [json.loads(m.data)["event"] for m in events.messages]
+    assert outcomes.count("finished") + outcomes.count("dropped") == bridge.get(
+        "utterances_said", 0
+    ) + bridge.get("utterances_dropped", 0)
+    for name, node in nodes.items():
+        assert node.popen.poll() is None, f"{name} died:\n{node.output()[-2000:]}"
+        assert "Traceback" not in node.output(), f"{name}:\n{node.output()[-3000:]}"
+    return sent, {name: counters(diagnostics, name) for name in nodes}
+
+
+def _header():
+    from std_msgs.msg import Header
+
+    from uservlm_ros.ros.conversions import seconds_to_stamp
+
+    return Header(stamp=seconds_to_stamp(time.time()), frame_id="camera")
+
+
+@pytest.mark.graph
+def test_fuzzed_inputs_leave_every_node_alive_serving_and_accounted(ros, processes):
+    fuzz_graph(ros, processes, images=300, face_arrays=60, texts=50)
+
+
+@pytest.mark.graph
+def test_a_burst_of_50_goals_gets_50_final_responses(ros, fallback_responder):
+    client = RespondClient(ros.node)
+    assert client.wait_for_server(30)
+    calls = [client.ask(f"Goal {index}: hello!", source="test") for index in range(50)]
+    finals = [call.result(timeout_s=60) for call in calls]
+    assert [f.request_id for f in finals] == [c.request_id for c in calls]
+    assert all(f.final for f in finals)
+    refused = [f for f in finals if f.error]
+    assert len(finals) - len(refused) >= 5  # the queue's 4 plus the one being answered
+    assert all("queue full" in f.error for f in refused)
     client.destroy()

@@ -181,6 +181,7 @@ class NaoqiBridgeNode(Node):
     # ------------------------------------------------------------------ responses -> utterances
 
     def _on_response(self, msg: Response) -> None:
+        self.diagnostics.count("responses_received")
         for utterance in self._utterances(msg):
             try:
                 self.queue.put(utterance)

@@ -297,6 +297,9 @@ class VlmResponderNode(ModelNode):
             topics.RESPOND_ACTION,
             execute_callback=self._execute_goal,
             cancel_callback=lambda _: CancelResponse.ACCEPT,
+            # Services keep 10 requests by default: a burst of goals would lose the rest.
+            goal_service_qos_profile=REQUEST_QOS,
+            result_service_qos_profile=REQUEST_QOS,
         )
         self.queue.reopen()
         self._worker.start()

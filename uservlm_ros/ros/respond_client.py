@@ -25,6 +25,7 @@ from uservlm.action import Respond
 from uservlm.msg import Response
 
 from uservlm_ros.ros import topics
+from uservlm_ros.ros.qos import REQUEST_QOS
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -134,7 +135,14 @@ class RespondClient:
 
     def __init__(self, node: Node, action: str = topics.RESPOND_ACTION) -> None:
         self._node = node
-        self._client = ActionClient(node, Respond, action)
+        self._client = ActionClient(
+            node,
+            Respond,
+            action,
+            # As the server's: a burst of goals must queue, not overwrite each other.
+            goal_service_qos_profile=REQUEST_QOS,
+            result_service_qos_profile=REQUEST_QOS,
+        )
 
     def wait_for_server(self, timeout_s: float) -> bool:
         return self._client.wait_for_server(timeout_sec=timeout_s)
