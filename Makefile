@@ -49,6 +49,7 @@ lint: setup
 CHROMIUM := /usr/bin/chromium
 
 $(CHROMIUM):
+	@echo "make test: installing Debian's chromium and its libraries with apt (headless browser for the console test)"
 	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
 
