@@ -66,14 +66,13 @@ class _Observer:
 
     def __init__(self) -> None:
         import rclpy
-        from rclpy.action import ActionClient
         from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
-        from uservlm.action import Respond
         from uservlm.msg import FaceArray, Response, Transcript, UserProfile
 
         from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+        from uservlm_ros.ros.respond_client import RespondClient
 
         self.node = rclpy.create_node("uservlm_demo")
         self.lock = threading.Lock()
@@ -95,8 +94,7 @@ class _Observer:
         self.node.create_subscription(
             Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
         )
-        self.respond = ActionClient(self.node, Respond, topics.RESPOND_ACTION)
-        self.goal_type = Respond.Goal
+        self.respond = RespondClient(self.node)
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -268,7 +266,7 @@ def run_demo(
             + ("; Ctrl-C ends the demo)" if console else "; `uservlm demo --console` keeps it up)")
         )
         observer = _Observer()
-        if not observer.respond.wait_for_server(timeout_sec=90):
+        if not observer.respond.wait_for_server(90):
             raise UservlmError("the responder did not come up; see nodes.log")
 
         def failed_node() -> str | None:
