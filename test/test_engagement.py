@@ -363,3 +363,10 @@ def test_profiler_node_refuses_thresholds_the_wrong_way_round(processes):
     output = node.output()
     assert "bad engagement parameters: need 0 <= disengage_threshold < engage_threshold" in output
     assert "Traceback" not in output
+
+
+def test_an_empty_or_non_finite_face_box_is_refused():
+    with pytest.raises(ValueError, match="face box of track 4 is empty or not finite"):
+        FaceObservation(4, (0.5, 0.5, 0.5, 0.6))
+    with pytest.raises(ValueError, match="not finite"):
+        FaceObservation(4, (math.nan, 0.1, 0.2, 0.3))

@@ -1,7 +1,7 @@
 """The `uservlm` command: one entry point for the tools around the node graph.
 
-uservlm params [NODE]        print the parameter table of the nodes (README "ROS API")
-uservlm train STAGE          train the profiler or a User-VLM stage (README "Training")
+uservlm params [NODE]        print the parameter table of the nodes (docs/ros_api.md)
+uservlm train STAGE          train the profiler or a User-VLM stage (docs/training.md)
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
 uservlm ask [QUESTION]       ask the running graph a question, print the streamed answer
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="score perception (and answers) on a recorded bag")
     ev.add_argument("bag", type=Path, help="rosbag2 folder with camera frames")
-    ev.add_argument("--labels", type=Path, required=True, help="labels JSON (README: Evaluation)")
+    ev.add_argument("--labels", type=Path, required=True, help="labels JSON (docs/evaluation.md)")
     ev.add_argument("--out", type=Path, help="report folder (default: <bag>_eval beside the bag)")
     ev.add_argument(
         "--detector",

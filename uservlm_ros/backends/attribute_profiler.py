@@ -136,10 +136,11 @@ class AttributeProfiler:
 
 
 def _centre(crop: np.ndarray) -> np.ndarray:
-    """The central MODEL_CENTRE of a square crop."""
-    size = crop.shape[0]
-    border = round(size * (1 - MODEL_CENTRE) / 2)
-    return crop[border : size - border, border : size - border]
+    """The central MODEL_CENTRE of a crop, per axis (crops from other producers need not be
+    square; a 100x5 crop must not end up empty)."""
+    height, width = crop.shape[:2]
+    top, left = round(height * (1 - MODEL_CENTRE) / 2), round(width * (1 - MODEL_CENTRE) / 2)
+    return crop[top : height - top, left : width - left]
 
 
 def _normalised(probs: np.ndarray) -> np.ndarray:

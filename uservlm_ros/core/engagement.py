@@ -106,6 +106,13 @@ class FaceObservation:
     landmarks: np.ndarray | None = None  # (6, 2) pixels, Face.LANDMARK_* order, NaN = missing
     roll_deg: float = 0.0
 
+    def __post_init__(self) -> None:
+        xmin, ymin, xmax, ymax = self.roi
+        if not all(math.isfinite(v) for v in self.roi) or xmax <= xmin or ymax <= ymin:
+            raise ValueError(
+                f"face box of track {self.track_id} is empty or not finite: {self.roi}"
+            )
+
 
 @dataclass(frozen=True)
 class Cues:

@@ -89,7 +89,7 @@ def read_manifest(folder: Path, kinds: tuple[str, ...] = KINDS, verify: bool = T
     """Read and check a model folder's manifest; raise ModelLoadError saying what is wrong."""
     folder = Path(folder)
     path = folder / MANIFEST_NAME
-    hint = "export the model with `uservlm export` (README, section Training)"
+    hint = "export the model with `uservlm export` (docs/training.md)"
     if not folder.is_dir():
         raise ModelLoadError(f"model folder {folder} does not exist; {hint}")
     if not path.is_file():

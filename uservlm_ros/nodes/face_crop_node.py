@@ -22,9 +22,10 @@ from uservlm.msg import FaceArray, UserProfile
 from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.core.slot import SlotWorker
 from uservlm_ros.core.tracking import TrackerConfig
+from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
     face_to_msg,
@@ -33,11 +34,18 @@ from uservlm_ros.ros.conversions import (
     stage_timings,
     stamp_to_seconds,
 )
-from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.diagnostics import log_rejection, loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+
+# Said once when DDS reports camera frames lost before they reached this node.
+FRAME_LOSS_ADVICE = (
+    "large camera frames exceed Fast DDS's default shared-memory segment; start the camera "
+    "driver with FASTDDS_DEFAULT_PROFILES_FILE=<uservlm share>/config/fastdds.xml (as every "
+    "uservlm process does), or use image_qos:=reliable with a reliable camera publisher"
+)
 
 PARAMS = [
     AUTOSTART,
@@ -106,6 +114,8 @@ PARAMS = [
         True,
         "Offer /uservlm/debug_image (boxes, ids, profile labels); drawn only while subscribed",
     ),
+    # A frame takes 5-20 ms on 2 cores; 100 ms means the node cannot keep up with 10 fps.
+    *health_params(max_processing_ms=100.0, hang_s=5.0),
 ]
 
 
@@ -114,12 +124,15 @@ class FaceCropNode(ModelNode):
         super().__init__("face_crop_node", PARAMS, **kwargs)
         self.pipeline: FacePipeline | None = None
         self._worker: SlotWorker[tuple[Image, float]] = SlotWorker(
-            self._work_on, "face_crop_worker"
+            lambda item: self._process(*item),
+            "face_crop_worker",
+            self.worker_error_logger(lambda item: f"frame {item[0].header.stamp}"),
         )
+        self.workers = [self._worker]
         self._rejections: dict[str, float] = {}  # log text -> when last logged
         self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
 
-    def on_configure(self, state) -> TransitionCallbackReturn:
+    def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         try:
             detector = create_face_detector(
@@ -148,8 +161,7 @@ class FaceCropNode(ModelNode):
                 tracker=tracker,
             ),
         )
-        self.diagnostics = Diagnostics(self, hardware_id=detector.name)
-        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        self.start_diagnostics(detector.name)
         self.get_logger().info(f"face detector {detector.name} loaded from {detector.model_path}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -158,7 +170,11 @@ class FaceCropNode(ModelNode):
         self._io = [
             self._faces_pub,
             self.create_subscription(
-                Image, topics.IMAGE, self._on_image, IMAGE_QOS[self.params["image_qos"]]
+                Image,
+                topics.IMAGE,
+                self._on_image,
+                IMAGE_QOS[self.params["image_qos"]],
+                event_callbacks=loss_counter(self, "frames_lost_in_transport", FRAME_LOSS_ADVICE),
             ),
         ]
         self._debug_pub = None
@@ -175,9 +191,6 @@ class FaceCropNode(ModelNode):
         self.get_logger().info(f"face_crop_node active: {topics.IMAGE} -> {topics.FACES}")
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_work(self) -> None:
-        self._worker.stop()
-
     def _release_model(self) -> None:
         self.pipeline = None
 
@@ -190,10 +203,6 @@ class FaceCropNode(ModelNode):
         known = [a.label for a in (msg.gender, msg.age_group, msg.emotion) if a.known]
         self._labels[msg.track_id] = " ".join(known)
 
-    def _work_on(self, item: tuple[Image, float] | None) -> None:
-        if item is not None:
-            self._process(*item)
-
     def _process(self, msg: Image, received: float) -> None:
         taken = time.time()
         try:
@@ -204,12 +213,7 @@ class FaceCropNode(ModelNode):
                 self, self._rejections, f"rejected image ({msg.header.frame_id}): {error}"
             )
             return
-        try:
-            frame = self.pipeline.process(rgb, stamp_to_seconds(msg.header.stamp))
-        except (UservlmError, ValueError, cv2.error) as error:
-            self.diagnostics.count("frames_failed")
-            self.get_logger().error(f"face pipeline failed on a frame: {error}")
-            return
+        frame = self.pipeline.process(rgb, stamp_to_seconds(msg.header.stamp))
         camera = stamp_to_seconds(msg.header.stamp)
         timings = {"camera_transport": (received - camera) * 1e3} if camera > 0 else {}
         timings["queue"] = (taken - received) * 1e3

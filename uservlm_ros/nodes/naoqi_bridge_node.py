@@ -42,10 +42,10 @@ from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.request_queue import QueueFull, RequestQueue
 from uservlm_ros.core.sentences import remainder
 from uservlm_ros.ros import topics
-from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.diagnostics import Diagnostics, loss_counter
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import declare_parameters
-from uservlm_ros.ros.qos import RELIABLE_QOS
+from uservlm_ros.ros.qos import RELIABLE_QOS, REQUEST_QOS
 
 REMEMBERED_EARLY = 100  # early sentences kept to match their final answers
 
@@ -137,7 +137,7 @@ class NaoqiBridgeNode(Node):
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
         self.queue: RequestQueue[Utterance] = RequestQueue(p["speech.queue_size"])
         self._early: OrderedDict[str, str] = OrderedDict()  # request id -> sentence said early
-        self._events = self.create_publisher(String, topics.SPEECH_EVENTS, RELIABLE_QOS)
+        self._events = self.create_publisher(String, topics.SPEECH_EVENTS, REQUEST_QOS)
         if p["backend"] == "naoqi_driver":
             speech_pub = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
             self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
@@ -160,7 +160,13 @@ class NaoqiBridgeNode(Node):
                 log=self.get_logger().info,
             )
             where = address.url + (f" as {address.user}" if address.user else "")
-        self.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
+        self.create_subscription(
+            Response,
+            topics.RESPONSE,
+            self._on_response,
+            REQUEST_QOS,
+            event_callbacks=loss_counter(self, "responses_lost"),
+        )
         self._running = True
         self._worker = threading.Thread(target=self._work, name="speaker", daemon=True)
         self._worker.start()
@@ -262,6 +268,9 @@ class NaoqiBridgeNode(Node):
         self._events.publish(String(data=json.dumps(payload)))
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_worker"):  # the constructor failed (bad parameters)
+            super().destroy_node()
+            return
         self._running = False
         self.queue.close()
         self._worker.join(timeout=5.0)

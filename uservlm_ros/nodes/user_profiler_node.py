@@ -12,6 +12,7 @@ skips while busy; each profile carries its track's face box, engagement score an
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -25,8 +26,9 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.core.slot import SlotWorker
+from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
     face_to_observation,
@@ -36,7 +38,7 @@ from uservlm_ros.ros.conversions import (
     stage_timings,
     stamp_to_seconds,
 )
-from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.diagnostics import log_rejection
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
@@ -148,7 +150,12 @@ PARAMS = [
     Param("model.dtype", "fp32", "clip (torch): weight dtype", choices=("fp32", "fp16", "bf16")),
     Param("model.threads", 1, "CPU threads of the profiler models", min=1, max=64),
     *[
-        Param(f"enable.{name}", True, f"Estimate {name}; false reports it unknown (disabled)")
+        Param(
+            f"enable.{name}",
+            True,
+            f"Estimate {name}; false reports it unknown (disabled)",
+            live=True,
+        )
         for name in labels.ATTRIBUTES
     ],
     *[
@@ -158,6 +165,7 @@ PARAMS = [
             f"Minimum fused confidence of {name}; below it the label is unknown",
             min=0.0,
             max=1.0,
+            live=True,
         )
         for name in labels.ATTRIBUTES
     ],
@@ -167,6 +175,7 @@ PARAMS = [
         "An observation's weight in the fused profile halves every this many seconds",
         min=0.01,
         max=3600.0,
+        live=True,
     ),
     Param(
         "fusion.expiry_s",
@@ -174,8 +183,27 @@ PARAMS = [
         "A track's profile is forgotten after this long without a face",
         min=0.1,
         max=86400.0,
+        live=True,
     ),
-    Param("publish.max_rate_hz", 5.0, "Most profiles per second per track", min=0.01, max=1000.0),
+    Param(
+        "publish.max_rate_hz",
+        5.0,
+        "Most profiles per second per track",
+        min=0.01,
+        max=1000.0,
+        live=True,
+    ),
+    Param(
+        "max_faces",
+        10,
+        "Faces profiled per FaceArray at most: the largest ones; the rest are skipped and "
+        "counted (bounds time and memory in a crowd)",
+        min=1,
+        max=100,
+        live=True,
+    ),
+    # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
+    *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
 ]
 
@@ -186,8 +214,17 @@ class UserProfilerNode(ModelNode):
         self.profiler = None
         self.fusion: ProfileFusion | None = None
         self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
-            self._work_on, "profiler_worker"
+            lambda item: self._process(*item),
+            "profiler_worker",
+            self.worker_error_logger(
+                lambda item: (
+                    f"FaceArray {item[0].header.stamp} "
+                    f"(tracks {[face.track_id for face in item[0].faces][:10]})"
+                )
+            ),
+            idle=self._expire,
         )
+        self.workers = [self._worker]
         self._last_published: dict[int, float] = {}
         self._rejections: dict[str, float] = {}
         self._publisher = None
@@ -201,7 +238,7 @@ class UserProfilerNode(ModelNode):
     def enabled(self) -> frozenset[str]:
         return frozenset(a for a in labels.ATTRIBUTES if self.params[f"enable.{a}"])
 
-    def on_configure(self, state) -> TransitionCallbackReturn:
+    def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         options = ProfilerOptions(
             path=p["model.path"],
@@ -215,22 +252,13 @@ class UserProfilerNode(ModelNode):
         except UservlmError as error:
             self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.fusion = ProfileFusion(
-            FusionConfig(
-                half_life_s=p["fusion.half_life_s"],
-                expiry_s=p["fusion.expiry_s"],
-                thresholds={a: p[f"threshold.{a}"] for a in labels.ATTRIBUTES},
-                enabled=self.enabled,
-            ),
-            supported=self.profiler.supported,
-        )
+        self.fusion = ProfileFusion(self._fusion_config(), supported=self.profiler.supported)
         try:
             self.engagement = EngagementEstimator(self._engagement_config())
         except ValueError as error:
             self.get_logger().error(f"bad engagement parameters: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.diagnostics = Diagnostics(self, hardware_id=self.profiler.model_id)
-        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        self.start_diagnostics(self.profiler.model_id)
         estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
         self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
         return TransitionCallbackReturn.SUCCESS
@@ -246,8 +274,18 @@ class UserProfilerNode(ModelNode):
         self.get_logger().info(f"user_profiler_node active: {topics.FACES} -> {topics.PROFILE}")
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_work(self) -> None:
-        self._worker.stop()
+    def _fusion_config(self) -> FusionConfig:
+        p = self.params
+        return FusionConfig(
+            half_life_s=p["fusion.half_life_s"],
+            expiry_s=p["fusion.expiry_s"],
+            thresholds={a: p[f"threshold.{a}"] for a in labels.ATTRIBUTES},
+            enabled=self.enabled,
+        )
+
+    def _apply_live(self, changed: dict) -> None:
+        if self.fusion is not None:  # thresholds, privacy switches, fusion: from the next crop on
+            self.fusion.config = self._fusion_config()
 
     def _release_model(self) -> None:
         self.profiler = self.fusion = self.engagement = None
@@ -258,9 +296,7 @@ class UserProfilerNode(ModelNode):
             self.diagnostics.count("face_arrays_dropped")
         self.diagnostics.count("face_arrays_received")
 
-    def _work_on(self, item: tuple[FaceArray, float] | None) -> None:
-        if item is not None:
-            self._process(*item)
+    def _expire(self) -> None:
         self._republish_former_partner()
         for track_id in self.fusion.expire(self._camera_now()):
             self._last_published.pop(track_id, None)
@@ -277,10 +313,32 @@ class UserProfilerNode(ModelNode):
         stamp, arrived = self._last_camera
         return stamp + (time.time() - arrived)
 
+    def _faces_to_profile(self, msg: FaceArray) -> list:
+        """The `max_faces` largest faces with a valid, distinct track id (0 is never a face)."""
+        valid, seen = [], set()
+        for face in msg.faces:
+            if face.track_id == 0 or face.track_id in seen:
+                self.diagnostics.count("faces_rejected")
+                log_rejection(
+                    self,
+                    self._rejections,
+                    f"rejected face with track id {face.track_id}: ids must be >= 1 and "
+                    "distinct within a FaceArray",
+                )
+                continue
+            seen.add(face.track_id)
+            valid.append(face)
+        limit = self.params["max_faces"]
+        if len(valid) > limit:
+            self.diagnostics.count("faces_skipped", len(valid) - limit)
+            valid.sort(key=_face_area, reverse=True)
+            valid = valid[:limit]
+        return valid
+
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
         faces, crops = [], []
-        for face in msg.faces:
+        for face in self._faces_to_profile(msg):
             try:
                 crops.append(image_to_rgb(face.crop))
                 faces.append(face)
@@ -291,12 +349,7 @@ class UserProfilerNode(ModelNode):
                 )
         if not faces:
             return
-        try:
-            estimates = self.profiler.estimate(crops, self.enabled)
-        except (UservlmError, ValueError, RuntimeError) as error:
-            self.diagnostics.count("profile_failures")
-            self.get_logger().error(f"profiler failed on {len(crops)} crop(s): {error}")
-            return
+        estimates = self.profiler.estimate(crops, self.enabled)
         profiled = time.time()
         # Frames without a stamp count as seen on arrival.
         camera = stamp_to_seconds(msg.header.stamp) or received
@@ -341,7 +394,15 @@ class UserProfilerNode(ModelNode):
     def _feed_engagement(self, msg: FaceArray) -> None:
         # Frames without a stamp count as seen on arrival (as for fusion).
         stamp = stamp_to_seconds(msg.header.stamp) or time.time()
-        observations = [face_to_observation(face) for face in msg.faces]
+        observations = []
+        for face in msg.faces:
+            try:
+                if face.track_id == 0:  # rejected (and logged) by _faces_to_profile as well
+                    continue
+                observations.append(face_to_observation(face))
+            except ValueError as error:
+                self.diagnostics.count("faces_rejected")
+                log_rejection(self, self._rejections, f"rejected face: {error}")
         with self._engagement_lock:
             self.engagement.update(stamp, observations)
             partner = self.engagement.partner
@@ -363,6 +424,11 @@ class UserProfilerNode(ModelNode):
             return
         self._publisher.publish(self._with_engagement(self._last_profiles[former]))
         self.diagnostics.count("profiles_published")
+
+
+def _face_area(face) -> float:
+    area = (face.xmax - face.xmin) * (face.ymax - face.ymin)
+    return area if math.isfinite(area) else 0.0
 
 
 def main(args=None):

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -26,30 +26,36 @@ from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 from uservlm.action import Respond
-from uservlm.msg import Response, StageTiming, UserProfile
+from uservlm.msg import Response, UserProfile
 
+from uservlm_ros.backends.responder_pipeline import (
+    AskerView,
+    PipelineSettings,
+    Question,
+    ResponderPipeline,
+    Utterance,
+)
 from uservlm_ros.backends.vlm import (
     DEFAULT_MAX_NEW_TOKENS,
-    UserContext,
     VlmOptions,
     parse_adapters,
 )
 from uservlm_ros.backends.vlm_registry import VLM_BACKENDS, make_vlm_backend
+from uservlm_ros.core import health
 from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
 from uservlm_ros.core.errors import ConfigError, UservlmError
-from uservlm_ros.core.gestures import choose_gesture
+from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.core.prompt import MODES, USER_AWARE, build_prompt
+from uservlm_ros.core.prompt import MODES, USER_AWARE
 from uservlm_ros.core.request_queue import RequestQueue
-from uservlm_ros.core.sentences import FirstSentenceDetector
-from uservlm_ros.core.sentiment import sentiment
+from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
-from uservlm_ros.ros.conversions import image_to_rgb
-from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.conversions import image_to_rgb, stage_timings
+from uservlm_ros.ros.diagnostics import loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
-from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import request_id_of
 
 
@@ -174,48 +180,49 @@ PARAMS: list[Param] = [
         check=_check_guard_patterns,
     ),
     Param("guard.safe_reply", SAFE_REPLY, "What the robot says instead of a blocked answer"),
+    # Answers take seconds on a CPU; one question for two minutes means the model hangs.
+    *health_params(max_processing_ms=30000.0, hang_s=120.0),
 ]
 
 
 @dataclass
 class Job:
-    """One question on its way through the queue."""
+    """A question and, for action requests, the goal waiting for its final Response."""
 
-    request_id: str
-    question: str
-    track_id: int
-    mode: str
-    max_new_tokens: int
-    adapter: str
-    received: float = field(default_factory=time.monotonic)
+    question: Question
     goal: Any = None  # ServerGoalHandle for action requests
     done: Future | None = None  # resolved with the final Response (action requests)
+
+    @property
+    def request_id(self) -> str:
+        return self.question.request_id
 
     def cancel_requested(self) -> bool:
         return self.goal is not None and self.goal.is_cancel_requested
 
 
-def _timings(timings_ms: dict[str, float]) -> list[StageTiming]:
-    return [StageTiming(stage=k, duration_ms=max(float(v), 0.0)) for k, v in timings_ms.items()]
-
-
 class VlmResponderNode(ModelNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("vlm_responder_node", PARAMS, **kwargs)
-        self.backend = None
-        self.guard: BiasGuard | None = None
+        self.pipeline: ResponderPipeline | None = None
         self.queue: RequestQueue[Job] = RequestQueue(self.params["responder.queue_size"])
         self._lock = threading.Lock()
         self._latest_image: Image | None = None
         self._profiles: dict[int, UserProfile] = {}
         self._latest_track = 0
-        self._worker: threading.Thread | None = None
-        self._running = False
+        self._worker: Worker[Job] = Worker(
+            self.queue.get, self._work_on, "responder", self._job_failed
+        )
+        self.workers = [self._worker]
         self._action: ActionServer | None = None
+
+    @property
+    def backend(self):
+        return self.pipeline.backend if self.pipeline is not None else None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def on_configure(self, state) -> TransitionCallbackReturn:
+    def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         log = self.get_logger()
         options = VlmOptions(
@@ -249,19 +256,40 @@ class VlmResponderNode(ModelNode):
         except UservlmError as error:
             log.error(f"cannot configure the responder: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.backend = backend
-        self.guard = BiasGuard(p["guard.extra_patterns"], p["guard.safe_reply"])
-        self.diagnostics = Diagnostics(self, hardware_id=p["responder.backend"])
-        self.diagnostics.set_status(DiagnosticStatus.OK, "configured")
+        self.pipeline = ResponderPipeline(
+            backend,
+            BiasGuard(p["guard.extra_patterns"], p["guard.safe_reply"]),
+            self._pipeline_settings,
+            self._log_blocked,
+        )
+        if self.queue.capacity != p["responder.queue_size"]:
+            self.queue = RequestQueue(p["responder.queue_size"])
+            self._worker = Worker(self.queue.get, self._work_on, "responder", self._job_failed)
+            self.workers = [self._worker]
+        self.start_diagnostics(p["responder.backend"])
         return TransitionCallbackReturn.SUCCESS
 
+    def _pipeline_settings(self) -> PipelineSettings:
+        p = self.params
+        return PipelineSettings(
+            guard_enabled=p["guard.enabled"],
+            early_sentence=p["responder.early_sentence"],
+            min_sentence_chars=p["responder.min_sentence_chars"],
+        )
+
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._response_pub = self.create_publisher(Response, topics.RESPONSE, RELIABLE_QOS)
+        self._response_pub = self.create_publisher(Response, topics.RESPONSE, REQUEST_QOS)
         self._io = [
             self._response_pub,
             self.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS),
             self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS),
-            self.create_subscription(String, topics.QUESTION, self._on_question, RELIABLE_QOS),
+            self.create_subscription(
+                String,
+                topics.QUESTION,
+                self._on_question,
+                REQUEST_QOS,
+                event_callbacks=loss_counter(self, "questions_lost"),
+            ),
         ]
         self._action = ActionServer(
             self,
@@ -271,14 +299,13 @@ class VlmResponderNode(ModelNode):
             cancel_callback=lambda _: CancelResponse.ACCEPT,
         )
         self.queue.reopen()
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="responder", daemon=True)
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
             f"vlm_responder_node active ({self.params['responder.backend']}, default mode "
-            f"{self.params['responder.mode']}): {topics.QUESTION} or {topics.RESPOND_ACTION} -> "
-            f"{topics.RESPONSE}"
+            f"{self.params['responder.mode']}): {self.resolve_topic_name(topics.QUESTION)} or "
+            f"{self.resolve_topic_name(topics.RESPOND_ACTION)} -> "
+            f"{self.resolve_topic_name(topics.RESPONSE)}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -290,17 +317,17 @@ class VlmResponderNode(ModelNode):
         return result
 
     def _release_model(self) -> None:
-        self.backend = None
+        self.pipeline = None
 
     def _stop_work(self) -> None:
         """Stop taking questions; every waiting one still gets its (error) Response."""
-        self._running = False
         self.queue.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+        super()._stop_work()
         for job in self.queue.drain():
             self._finish(job, self._error(job, "the responder is shutting down"))
+
+    def _extra_health(self) -> list[health.Verdict]:
+        return [health.judge_queue("question", len(self.queue), self.queue.capacity)]
 
     # ------------------------------------------------------------------ inputs
 
@@ -315,7 +342,7 @@ class VlmResponderNode(ModelNode):
             self._latest_track = msg.track_id
 
     def _on_question(self, msg: String) -> None:
-        self._submit(self._new_job(msg.data))
+        self._submit(self._new_job(msg.data, source="topic"))
 
     async def _execute_goal(self, goal_handle) -> Respond.Result:
         request = goal_handle.request
@@ -326,6 +353,7 @@ class VlmResponderNode(ModelNode):
             request.max_new_tokens,
             request.adapter,
             request_id=request_id_of(goal_handle.goal_id.uuid),
+            source=request.source,
         )
         job.goal, job.done = goal_handle, Future()
         immediate = self._submit(job)
@@ -346,26 +374,30 @@ class VlmResponderNode(ModelNode):
         max_new: int = 0,
         adapter: str = "",
         request_id: str = "",
+        source: str = "",
     ) -> Job:
         return Job(
-            request_id=request_id or uuid.uuid4().hex[:12],
-            question=question,
-            track_id=track_id,
-            mode=mode or self.params["responder.mode"],
-            max_new_tokens=max_new or self.params["generation.max_new_tokens"],
-            adapter=adapter,
+            Question(
+                request_id=request_id or uuid.uuid4().hex[:12],
+                question=question,
+                track_id=track_id,
+                mode=mode or self.params["responder.mode"],
+                max_new_tokens=max_new or self.params["generation.max_new_tokens"],
+                adapter=adapter,
+                source=source,
+            )
         )
 
     def _submit(self, job: Job) -> Response | None:
         """Queue a job; returns its error Response when it cannot be queued (also published)."""
         self.diagnostics.count("questions")
-        problem = self._validate(job)
+        problem = self._validate(job.question)
         if problem is None:
             try:
                 ahead = self.queue.put(job)
                 self.diagnostics.values["queue_length"] = len(self.queue)
                 self.get_logger().info(
-                    f"[{job.request_id}] queued ({ahead} ahead): {job.question[:80]!r}"
+                    f"[{job.request_id}] queued ({ahead} ahead): {job.question.question[:80]!r}"
                 )
                 return None
             except UservlmError as error:
@@ -375,41 +407,41 @@ class VlmResponderNode(ModelNode):
         self._finish(job, response)
         return response
 
-    def _validate(self, job: Job) -> str | None:
+    def _validate(self, question: Question) -> str | None:
         limit = self.params["responder.max_question_chars"]
-        if not job.question.strip():
+        if not question.question.strip():
             return "empty question"
-        if len(job.question) > limit:
-            return f"question too long ({len(job.question)} characters; the limit is {limit})"
-        if job.mode not in MODES:
-            return f"unknown mode {job.mode!r}; expected one of {', '.join(MODES)}"
-        if job.adapter and job.adapter not in self.backend.adapters:
-            return f"unknown adapter {job.adapter!r}; loaded: {', '.join(self.backend.adapters)}"
+        if len(question.question) > limit:
+            return f"question too long ({len(question.question)} characters; the limit is {limit})"
+        if question.mode not in MODES:
+            return f"unknown mode {question.mode!r}; expected one of {', '.join(MODES)}"
+        if question.adapter and question.adapter not in self.backend.adapters:
+            return (
+                f"unknown adapter {question.adapter!r}; loaded: {', '.join(self.backend.adapters)}"
+            )
         return None
 
     # ------------------------------------------------------------------ answering
 
-    def _work(self) -> None:
-        while self._running:
-            job = self.queue.get(timeout=0.2)
-            if job is None:
-                continue
-            self.diagnostics.values["queue_length"] = len(self.queue)
-            try:
-                response = self._answer(job)
-            except Exception as error:  # never lose a question, whatever the model does
-                self.get_logger().error(f"[{job.request_id}] generation failed: {error!r}")
-                self.diagnostics.count("generation_errors")
-                response = self._error(job, f"generation failed: {error}")
-            self._finish(job, response)
+    def _work_on(self, job: Job) -> None:
+        self.diagnostics.values["queue_length"] = len(self.queue)
+        self._finish(job, self._answer(job))
+
+    def _job_failed(self, job: Job | None, error: Exception) -> None:
+        """Whatever the model or a conversion does, the question still gets its Response."""
+        if job is None:
+            return
+        self.get_logger().error(f"[{job.request_id}] generation failed: {error!r}")
+        self.diagnostics.count("generation_errors")
+        self._finish(job, self._error(job, f"generation failed: {error}"))
 
     def _answer(self, job: Job) -> Response:
-        timings = {"queue": (time.monotonic() - job.received) * 1e3}
+        question = job.question
         if job.cancel_requested():
-            return self._error(job, "cancelled before generation started", timings)
+            return self._error(job, "cancelled before generation started")
         with self._lock:
             image_msg = self._latest_image
-            track = job.track_id or self._latest_track
+            track = question.track_id or self._latest_track
             profile = self._profiles.get(track)
         image, camera_stamp = None, None
         if image_msg is not None:
@@ -418,83 +450,87 @@ class VlmResponderNode(ModelNode):
                 image = image_to_rgb(image_msg)
             except UservlmError as error:
                 self.diagnostics.count("images_rejected")
-                return self._error(job, f"the camera image is unusable: {error}", timings)
+                return self._error(job, f"the camera image is unusable: {error}")
         elif self.params["responder.backend"] != "fallback":
-            return self._error(job, f"no camera image received yet on {topics.IMAGE}", timings)
-        profile_text = profile.profile_text if profile is not None else ""
-        if profile is None and job.mode != USER_AWARE:
+            return self._error(
+                job, f"no camera image received yet on {self.resolve_topic_name(topics.IMAGE)}"
+            )
+        if profile is None and question.mode != USER_AWARE:
             self.get_logger().warning(
                 f"[{job.request_id}] no profile for track {track}: prompt without profile"
             )
-        prompt = build_prompt(job.question, job.mode, profile_text)
-        stream = _Stream(self, job, camera_stamp, track if profile else job.track_id)
-        result = self.backend.generate(
-            image,
-            prompt,
-            job.max_new_tokens,
-            job.adapter,
-            on_token=stream.on_token,
-            should_stop=stream.should_stop,
-            user=UserContext(job.question, _known_labels(profile)),
+        view = AskerView(
+            image=image,
+            track_id=track if profile is not None else question.track_id,
+            profile_text=profile.profile_text if profile is not None else "",
+            labels=_known_labels(profile),
         )
-        timings.update(result.timings_ms)
-        if stream.first_sentence_ms is not None:
-            timings["question_to_first_sentence"] = stream.first_sentence_ms
-        response = self._response(job, camera_stamp, stream.track_id, result.responder)
-        if job.cancel_requested():
-            self.diagnostics.count("cancelled")
-            response.error = f"cancelled after {result.new_tokens} tokens"
+
+        def on_partial(text: str, tokens: int) -> None:
+            if job.goal is not None:
+                job.goal.publish_feedback(
+                    Respond.Feedback(partial_text=text, tokens_generated=tokens)
+                )
+
+        def on_early(utterance: Utterance, elapsed_ms: float) -> None:
+            early = self._response(job, camera_stamp, view.track_id, responder)
+            early.final = False
+            _fill(early, utterance)
+            early.timings = stage_timings({"question_to_first_sentence": elapsed_ms})
+            early.header = Header(stamp=self.get_clock().now().to_msg())
+            self._response_pub.publish(early)
+            self.diagnostics.count("early_sentences")
+
+        responder = self.backend.responder_id(question.adapter)
+        answer = self.pipeline.answer(
+            question,
+            view,
+            on_partial,
+            on_early,
+            should_stop=lambda: job.cancel_requested() or not self._worker.state().running,
+        )
+        response = self._response(job, camera_stamp, view.track_id, answer.responder)
+        if answer.utterance is not None:
+            _fill(response, answer.utterance)
         else:
-            guard_started = time.perf_counter()
-            text = result.text
-            if stream.blocked is not None:
-                text = stream.blocked.text
-            elif self.params["guard.enabled"]:
-                verdict = self.guard.check(job.question, text)
-                if not verdict.allowed:
-                    self._log_blocked(job, verdict)
-                    text = verdict.text
-            timings["guard"] = (time.perf_counter() - guard_started) * 1e3
-            if text:
-                response.text, response.sentiment = text, sentiment(text)
-                response.gesture = choose_gesture(text, response.sentiment)
-            else:
-                response.error = "the model produced an empty answer"
-        timings["total"] = (time.monotonic() - job.received) * 1e3
-        response.timings = _timings(timings)
+            response.error = answer.error
+            self.diagnostics.count("cancelled" if job.cancel_requested() else "empty_answers")
+        response.timings = stage_timings(answer.timings_ms)
         self.get_logger().info(
-            f"[{job.request_id}] {result.responder}, {result.new_tokens} tokens "
-            f"({result.finish_reason}) in {timings['total']:.0f} ms: "
+            f"[{job.request_id}] {answer.responder}, {answer.new_tokens} tokens "
+            f"({answer.finish_reason}) in {answer.timings_ms['total']:.0f} ms: "
             f"{(response.text or response.error)[:100]!r}"
         )
         return response
 
-    def _log_blocked(self, job: Job, verdict) -> None:
+    def _log_blocked(self, question: Question, reason: str) -> None:
         self.diagnostics.count("guard_replaced")
         self.get_logger().warning(
-            f"[{job.request_id}] fairness guard replaced the answer ({verdict.reason})"
+            f"[{question.request_id}] fairness guard replaced the answer ({reason})"
         )
 
     def _response(self, job: Job, camera_stamp, track_id: int, responder: str) -> Response:
         response = Response(
             request_id=job.request_id,
             track_id=track_id,
-            question=job.question,
+            question=job.question.question,
             final=True,
-            mode=job.mode,
+            mode=job.question.mode,
             responder=responder,
         )
         if camera_stamp is not None:
             response.camera_stamp = camera_stamp
         return response
 
-    def _error(self, job: Job, error: str, timings: dict[str, float] | None = None) -> Response:
+    def _error(self, job: Job, error: str) -> Response:
         self.get_logger().warning(f"[{job.request_id}] no answer: {error}")
         self.diagnostics.count("errors")
-        responder = self.backend.responder_id(job.adapter) if self.backend else ""
-        response = self._response(job, None, job.track_id, responder)
+        responder = self.backend.responder_id(job.question.adapter) if self.backend else ""
+        response = self._response(job, None, job.question.track_id, responder)
         response.error = error
-        response.timings = _timings(timings or {})
+        response.timings = stage_timings(
+            {"queue": (time.monotonic() - job.question.received) * 1e3}
+        )
         return response
 
     def _finish(self, job: Job, response: Response) -> None:
@@ -505,49 +541,11 @@ class VlmResponderNode(ModelNode):
         if job.done is not None and not job.done.done():
             job.done.set_result(response)
 
-    def publish_early(
-        self, job: Job, sentence: str, camera_stamp, track_id: int, elapsed_ms: float
-    ) -> None:
-        early = self._response(job, camera_stamp, track_id, "")
-        early.timings = _timings({"question_to_first_sentence": elapsed_ms})
-        early.final = False
-        early.text = sentence
-        early.sentiment = sentiment(sentence)
-        early.gesture = choose_gesture(sentence, early.sentiment)
-        early.responder = self.backend.responder_id(job.adapter)
-        early.header = Header(stamp=self.get_clock().now().to_msg())
-        self._response_pub.publish(early)
-        self.diagnostics.count("early_sentences")
 
-
-class _Stream:
-    """Per-job streaming state: feedback, the early sentence, and the guard on partial text."""
-
-    def __init__(self, node: VlmResponderNode, job: Job, camera_stamp, track_id: int) -> None:
-        self.node, self.job = node, job
-        self.camera_stamp, self.track_id = camera_stamp, track_id
-        self.detector = FirstSentenceDetector(node.params["responder.min_sentence_chars"])
-        self.blocked = None  # the guard's verdict once the partial text fails it
-        self.first_sentence_ms: float | None = None
-
-    def on_token(self, text: str, tokens: int) -> None:
-        node, job = self.node, self.job
-        if node.params["guard.enabled"]:
-            verdict = node.guard.check(job.question, text)
-            if not verdict.allowed:  # stop here: nothing more of this answer leaves the node
-                self.blocked = verdict
-                node._log_blocked(job, verdict)
-                return
-        if job.goal is not None:
-            job.goal.publish_feedback(Respond.Feedback(partial_text=text, tokens_generated=tokens))
-        if node.params["responder.early_sentence"] and (sentence := self.detector.feed(text)):
-            self.first_sentence_ms = (time.monotonic() - job.received) * 1e3
-            node.publish_early(
-                job, sentence, self.camera_stamp, self.track_id, self.first_sentence_ms
-            )
-
-    def should_stop(self) -> bool:
-        return self.blocked is not None or self.job.cancel_requested() or not self.node._running
+def _fill(response: Response, utterance: Utterance) -> None:
+    response.text = utterance.text
+    response.sentiment = utterance.sentiment
+    response.gesture = utterance.gesture
 
 
 def _known_labels(profile: UserProfile | None) -> dict[str, str]:

@@ -1,13 +1,28 @@
-"""Declaring a node's `Param` table as ROS parameters with descriptors, validated in one go."""
+"""A node's `Param` table as ROS parameters: declared with descriptors, validated, changed live.
+
+`declare_parameters` declares and validates the start-up values. `watch_parameters` then
+validates every later change against the same table: a change to a `live` parameter is applied
+at once (the node's `apply` callback), one to another parameter is accepted only where the node
+can reconfigure (lifecycle nodes read it at the next configure) and rejected with the reason
+otherwise.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
+from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.parameters import Param, validate_all
 
 AUTOSTART = Param(
@@ -21,33 +36,108 @@ AUTOSTART = Param(
 def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
     """Declare each parameter with a descriptor and return the validated values.
 
-    Raises ConfigError (listing every bad value) when a value from a params file or the command
-    line is invalid.
+    Raises ConfigError, listing every bad value with what is allowed, when a value from a params
+    file or the command line is invalid (checked before rclpy sees it, so the user gets one
+    uservlm message instead of rclpy's exception).
     """
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps -p / params-file here
+    for param in params:  # `-p margin:=1` means 1.0: spare the user rclpy's type error
+        given = overrides.get(param.name)
+        if given is not None and isinstance(param.default, float) and type(given.value) is int:
+            overrides[param.name] = Parameter(param.name, Parameter.Type.DOUBLE, float(given.value))
+    validate_all(
+        [param for param in params if param.name in overrides],
+        {name: override.value for name, override in overrides.items()},
+    )
     for param in params:
-        descriptor = ParameterDescriptor(description=param.doc(), read_only=param.read_only)
-        if isinstance(param.default, list):
-            # An empty list default would fix the type to a byte array and reject the string
-            # lists given on the command line; Param.validate checks the value instead.
-            descriptor.dynamic_typing = True
-        if isinstance(param.default, float) and (param.min is not None or param.max is not None):
-            descriptor.floating_point_range = [
-                FloatingPointRange(
-                    from_value=float(param.min if param.min is not None else -1e308),
-                    to_value=float(param.max if param.max is not None else 1e308),
-                )
-            ]
-        elif (
-            isinstance(param.default, int)
-            and not isinstance(param.default, bool)
-            and (param.min is not None or param.max is not None)
-        ):
-            descriptor.integer_range = [
-                IntegerRange(
-                    from_value=int(param.min if param.min is not None else -(2**63)),
-                    to_value=int(param.max if param.max is not None else 2**63 - 1),
-                )
-            ]
-        node.declare_parameter(param.name, param.default, descriptor)
+        try:
+            node.declare_parameter(param.name, param.default, _descriptor(param))
+        except ParameterException as error:  # e.g. an int given for a string parameter
+            given = overrides[param.name].value if param.name in overrides else param.default
+            raise ConfigError(
+                f"parameter {param.name!r}: {given!r} is not a valid {param.type_name} "
+                f"({param.doc()})"
+            ) from error
+    return read_parameters(node, params)
+
+
+def _descriptor(param: Param) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=param.doc())
+    if isinstance(param.default, list):
+        # An empty list default would fix the type to a byte array and reject the string
+        # lists given on the command line; Param.validate checks the value instead.
+        descriptor.dynamic_typing = True
+    if isinstance(param.default, float) and (param.min is not None or param.max is not None):
+        descriptor.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(param.min if param.min is not None else -1e308),
+                to_value=float(param.max if param.max is not None else 1e308),
+            )
+        ]
+    elif (
+        isinstance(param.default, int)
+        and not isinstance(param.default, bool)
+        and (param.min is not None or param.max is not None)
+    ):
+        descriptor.integer_range = [
+            IntegerRange(
+                from_value=int(param.min if param.min is not None else -(2**63)),
+                to_value=int(param.max if param.max is not None else 2**63 - 1),
+            )
+        ]
+    return descriptor
+
+
+def read_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
+    """The current values of declared parameters, validated (for a re-configure)."""
     values = {param.name: node.get_parameter(param.name).value for param in params}
     return validate_all(params, values)
+
+
+def watch_parameters(
+    node: Node,
+    params: Sequence[Param],
+    values: dict[str, Any],
+    apply: Callable[[dict[str, Any]], None] | None = None,
+    reconfigurable: bool = False,
+) -> None:
+    """Validate runtime changes with the Param table; update `values` for live parameters.
+
+    `apply(changed)` runs after live values are stored (e.g. to rebuild a fusion config).
+    Non-live parameters: accepted with a log line when `reconfigurable` (read at the next
+    configure), else rejected: the node reads them only at start-up.
+    """
+    by_name = {param.name: param for param in params}
+
+    def on_set(changes: list[Parameter]) -> SetParametersResult:
+        live: dict[str, Any] = {}
+        for change in changes:
+            param = by_name.get(change.name)
+            if param is None:
+                continue  # rclpy's own parameters, e.g. use_sim_time
+            try:
+                value = param.validate(change.value)
+            except ConfigError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            if param.live:
+                live[param.name] = value
+            elif not reconfigurable:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"parameter {param.name!r} is read at start-up: restart the node",
+                )
+            else:
+                node.get_logger().info(
+                    f"{param.name} := {value!r} applies at the next configure "
+                    "(cleanup -> configure)"
+                )
+        if live:
+            values.update(live)
+            node.get_logger().info(
+                "live parameter change: " + ", ".join(f"{k}={v!r}" for k, v in live.items())
+            )
+            if apply is not None:
+                apply(live)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)

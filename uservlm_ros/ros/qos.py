@@ -14,6 +14,9 @@ SENSOR_QOS = qos_profile_sensor_data
 RELIABLE_QOS = QoSProfile(
     depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
 )
+# Questions and responses: a burst must queue up, never overwrite (KEEP_LAST would silently drop
+# all but the newest `depth` of 50 questions published at once).
+REQUEST_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 # Profiles: late subscribers get the current profile of each recent user.
 LATCHED_QOS = QoSProfile(
     depth=20,

@@ -136,7 +136,7 @@ def _split_manifests(folder: Path) -> dict[str, Path]:
     if "train" not in found:
         raise DatasetError(
             f"{folder} has no face manifest: expected FairFace's {FAIRFACE_FILES['train']} "
-            f"(+ {FAIRFACE_FILES['val']}) or train.csv / train.jsonl (README, section Training)"
+            f"(+ {FAIRFACE_FILES['val']}) or train.csv / train.jsonl (docs/training.md)"
         )
     return found
 
@@ -215,7 +215,7 @@ def read_vlm_dataset(
     path = Path(path)
     files = {"train": path / "train.jsonl", "val": path / "val.jsonl"} if path.is_dir() else {}
     if path.is_dir() and not files["train"].is_file():
-        raise DatasetError(f"{path} has no train.jsonl (README, section Training)")
+        raise DatasetError(f"{path} has no train.jsonl (docs/training.md)")
     files = files or {"train": path}
     splits: dict[str, list[dict[str, Any]]] = {}
     for split, file in files.items():

@@ -98,7 +98,7 @@ class ProfilerConfig:
         if not self.model_path:
             raise ConfigError("profiler config needs model_path (a CLIP-family model folder)")
         if not self.data_path:
-            raise ConfigError("profiler config needs data_path (README, section Training)")
+            raise ConfigError("profiler config needs data_path (docs/training.md)")
         if self.caption not in CAPTION_MODES:
             raise ConfigError(f"caption must be one of {CAPTION_MODES}, got {self.caption!r}")
         unknown = set(self.attributes) - set(labels.ATTRIBUTES)

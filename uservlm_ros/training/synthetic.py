@@ -1,4 +1,4 @@
-"""Small synthetic datasets in the documented layouts, for the README's worked examples and tests.
+"""Small synthetic datasets in the documented layouts, for the docs' worked examples and tests.
 
     python -m uservlm_ros.training.synthetic --out data/synthetic --faces 64
 

@@ -59,7 +59,7 @@ class VlmStageConfig:
         if not self.model_path:
             raise ConfigError("config needs model_path (a PaliGemma-2 / User-VLM folder)")
         if not self.data_path:
-            raise ConfigError("config needs data_path (README, section Training)")
+            raise ConfigError("config needs data_path (docs/training.md)")
         if self.prompt_mode not in MODES:
             raise ConfigError(f"prompt_mode must be one of {MODES}, got {self.prompt_mode!r}")
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -1,0 +1,172 @@
+"""Answering one question: prompt, generation with streaming, the fairness guard, sentiment and
+gesture, timings. The responder node's counterpart of FacePipeline: no rclpy, the node only
+turns messages into a `Question` and an `AskerView` and the `Answer` back into a Response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from uservlm_ros.backends.vlm import UserContext, VlmBackend
+from uservlm_ros.core.bias_guard import BiasGuard
+from uservlm_ros.core.gestures import choose_gesture
+from uservlm_ros.core.prompt import build_prompt
+from uservlm_ros.core.sentences import FirstSentenceDetector
+from uservlm_ros.core.sentiment import sentiment
+
+
+@dataclass
+class Question:
+    """One question on its way through the responder."""
+
+    request_id: str
+    question: str
+    track_id: int  # as asked; 0 = the addressee
+    mode: str
+    max_new_tokens: int
+    adapter: str
+    source: str = ""
+    received: float = field(default_factory=time.monotonic)  # monotonic seconds
+
+
+@dataclass(frozen=True)
+class AskerView:
+    """What the model is shown for the asker: the image (or None) and their profile."""
+
+    image: np.ndarray | None
+    track_id: int = 0  # the user the answer is personalised for; 0 = nobody
+    profile_text: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)  # known labels, never ethnicity
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Text ready for the robot with its sentiment and gesture."""
+
+    text: str
+    sentiment: str
+    gesture: str
+
+    @classmethod
+    def of(cls, text: str) -> Utterance:
+        mood = sentiment(text)
+        return cls(text, mood, choose_gesture(text, mood))
+
+
+@dataclass
+class Answer:
+    utterance: Utterance | None  # None when error is set
+    error: str
+    responder: str
+    new_tokens: int
+    finish_reason: str
+    timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    guard_enabled: bool = True
+    early_sentence: bool = True
+    min_sentence_chars: int = 12
+
+
+class ResponderPipeline:
+    def __init__(
+        self,
+        backend: VlmBackend,
+        guard: BiasGuard,
+        settings: Callable[[], PipelineSettings],
+        log_blocked: Callable[[Question, str], None],
+    ) -> None:
+        """`settings()` is read per question, so live parameter changes apply to the next one."""
+        self.backend = backend
+        self.guard = guard
+        self._settings = settings
+        self._log_blocked = log_blocked
+
+    def answer(
+        self,
+        question: Question,
+        view: AskerView,
+        on_partial: Callable[[str, int], None],
+        on_early: Callable[[Utterance, float], None],
+        should_stop: Callable[[], bool],
+    ) -> Answer:
+        """Generate, streaming partial text (`on_partial`) and the first sentence (`on_early`,
+        with ms since the question arrived), and return the final answer or the reason none
+        was given."""
+        settings = self._settings()
+        timings = {"queue": (time.monotonic() - question.received) * 1e3}
+        stream = _Stream(self, question, settings, on_partial, on_early, should_stop)
+        result = self.backend.generate(
+            view.image,
+            build_prompt(question.question, question.mode, view.profile_text),
+            question.max_new_tokens,
+            question.adapter,
+            on_token=stream.on_token,
+            should_stop=stream.should_stop,
+            user=UserContext(question.question, dict(view.labels)),
+        )
+        timings.update(result.timings_ms)
+        if stream.first_sentence_ms is not None:
+            timings["question_to_first_sentence"] = stream.first_sentence_ms
+        answer = Answer(
+            None, "", result.responder, result.new_tokens, result.finish_reason, timings
+        )
+        if should_stop():
+            answer.error = f"cancelled after {result.new_tokens} tokens"
+        else:
+            guard_started = time.perf_counter()
+            text = result.text
+            if stream.blocked is not None:
+                text = stream.blocked
+            elif settings.guard_enabled:
+                verdict = self.guard.check(question.question, text)
+                if not verdict.allowed:
+                    self._log_blocked(question, verdict.reason)
+                    text = verdict.text
+            timings["guard"] = (time.perf_counter() - guard_started) * 1e3
+            if text:
+                answer.utterance = Utterance.of(text)
+            else:
+                answer.error = "the model produced an empty answer"
+        timings["total"] = (time.monotonic() - question.received) * 1e3
+        return answer
+
+
+class _Stream:
+    """Per-question streaming state: partial text, the early sentence, the guard on partials."""
+
+    def __init__(
+        self,
+        pipeline: ResponderPipeline,
+        question: Question,
+        settings: PipelineSettings,
+        on_partial: Callable[[str, int], None],
+        on_early: Callable[[Utterance, float], None],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.pipeline, self.question, self.settings = pipeline, question, settings
+        self._on_partial, self._on_early, self._should_stop = on_partial, on_early, should_stop
+        self.detector = FirstSentenceDetector(settings.min_sentence_chars)
+        self.blocked: str | None = None  # the guard's replacement once the partial text fails
+        self.first_sentence_ms: float | None = None
+
+    def on_token(self, text: str, tokens: int) -> None:
+        if self.settings.guard_enabled:
+            verdict = self.pipeline.guard.check(self.question.question, text)
+            if not verdict.allowed:  # stop here: nothing more of this answer leaves the node
+                self.blocked = verdict.text
+                self.pipeline._log_blocked(self.question, verdict.reason)
+                return
+        self._on_partial(text, tokens)
+        if self.settings.early_sentence and (sentence := self.detector.feed(text)):
+            self.first_sentence_ms = (time.monotonic() - self.question.received) * 1e3
+            self._on_early(Utterance.of(sentence), self.first_sentence_ms)
+
+    def should_stop(self) -> bool:
+        return self.blocked is not None or self._should_stop()
