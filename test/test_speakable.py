@@ -57,11 +57,13 @@ def test_bytes_are_decoded_and_invalid_utf8_dropped():
 
 
 def test_a_token_cut_off_at_the_end_of_a_partial_text_is_dropped():
-    assert speakable("A cat <loc09", partial=True) == "A cat"
+    assert speakable("A cat <loc09", partial=True) == "A cat "
     assert speakable("Sure<|im_", partial=True) == "Sure"
     assert speakable("Sure</", partial=True) == "Sure"
     assert speakable("A cat <loc09") == "A cat <loc09"  # a final text keeps what it says
-    assert speakable("Yes. <eos>", partial=True) == "Yes."
+    assert speakable("Yes. <eos>", partial=True) == "Yes. "  # the sentence is over
+    assert speakable("Yes. How", partial=True) == "Yes. How"
+    assert speakable(" <pad> ", partial=True) == ""
 
 
 def test_speakable_is_idempotent():

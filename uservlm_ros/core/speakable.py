@@ -58,5 +58,8 @@ def speakable(text: str | bytes, partial: bool = False) -> str:
         text = pattern.sub(" ", text)
     if partial:
         text = _TRAILING.sub("", text)
-    text = " ".join(text.split())
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    # A partial text keeps one trailing space: "Hello there. " tells a sentence detector that
+    # the sentence is over.
+    tail = " " if partial and text[-1:].isspace() else ""
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split()))
+    return text + tail if text else ""
