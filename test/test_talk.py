@@ -115,7 +115,7 @@ def start_graph(processes, folder, *extra):
 
 
 @pytest.mark.graph
-def test_run_who_and_ask_against_a_running_graph(processes, two_people_folder):
+def test_run_who_and_ask_against_a_running_graph(ros, processes, two_people_folder):
     runner = start_graph(processes, two_people_folder)
     # `uservlm run` says who is here: both people appear, the near central one is engaged.
     wait_until(
@@ -157,3 +157,60 @@ def test_run_who_and_ask_against_a_running_graph(processes, two_people_folder):
     bad = uservlm("ask", "--adapter", "nonexistent", stdin="Hi?\nHello?\n")
     assert bad.returncode == 1
     assert bad.stdout.count("error: unknown adapter 'nonexistent'") == 2
+
+    # Two askers through the whole graph (camera -> faces -> profiles + engagement ->
+    # responder): the transcript of the closing note. Each answer is for its asker and the
+    # model saw the region around that asker's face.
+    from uservlm.msg import UserProfile
+
+    from uservlm_ros.ros import topics
+    from uservlm_ros.ros.qos import LATCHED_QOS
+
+    profiles = ros.subscribe(UserProfile, topics.PROFILE, LATCHED_QOS)
+    wait_until(lambda: len({p.track_id for p in profiles.messages}) >= 2, 30, "two profiles")
+    latest = {p.track_id: p for p in profiles.messages}
+    partner = int(engaged[0])
+    other = next(t for t in latest if t != partner)
+    transcript = []
+    for asker, args in (
+        (f"engaged person #{partner} (no track given)", ["What do you see?"]),
+        (f"person #{other} (--track {other})", ["--track", str(other), "What do you see?"]),
+        ("someone naming track 9999", ["--track", "9999", "What do you see?"]),
+    ):
+        done = uservlm("ask", *args)
+        got = _parse_answer(done.stdout)
+        transcript.append((asker, got))
+    (_, first), (_, second), (_, third) = transcript
+    for got, track, how in ((first, partner, "engaged"), (second, other, "requested")):
+        assert got["for"] == f"#{track} ({how})" and not got["error"]
+        face = latest[track].roi.tolist()
+        roi = got["image_roi"]
+        assert roi[0] <= face[0] and roi[1] <= face[1] and face[2] <= roi[2] and face[3] <= roi[3]
+        away = latest[partner if track == other else other].roi.tolist()
+        assert not (roi[0] <= away[0] and away[2] <= roi[2])  # the other face is not in it
+    assert third["error"].startswith("unknown track 9999: tracked are ")
+    print("\n--- two-person transcript (uservlm ask against uservlm run --config demo) ---")
+    for track, profile in sorted(latest.items()):
+        face = ", ".join(f"{v:.2f}" for v in profile.roi)
+        print(f"#{track}: {profile.profile_text} face [{face}] engaged={profile.engaged}")
+    for asker, got in transcript:
+        print(f"asked by {asker}: 'What do you see?'")
+        print(f"  answered for {got['for']}; image_roi [{got['roi_text']}]")
+        print(f"  error: {got['error']}" if got["error"] else f"  answer: {got['answer']}")
+
+
+def _parse_answer(stdout: str) -> dict:
+    """The fields of `uservlm ask`'s final answer block."""
+    lines = stdout.splitlines()
+    got = {"answer": "", "error": ""}
+    for line in lines:
+        if line.startswith("answer: "):
+            got["answer"] = line[len("answer: ") :]
+        elif line.startswith("error: "):
+            got["error"] = line[len("error: ") :]
+        elif line.startswith("  for "):
+            got["for"] = line[len("  for ") :].split(";")[0]
+        elif line.startswith("  image_roi ["):
+            got["roi_text"] = line[len("  image_roi [") : -1]
+            got["image_roi"] = [float(v) for v in got["roi_text"].split(", ")]
+    return got

@@ -288,6 +288,7 @@ def _cmd_who(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    from uservlm_ros.ros import topics
     from uservlm_ros.ros.presence import PresenceWatcher
     from uservlm_ros.ros.spin import spinning_node
 
@@ -304,8 +305,13 @@ def _cmd_who(args: argparse.Namespace) -> int:
     with spinning_node("uservlm_who") as node:
         watcher = PresenceWatcher(node, show, expiry_s=args.expiry)
         try:
-            # The latched profiles arrive first: show them as one table, not one line each.
+            # Find the profiler (DDS discovery takes a moment), then let its latched profiles
+            # arrive: they are shown as one table, not one line each.
             start = time.monotonic()
+            while (
+                node.count_publishers(topics.PROFILE) == 0 and time.monotonic() < start + args.wait
+            ):
+                time.sleep(0.05)
             time.sleep(WHO_SETTLE_S)
             settled.set()
             watcher.report()
@@ -341,6 +347,9 @@ def _add_talk_commands(commands) -> None:
         help="seconds without a profile before a person has left (the profiler's fusion.expiry_s)",
     )
     who.add_argument("--duration", type=float, help="stop after this many seconds")
+    who.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for the profiler to be found"
+    )
     who.set_defaults(func=_cmd_who)
 
 
