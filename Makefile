@@ -11,7 +11,7 @@ STAMP_PKG := $(VENV)/.stamp-package
 PIP := $(PY) -m pip --disable-pip-version-check
 PIP_INSTALL := $(PIP) install --quiet --constraint requirements/constraints.txt
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo soak clean
 .DEFAULT_GOAL := setup
 
 setup: $(STAMP_DEPS) $(STAMP_MSGS) $(STAMP_PKG)
@@ -49,6 +49,10 @@ test: lint
 
 demo: setup
 	$(VENV)/bin/uservlm demo
+
+# The long robustness run (minutes): thousands of malformed inputs into a running graph.
+soak: setup
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

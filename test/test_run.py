@@ -116,7 +116,7 @@ def test_unknown_config_is_a_clear_error(capsys):
 def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, processes):
     """The robot deployment end to end: Pepper's camera over NAOqi -> profiles; a question ->
     an answer said on the robot. Only the responder is switched to the labelled fallback (no
-    VLM weights here)."""
+    VLM weights here). The whole graph runs in a namespace, moved there by one argument."""
     from std_msgs.msg import String
     from uservlm.msg import Response, UserProfile
 
@@ -135,12 +135,21 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
             "robot_ip:=127.0.0.1",
             f"robot_port:={pepper.port}",
             "--set=vlm_responder_node.responder.backend=fallback",
+            "--namespace",
+            "robot1",
         )
-        profiles = ros.subscribe(UserProfile, topics.PROFILE, LATCHED_QOS)
-        responses = ros.subscribe(Response, topics.RESPONSE, RELIABLE_QOS)
+        profiles = ros.subscribe(
+            UserProfile, topics.absolute(topics.PROFILE, "robot1"), LATCHED_QOS
+        )
+        root_profiles = ros.subscribe(UserProfile, topics.absolute(topics.PROFILE), LATCHED_QOS)
+        responses = ros.subscribe(
+            Response, topics.absolute(topics.RESPONSE, "robot1"), RELIABLE_QOS
+        )
         assert profiles.wait_for(1, timeout=90)[0].profile_text
-        questions = ros.publisher(String, topics.QUESTION, RELIABLE_QOS)
-        ros.wait_for_subscribers(topics.QUESTION, timeout=60)
+        assert root_profiles.messages == []  # nothing outside the namespace
+        question_topic = topics.absolute(topics.QUESTION, "robot1")
+        questions = ros.publisher(String, question_topic, RELIABLE_QOS)
+        ros.wait_for_subscribers(question_topic, timeout=60)
         questions.publish(String(data="Hello! How are you?"))
         wait_until(lambda: any(r.final for r in responses.messages), 30, "the final answer")
         final = next(r for r in responses.messages if r.final)

@@ -11,7 +11,9 @@ Pure Python: no rclpy, no launch.
 
 from __future__ import annotations
 
+import re
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,12 +208,25 @@ def _node_names(path: Path) -> set[str]:
     return {name for name in _read_params_file(path) if name != "/**"}
 
 
+def normalise_namespace(namespace: str) -> str:
+    """`robot1` or `/robot1/` -> `/robot1` ("" stays ""); ConfigError for an invalid ROS name."""
+    tokens = [token for token in namespace.strip().split("/") if token]
+    for token in tokens:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token):
+            raise ConfigError(
+                f"namespace {namespace!r}: each part must start with a letter or _ and hold only "
+                "letters, digits and _ (e.g. robot1 or lab/robot1)"
+            )
+    return "/" + "/".join(tokens) if tokens else ""
+
+
 def load_graph(
     config: str | Path,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     namespace: str = "",
 ) -> Graph:
     """Read a deployment's params file and describe its node processes."""
+    namespace = normalise_namespace(namespace)
     path = resolve_config(config)
     document = _read_params_file(path)
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -245,4 +260,22 @@ def load_graph(
         )
     if not nodes:
         raise ConfigError(f"{path} starts no node")
+    if namespace:
+        path = _namespaced_params_file(path, document, namespace)
     return Graph(params_file=path, nodes=tuple(nodes))
+
+
+def _namespaced_params_file(path: Path, document: Mapping[str, Any], namespace: str) -> Path:
+    """A copy of the params file whose node keys match the nodes inside `namespace` (a key
+    `camera_node` only matches /camera_node); written to a temporary folder."""
+    keyed = {
+        (name if name == "/**" else f"{namespace}/{name}"): entry
+        for name, entry in document.items()
+    }
+    folder = Path(tempfile.mkdtemp(prefix="uservlm-params-"))
+    namespaced = folder / path.name
+    namespaced.write_text(
+        f"# {path} for namespace {namespace} (written by uservlm)\n"
+        + yaml.safe_dump(keyed, sort_keys=False)
+    )
+    return namespaced

@@ -76,14 +76,15 @@ class _Observer:
         self.profiles: dict[int, UserProfile] = {}
         self.profile_latency_ms: list[float] = []
         self.stage_ms: dict[str, list[float]] = {}
-        self.frames_with: dict[int, object] = {}  # face count -> a debug image
-        self.face_counts: dict[tuple[int, int], int] = {}  # camera stamp -> faces in it
+        # face count -> (camera Image, its FaceArray): the latest frame with that many faces
+        self.frames_with: dict[int, tuple[object, object]] = {}
+        self.images: dict[tuple[int, int], object] = {}  # camera stamp -> the recent frames
         self.responses: dict[str, object] = {}
         self.early: dict[str, float] = {}
         self.speech: list[tuple[float, dict]] = []
         self.node.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
         self.node.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS)
-        self.node.create_subscription(Image, topics.DEBUG_IMAGE, self._on_debug, SENSOR_QOS)
+        self.node.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS)
         self.node.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
         self.node.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS)
         self.respond = ActionClient(self.node, Respond, topics.RESPOND_ACTION)
@@ -108,13 +109,15 @@ class _Observer:
     def _on_faces(self, msg) -> None:
         with self.lock:
             self._add_timings("faces", msg.timings)
-            self.face_counts[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = len(msg.faces)
+            image = self.images.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+            if msg.faces and image is not None:
+                self.frames_with[len(msg.faces)] = (image, msg)
 
-    def _on_debug(self, msg) -> None:
+    def _on_image(self, msg) -> None:
         with self.lock:
-            count = self.face_counts.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
-            if count:
-                self.frames_with[count] = msg  # keep the latest frame per number of faces
+            self.images[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+            while len(self.images) > 30:  # the faces of a frame come within a few frames
+                del self.images[next(iter(self.images))]
 
     def _on_response(self, msg) -> None:
         with self.lock:
@@ -348,8 +351,9 @@ def write_demo_report(
     """report.md with annotated frames, the transcript and a latency chart; returns its path."""
     import cv2
 
+    from uservlm_ros.core.overlay import draw_people
     from uservlm_ros.eval.report import latency_chart, latency_table
-    from uservlm_ros.ros.conversions import image_to_rgb
+    from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
 
     lines = [
         "# uservlm demo report",
@@ -368,9 +372,11 @@ def write_demo_report(
                 f"-- {_describe(profile)}; model `{profile.model_id}`"
             )
         lines.append("")
-        for count, image in sorted(observer.frames_with.items()):
+        for count, (image, faces) in sorted(observer.frames_with.items()):
+            # Drawn with the final profiles (the live debug image shows the ones of its time).
+            drawn = draw_people(image_to_rgb(image), faces_to_people(faces, observer.profiles))
             path = folder / f"frame_{count}_faces.png"
-            cv2.imwrite(str(path), cv2.cvtColor(image_to_rgb(image), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             lines.append(f"![frame with {count} face(s)]({path.name})")
         lines.append("")
     lines += [

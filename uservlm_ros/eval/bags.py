@@ -32,15 +32,15 @@ from uservlm_ros.ros import topics
 
 # What `uservlm record` takes by default: the whole uservlm graph.
 DEFAULT_TOPICS = (
-    topics.IMAGE,
-    topics.CAMERA_INFO,
-    topics.FACES,
-    topics.PROFILE,
-    topics.QUESTION,
-    topics.RESPONSE,
-    topics.SPEECH_EVENTS,
-    topics.SPEECH,
-    topics.DIAGNOSTICS,
+    topics.absolute(topics.IMAGE),
+    topics.absolute(topics.CAMERA_INFO),
+    topics.absolute(topics.FACES),
+    topics.absolute(topics.PROFILE),
+    topics.absolute(topics.QUESTION),
+    topics.absolute(topics.RESPONSE),
+    topics.absolute(topics.SPEECH_EVENTS),
+    topics.absolute(topics.SPEECH),
+    topics.absolute(topics.DIAGNOSTICS),
 )
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _ZERO = QosTime(sec=0, nsec=0)
@@ -200,7 +200,7 @@ def record(
 def write_image_bag(
     path: Path,
     frames: Iterable[tuple[float, np.ndarray]],
-    topic: str = topics.IMAGE,
+    topic: str = topics.absolute(topics.IMAGE),
     frame_id: str = "camera",
     storage: str = "mcap",
 ) -> int:

@@ -249,7 +249,9 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
     return report
 
 
-def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str, Any]:
+def recorded_latencies(
+    bag: Path, camera_topic: str = topics.absolute(topics.IMAGE)
+) -> dict[str, Any]:
     """Stage timings the live nodes wrote into /uservlm/faces, /uservlm/user_profile and the final
     /uservlm/response messages, and camera -> profile: when the bag received a profile minus when
     it received the camera frame it was made from (matched by the camera stamp the profile
@@ -260,11 +262,15 @@ def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str,
 
     types = {
         camera_topic: Image,
-        topics.FACES: FaceArray,
-        topics.PROFILE: UserProfile,
-        topics.RESPONSE: Response,
+        topics.absolute(topics.FACES): FaceArray,
+        topics.absolute(topics.PROFILE): UserProfile,
+        topics.absolute(topics.RESPONSE): Response,
     }
-    prefixes = {topics.FACES: "faces", topics.PROFILE: "profile", topics.RESPONSE: "response"}
+    prefixes = {
+        topics.absolute(topics.FACES): "faces",
+        topics.absolute(topics.PROFILE): "profile",
+        topics.absolute(topics.RESPONSE): "response",
+    }
     stages: dict[str, list[float]] = {}
     frame_received: dict[tuple[int, int], int] = {}
     camera_to_profile = []
@@ -274,12 +280,12 @@ def recorded_latencies(bag: Path, camera_topic: str = topics.IMAGE) -> dict[str,
         if message.topic == camera_topic:
             frame_received.setdefault(stamp, message.timestamp_ns)
             continue
-        if message.topic == topics.RESPONSE and not msg.final:
+        if message.topic == topics.absolute(topics.RESPONSE) and not msg.final:
             continue  # the early part's timings are repeated in the final one
         prefix = prefixes[message.topic]
         for timing in msg.timings:
             stages.setdefault(f"{prefix}/{timing.stage}", []).append(timing.duration_ms)
-        if message.topic == topics.PROFILE and stamp in frame_received:
+        if message.topic == topics.absolute(topics.PROFILE) and stamp in frame_received:
             camera_to_profile.append((message.timestamp_ns - frame_received[stamp]) / 1e6)
     result = {stage: metrics.percentiles(values) for stage, values in sorted(stages.items())}
     if camera_to_profile:

@@ -52,7 +52,7 @@ class LabelledQuestion:
 class Labels:
     frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
     questions: list[LabelledQuestion] = field(default_factory=list)
-    camera_topic: str = topics.IMAGE
+    camera_topic: str = topics.absolute(topics.IMAGE)
 
     def to_json(self) -> dict:
         return {
@@ -100,7 +100,7 @@ def load_labels(path: Path) -> Labels:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read labels {path}: {error}") from error
-    result = Labels(camera_topic=data.get("camera_topic", topics.IMAGE))
+    result = Labels(camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)))
     for n, frame in enumerate(data.get("frames", [])):
         where = f"{path.name}: frames[{n}]"
         index = frame.get("index")

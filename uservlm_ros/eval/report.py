@@ -19,41 +19,168 @@ def _pyplot():
     return plt
 
 
-def latency_chart(stages: Mapping[str, Mapping[str, float]], path: Path, title: str) -> Path:
-    """Horizontal bars of p50 with p95 whiskers, one per stage."""
+# Latency panels: perception stages take a few ms, dialogue and end-to-end times hundreds, so
+# each group gets its own axis (on one axis the short bars vanish).
+END_TO_END = "end to end"
+PANELS = ("perception (per frame)", "dialogue (per answer)", END_TO_END)
+P50_COLOUR = "#5B9BD5"  # light enough for black numbers beside it
+P95_COLOUR = "#B2182B"
+
+
+def latency_panel(stage: str) -> str:
+    """Which panel of the latency chart a stage belongs to."""
+    name = stage.lower()
+    if "->" in name or "_to_" in name or "end to end" in name:
+        return END_TO_END
+    if name.startswith(("response/", "respond", "dialogue/")):
+        return PANELS[1]
+    return PANELS[0]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def latency_figure(stages: Mapping[str, Mapping[str, float]], title: str):
+    """The latency chart as a matplotlib Figure: one panel per group of stages, p50 bars with a
+    whisker to p95, both numbers printed at the end of each bar; the legend sits above the
+    panels, outside every axis."""
     plt = _pyplot()
-    names = [n for n, v in stages.items() if v.get("n", 0)]
-    p50 = [stages[n]["p50"] for n in names]
-    p95 = [stages[n]["p95"] for n in names]
-    figure, axis = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
-    positions = np.arange(len(names))
-    axis.barh(positions, p50, color="#4C72B0", label="p50")
-    axis.errorbar(p95, positions, fmt="|", color="#C44E52", markersize=12, label="p95")
-    axis.set_yticks(positions, names)
-    axis.invert_yaxis()
-    axis.set_xlabel("milliseconds")
-    axis.set_title(title)
-    axis.legend(loc="lower right")
-    figure.tight_layout()
+    groups: dict[str, list[str]] = {panel: [] for panel in PANELS}
+    for name, values in stages.items():
+        if values.get("n", 0):
+            groups[latency_panel(name)].append(name)
+    panels = [(panel, names) for panel, names in groups.items() if names]
+    if not panels:
+        figure, axis = plt.subplots(figsize=(8, 1.6), layout="constrained")
+        axis.set_axis_off()
+        axis.text(0.5, 0.5, "no stage was timed", ha="center", va="center", fontsize=11)
+        figure.suptitle(title, fontsize=12)
+        return figure
+    heights = [len(names) + 1.2 for _, names in panels]
+    figure, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(8, 0.34 * sum(heights) + 0.9),
+        height_ratios=heights,
+        layout="constrained",
+        squeeze=False,
+    )
+    for axis, (panel, names) in zip(axes[:, 0], panels, strict=True):
+        p50 = np.array([stages[n]["p50"] for n in names], dtype=float)
+        p95 = np.array([stages[n].get("p95", stages[n]["p50"]) for n in names], dtype=float)
+        positions = np.arange(len(names))
+        axis.barh(positions, p50, height=0.62, color=P50_COLOUR, label="p50 (median)")
+        axis.errorbar(
+            p95,
+            positions,
+            xerr=[np.maximum(p95 - p50, 0), np.zeros_like(p95)],
+            fmt="|",
+            markersize=13,
+            markeredgewidth=2,
+            elinewidth=1.2,
+            color=P95_COLOUR,
+            label="p95 (whisker from p50)",
+        )
+        right = float(max(p95.max(), p50.max(), 1e-3))
+        for y, low, high in zip(positions, p50, p95, strict=True):
+            axis.text(
+                max(low, high) + right * 0.02,
+                y,
+                f"{_ms(low)} ms  (p95 {_ms(high)})",
+                va="center",
+                fontsize=9,
+                color="black",
+            )
+        axis.set_xlim(0, right * 1.42)  # room for the numbers
+        axis.set_ylim(len(names) - 0.4, -0.6)
+        axis.set_yticks(positions, names, fontsize=9)
+        axis.tick_params(axis="x", labelsize=8)
+        axis.set_xlabel("milliseconds", fontsize=8)
+        axis.set_title(panel, loc="left", fontsize=10, fontweight="bold")
+        axis.grid(axis="x", color="#DDDDDD", linewidth=0.6)
+        axis.set_axisbelow(True)
+        for side in ("top", "right"):
+            axis.spines[side].set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside upper right", ncols=2, fontsize=9, frameon=False)
+    figure.suptitle(title, fontsize=12, x=0.02, ha="left")
+    return figure
+
+
+def latency_chart(stages: Mapping[str, Mapping[str, float]], path: Path, title: str) -> Path:
+    """latency_figure() saved as a PNG (readable at its native size, 880 px wide)."""
+    plt = _pyplot()
+    figure = latency_figure(stages, title)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
 
+UNKNOWN_LABEL = "unknown"
+CONFUSION_CMAP = "Blues"
+CONFUSION_CMAP_RANGE = (0.0, 0.75)  # the light part of the map: cells stay light to mid blue
+
+
+ZERO_GREY = "#666666"  # zeros step back; still 5:1 or more on the lightest cell
+
+
+def _text_colour(background, muted: bool = False) -> str:
+    """Black (grey when muted) or white text for a matplotlib RGBA cell colour."""
+    from uservlm_ros.core.overlay import BLACK, text_colour_on
+
+    rgb = [round(255 * c) for c in background[:3]]
+    if text_colour_on(rgb) == BLACK:
+        return ZERO_GREY if muted else "black"
+    return "white"
+
+
+def confusion_figure(matrix: list[list[int]], labels: list[str], title: str):
+    """A confusion matrix (rows: true, columns: predicted) as a matplotlib Figure.
+
+    The true "unknown" row is left out when it is empty (labels never say unknown; the
+    predicted "unknown" column stays: abstentions matter). Every count is printed in black
+    or white, whichever contrasts more with its cell.
+    """
+    plt = _pyplot()
+    from matplotlib.colors import LinearSegmentedColormap
+
+    data = np.asarray(matrix, dtype=int).reshape(len(labels), len(labels))
+    rows = [
+        i for i, label in enumerate(labels) if not (label == UNKNOWN_LABEL and not data[i].any())
+    ]
+    shown = data[rows]
+    base = plt.get_cmap(CONFUSION_CMAP)
+    cmap = LinearSegmentedColormap.from_list(
+        "uservlm_light", base(np.linspace(*CONFUSION_CMAP_RANGE, 256))
+    )
+    figure, axis = plt.subplots(
+        figsize=(0.5 * len(labels) + 2.4, 0.5 * len(rows) + 1.9), layout="constrained"
+    )
+    image = axis.imshow(shown, cmap=cmap, vmin=0, vmax=max(int(shown.max()), 1))
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=9)
+    axis.set_yticks(range(len(rows)), [labels[i] for i in rows], fontsize=9)
+    axis.set_xlabel("predicted", fontsize=10)
+    axis.set_ylabel("true", fontsize=10)
+    for (row, col), value in np.ndenumerate(shown):
+        axis.text(
+            col,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=9,
+            fontweight="bold" if value else "normal",
+            color=_text_colour(image.cmap(image.norm(value)), muted=not value),
+        )
+    axis.set_title(title, fontsize=11)
+    figure.colorbar(image, ax=axis, shrink=0.8, label="faces")
+    return figure
+
+
 def confusion_chart(matrix: list[list[int]], labels: list[str], path: Path, title: str) -> Path:
     plt = _pyplot()
-    data = np.asarray(matrix)
-    figure, axis = plt.subplots(figsize=(0.55 * len(labels) + 2.5, 0.55 * len(labels) + 2))
-    axis.imshow(data, cmap="Blues")
-    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axis.set_yticks(range(len(labels)), labels)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    for (row, col), value in np.ndenumerate(data):
-        if value:
-            axis.text(col, row, str(value), ha="center", va="center", fontsize=8)
-    axis.set_title(title)
-    figure.tight_layout()
+    figure = confusion_figure(matrix, labels, title)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

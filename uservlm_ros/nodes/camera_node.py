@@ -32,7 +32,7 @@ from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import rgb_to_image
 from uservlm_ros.ros.diagnostics import Diagnostics
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters
+from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
 
 PARAMS = [
@@ -80,13 +80,17 @@ class CameraNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("camera_node", **kwargs)
         self.params = p = declare_parameters(self, PARAMS)
+        watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["source"])
         self.source = self._open_source()
         self._image_pub = self.create_publisher(Image, topics.IMAGE, IMAGE_QOS[p["image_qos"]])
         self._info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, SENSOR_QOS)
         self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")
-        self.get_logger().info(f"camera_node streaming {self.source.description} to {topics.IMAGE}")
+        self.get_logger().info(
+            f"camera_node streaming {self.source.description} to "
+            f"{self.resolve_topic_name(topics.IMAGE)}"
+        )
 
     def _open_source(self) -> FrameSource:
         p = self.params

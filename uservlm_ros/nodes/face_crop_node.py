@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import time
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -23,6 +22,7 @@ from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.health import health_params
+from uservlm_ros.core.overlay import Person, draw_people
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.core.worker import SlotWorker
@@ -30,6 +30,7 @@ from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
     face_to_msg,
     image_to_rgb,
+    profile_label_lines,
     rgb_to_image,
     stage_timings,
     stamp_to_seconds,
@@ -130,7 +131,8 @@ class FaceCropNode(ModelNode):
         )
         self.workers = [self._worker]
         self._rejections: dict[str, float] = {}  # log text -> when last logged
-        self._labels: dict[int, str] = {}  # track id -> short profile text for the debug image
+        # track id -> (label lines, engaged) of its latest profile, for the debug image
+        self._labels: dict[int, tuple[list[str], bool]] = {}
 
     def _configure(self) -> TransitionCallbackReturn:
         p = self.params
@@ -188,7 +190,10 @@ class FaceCropNode(ModelNode):
             ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(f"face_crop_node active: {topics.IMAGE} -> {topics.FACES}")
+        self.get_logger().info(
+            f"face_crop_node active: {self.resolve_topic_name(topics.IMAGE)} -> "
+            f"{self.resolve_topic_name(topics.FACES)}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _release_model(self) -> None:
@@ -200,8 +205,7 @@ class FaceCropNode(ModelNode):
         self.diagnostics.count("frames_received")
 
     def _on_profile(self, msg: UserProfile) -> None:
-        known = [a.label for a in (msg.gender, msg.age_group, msg.emotion) if a.known]
-        self._labels[msg.track_id] = " ".join(known)
+        self._labels[msg.track_id] = (profile_label_lines(msg), bool(msg.engaged))
 
     def _process(self, msg: Image, received: float) -> None:
         taken = time.time()
@@ -235,26 +239,20 @@ class FaceCropNode(ModelNode):
             self._debug_pub.publish(rgb_to_image(self._draw(rgb, frame), msg.header))
 
     def _draw(self, rgb: np.ndarray, frame: FrameFaces) -> np.ndarray:
-        canvas = rgb.copy()
+        people = []
         for face in frame.faces:
             box = face.detection.box
-            top_left, bottom_right = (int(box.xmin), int(box.ymin)), (int(box.xmax), int(box.ymax))
-            cv2.rectangle(canvas, top_left, bottom_right, (0, 255, 0), 2)
-            text = f"#{face.track_id} {self._labels.get(face.track_id, '')}".strip()
-            cv2.putText(
-                canvas,
-                text,
-                (top_left[0], max(top_left[1] - 6, 12)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.5,
-                (0, 255, 0),
-                1,
-                cv2.LINE_AA,
+            lines, engaged = self._labels.get(face.track_id, ((), False))
+            people.append(
+                Person(
+                    (box.xmin, box.ymin, box.xmax, box.ymax),
+                    face.track_id,
+                    lines,
+                    engaged,
+                    face.detection.landmarks,
+                )
             )
-            for x, y in face.detection.landmarks:
-                if np.isfinite(x) and np.isfinite(y):
-                    cv2.circle(canvas, (int(x), int(y)), 2, (255, 0, 0), -1)
-        return canvas
+        return draw_people(rgb, people)
 
 
 def main(args=None):

@@ -44,7 +44,7 @@ from uservlm_ros.core.sentences import remainder
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.diagnostics import Diagnostics, loss_counter
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters
+from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import RELIABLE_QOS, REQUEST_QOS
 
 REMEMBERED_EARLY = 100  # early sentences kept to match their final answers
@@ -134,6 +134,7 @@ class NaoqiBridgeNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("naoqi_bridge_node", **kwargs)
         self.params = p = declare_parameters(self, PARAMS)
+        watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
         self.queue: RequestQueue[Utterance] = RequestQueue(p["speech.queue_size"])
         self._early: OrderedDict[str, str] = OrderedDict()  # request id -> sentence said early
@@ -141,7 +142,7 @@ class NaoqiBridgeNode(Node):
         if p["backend"] == "naoqi_driver":
             speech_pub = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
             self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
-            where = topics.SPEECH
+            where = self.resolve_topic_name(topics.SPEECH)
         else:
             address = RobotAddress(
                 p["robot.ip"],
@@ -172,13 +173,15 @@ class NaoqiBridgeNode(Node):
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.WARN, "not connected yet")
         self.get_logger().info(
-            f"naoqi_bridge_node ready: {topics.RESPONSE} -> {self.speech.name} ({where}); "
-            f"events on {topics.SPEECH_EVENTS}"
+            f"naoqi_bridge_node ready: {self.resolve_topic_name(topics.RESPONSE)} -> "
+            f"{self.speech.name} ({where}); "
+            f"events on {self.resolve_topic_name(topics.SPEECH_EVENTS)}"
         )
 
     # ------------------------------------------------------------------ responses -> utterances
 
     def _on_response(self, msg: Response) -> None:
+        self.diagnostics.count("responses_received")
         for utterance in self._utterances(msg):
             try:
                 self.queue.put(utterance)

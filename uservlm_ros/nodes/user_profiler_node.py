@@ -271,7 +271,10 @@ class UserProfilerNode(ModelNode):
         ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(f"user_profiler_node active: {topics.FACES} -> {topics.PROFILE}")
+        self.get_logger().info(
+            f"user_profiler_node active: {self.resolve_topic_name(topics.FACES)} -> "
+            f"{self.resolve_topic_name(topics.PROFILE)}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _fusion_config(self) -> FusionConfig:

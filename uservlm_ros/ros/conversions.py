@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
-from uservlm.msg import AttributeEstimate, Face, StageTiming, UserProfile
+from uservlm.msg import AttributeEstimate, Face, FaceArray, StageTiming, UserProfile
 
 from uservlm_ros.backends.face_pipeline import TrackedFace
 from uservlm_ros.core.engagement import EngagementStatus, FaceObservation
 from uservlm_ros.core.fusion import AttributeResult, FusedProfile
 from uservlm_ros.core.image import RawImage, from_rgb, to_rgb
+from uservlm_ros.core.overlay import Person, profile_lines
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
@@ -135,3 +137,36 @@ def set_engagement(msg: UserProfile, status: EngagementStatus | None) -> UserPro
         msg.engagement_state = status.state
         msg.engaged = status.engaged
     return msg
+
+
+def profile_label_lines(msg: UserProfile) -> list[str]:
+    """The debug image's label lines for a profile; abstentions read "ethnicity: ?"."""
+    return profile_lines(
+        {
+            a.name or name: (a.label if a.known else None)
+            for name, a in (
+                ("gender", msg.gender),
+                ("age_group", msg.age_group),
+                ("ethnicity", msg.ethnicity),
+                ("emotion", msg.emotion),
+            )
+        }
+    )
+
+
+def faces_to_people(faces: FaceArray, profiles: Mapping[int, UserProfile]) -> list[Person]:
+    """The faces of one frame, labelled with their tracks' profiles, for core.overlay."""
+    width, height = faces.image_width, faces.image_height
+    people = []
+    for face in faces.faces:
+        profile = profiles.get(face.track_id)
+        people.append(
+            Person(
+                (face.xmin * width, face.ymin * height, face.xmax * width, face.ymax * height),
+                face.track_id,
+                profile_label_lines(profile) if profile is not None else (),
+                bool(profile.engaged) if profile is not None else False,
+                [(p.x, p.y) for p in face.landmarks],
+            )
+        )
+    return people

@@ -13,12 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -50,42 +47,16 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
         {name: override.value for name, override in overrides.items()},
     )
     for param in params:
-        try:
-            node.declare_parameter(param.name, param.default, _descriptor(param))
-        except ParameterException as error:  # e.g. an int given for a string parameter
-            given = overrides[param.name].value if param.name in overrides else param.default
-            raise ConfigError(
-                f"parameter {param.name!r}: {given!r} is not a valid {param.type_name} "
-                f"({param.doc()})"
-            ) from error
+        node.declare_parameter(param.name, param.default, _descriptor(param))
     return read_parameters(node, params)
 
 
 def _descriptor(param: Param) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=param.doc())
-    if isinstance(param.default, list):
-        # An empty list default would fix the type to a byte array and reject the string
-        # lists given on the command line; Param.validate checks the value instead.
-        descriptor.dynamic_typing = True
-    if isinstance(param.default, float) and (param.min is not None or param.max is not None):
-        descriptor.floating_point_range = [
-            FloatingPointRange(
-                from_value=float(param.min if param.min is not None else -1e308),
-                to_value=float(param.max if param.max is not None else 1e308),
-            )
-        ]
-    elif (
-        isinstance(param.default, int)
-        and not isinstance(param.default, bool)
-        and (param.min is not None or param.max is not None)
-    ):
-        descriptor.integer_range = [
-            IntegerRange(
-                from_value=int(param.min if param.min is not None else -(2**63)),
-                to_value=int(param.max if param.max is not None else 2**63 - 1),
-            )
-        ]
-    return descriptor
+    # Dynamic typing and no descriptor ranges: the Param table alone validates every value, at
+    # start-up and at run time, so every rejection carries uservlm's message (parameter, value,
+    # what is allowed) instead of rclpy's "Wrong parameter type, expected '1' got '4'". The
+    # description still states the type and range.
+    return ParameterDescriptor(description=f"{param.type_name}: {param.doc()}", dynamic_typing=True)
 
 
 def read_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
@@ -102,6 +73,7 @@ def watch_parameters(
     reconfigurable: bool = False,
 ) -> None:
     """Validate runtime changes with the Param table; update `values` for live parameters.
+
 
     `apply(changed)` runs after live values are stored (e.g. to rebuild a fusion config).
     Non-live parameters: accepted with a log line when `reconfigurable` (read at the next
