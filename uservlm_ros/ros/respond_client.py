@@ -25,6 +25,7 @@ from uservlm.action import Respond
 from uservlm.msg import Response
 
 from uservlm_ros.ros import topics
+from uservlm_ros.ros.qos import REQUEST_QOS
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -134,10 +135,27 @@ class RespondClient:
 
     def __init__(self, node: Node, action: str = topics.RESPOND_ACTION) -> None:
         self._node = node
-        self._client = ActionClient(node, Respond, action)
+        self._client = ActionClient(
+            node,
+            Respond,
+            action,
+            # As the server's: a burst of goals must queue, not overwrite each other.
+            goal_service_qos_profile=REQUEST_QOS,
+            result_service_qos_profile=REQUEST_QOS,
+        )
 
     def wait_for_server(self, timeout_s: float) -> bool:
-        return self._client.wait_for_server(timeout_sec=timeout_s)
+        """True once the responder's services and its feedback topic are matched (the feedback
+        topic matches separately: without it the first partials of a question go unseen)."""
+        deadline = time.monotonic() + timeout_s
+        if not self._client.wait_for_server(timeout_sec=timeout_s):
+            return False
+        feedback = f"{self._client._action_name}/_action/feedback"
+        while self._node.count_publishers(feedback) < 1:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def ask(
         self,
