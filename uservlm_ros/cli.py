@@ -6,6 +6,8 @@ uservlm export KIND          export a trained model to models/<name>/ with its m
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
 uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
 uservlm console              serve the operator console, a live web page of the graph
+uservlm ask [QUESTION]       ask the running graph a question, print the streamed answer
+uservlm who                  print the people the running graph tracks, once per change
 """
 
 from __future__ import annotations
@@ -77,7 +79,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for _, command in runner.commands():
             print(" ".join(command))
         return 0
-    return runner.run()
+    if args.no_who:
+        return runner.run()
+    return _run_printing_who(runner)
+
+
+def _run_printing_who(runner) -> int:
+    """`uservlm run` that also prints who is here: a person appears, leaves, becomes engaged."""
+    from uservlm_ros.core.presence import PROFILED
+    from uservlm_ros.ros.presence import PresenceWatcher
+    from uservlm_ros.ros.spin import spinning_node
+
+    def announce(changes, _presence) -> None:
+        for change in changes:
+            if change.kind != PROFILED:  # a label settling is not news here; `who` shows it
+                runner.announce(change.line(), prefix="[who is here]")
+
+    with spinning_node("uservlm_run") as node:
+        PresenceWatcher(node, announce)
+        return runner.run()
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -249,6 +269,165 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _format_response(response) -> list[str]:
+    """The final Response of `uservlm ask` as lines: answer or error, who, how, how long."""
+    who = f"#{response.track_id}" if response.track_id else "nobody in particular"
+    if response.addressee:
+        who += f" ({response.addressee})"
+    first = f"error: {response.error}" if response.error else f"answer: {response.text}"
+    lines = [first, f"  for {who}; responder {response.responder or '-'}, mode {response.mode}"]
+    if not response.error:
+        lines.append(f"  gesture {response.gesture or '-'}, sentiment {response.sentiment}")
+    roi = ", ".join(f"{v:.2f}" for v in response.image_roi)
+    lines.append(f"  image_roi [{roi}]")
+    if response.timings:
+        stages = ", ".join(f"{t.stage} {t.duration_ms:.0f} ms" for t in response.timings)
+        lines.append(f"  timings: {stages}")
+    return lines
+
+
+def _ask_one(client, question: str, args: argparse.Namespace) -> bool:
+    """Ask one question, stream its answer to stdout; True when it was answered."""
+    from uservlm_ros.ros.respond_client import Partial
+
+    call = client.ask(
+        question,
+        track_id=args.track,
+        mode=args.mode,
+        adapter=args.adapter,
+        max_new_tokens=args.max_new_tokens,
+        source="cli",
+    )
+    shown = ""
+    try:
+        for event in call.events(args.timeout):
+            if isinstance(event, Partial):
+                # Partial texts are the answer so far: print what is new on the same line.
+                if event.text.startswith(shown):
+                    print(event.text[len(shown) :], end="", flush=True)
+                else:
+                    print(f"\n{event.text}", end="", flush=True)
+                shown = event.text
+                continue
+            if shown:
+                print()
+            print("\n".join(_format_response(event)), flush=True)
+            return not event.error
+    except KeyboardInterrupt:
+        call.cancel()
+        print("\ncancelled", flush=True)
+        raise
+    return False
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from uservlm_ros.ros.respond_client import RespondClient
+    from uservlm_ros.ros.spin import spinning_node
+
+    if args.track < 0:
+        print("uservlm ask: --track must be >= 0 (0 = the addressee)", file=sys.stderr)
+        return 2
+    with spinning_node("uservlm_ask") as node:
+        client = RespondClient(node)
+        if not client.wait_for_server(args.wait):
+            print(
+                f"uservlm ask: no responder answers on the Respond action within {args.wait:g} s "
+                "(is the graph running? `uservlm run`)",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            if args.question is not None:
+                return 0 if _ask_one(client, args.question, args) else 1
+            interactive = sys.stdin.isatty()
+            failures = 0
+            while True:
+                if interactive:
+                    print("? ", end="", flush=True)
+                line = sys.stdin.readline()
+                if not line:
+                    break
+                if line.strip():
+                    failures += not _ask_one(client, line.strip(), args)
+            return 1 if failures else 0
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            client.destroy()
+
+
+WHO_SETTLE_S = 1.0  # `uservlm who` collects the latched profiles this long before its first table
+
+
+def _cmd_who(args: argparse.Namespace) -> int:
+    import threading
+    import time
+
+    from uservlm_ros.ros import topics
+    from uservlm_ros.ros.presence import PresenceWatcher
+    from uservlm_ros.ros.spin import spinning_node
+
+    settled = threading.Event()
+    lock = threading.Lock()
+
+    def show(_changes, presence) -> None:
+        if settled.is_set():
+            count = len(presence.people)
+            with lock:
+                print(f"[{time.strftime('%H:%M:%S')}] {count} here")
+                print("\n".join(presence.table()), flush=True)
+
+    with spinning_node("uservlm_who") as node:
+        watcher = PresenceWatcher(node, show, expiry_s=args.expiry)
+        try:
+            # Find the profiler (DDS discovery takes a moment), then let its latched profiles
+            # arrive: they are shown as one table, not one line each.
+            start = time.monotonic()
+            while (
+                node.count_publishers(topics.PROFILE) == 0 and time.monotonic() < start + args.wait
+            ):
+                time.sleep(0.05)
+            time.sleep(WHO_SETTLE_S)
+            settled.set()
+            watcher.report()
+            if args.once:
+                return 0
+            while args.duration is None or time.monotonic() < start + args.duration:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def _add_talk_commands(commands) -> None:
+    """`uservlm ask` and `uservlm who`: talk to a running graph without the ros2 CLI."""
+    ask = commands.add_parser(
+        "ask", help="ask the running graph a question; without one, read questions line by line"
+    )
+    ask.add_argument("question", nargs="?", help="the question (default: one per stdin line)")
+    ask.add_argument("--track", type=int, default=0, help="asking user's track id (0 = addressee)")
+    ask.add_argument("--mode", default="", help="user_aware or profile_prompt (default: node's)")
+    ask.add_argument("--adapter", default="", help="LoRA adapter by name (default: node's)")
+    ask.add_argument("--max-new-tokens", type=int, default=0, help="0 = the node's default")
+    ask.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the responder")
+    ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for an answer")
+    ask.set_defaults(func=_cmd_ask)
+
+    who = commands.add_parser("who", help="print the tracked people, once per change")
+    who.add_argument("--once", action="store_true", help="print the current table and exit")
+    who.add_argument(
+        "--expiry",
+        type=float,
+        default=5.0,
+        help="seconds without a profile before a person has left (the profiler's fusion.expiry_s)",
+    )
+    who.add_argument("--duration", type=float, help="stop after this many seconds")
+    who.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for the profiler to be found"
+    )
+    who.set_defaults(func=_cmd_who)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
@@ -282,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--namespace", default="", help="ROS namespace for every node")
     run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
+    run.add_argument("--no-who", action="store_true", help="do not print who is here")
     run.set_defaults(func=_cmd_run)
 
     rec = commands.add_parser("record", help="record the graph's topics to a rosbag2 folder")
@@ -429,6 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     from uservlm_ros.training.commands import add_commands as add_training_commands
 
     add_training_commands(commands)  # train, export
+    _add_talk_commands(commands)  # ask, who
     return parser
 
 

@@ -17,6 +17,7 @@ from uservlm_ros.core.gestures import choose_gesture
 from uservlm_ros.core.prompt import build_prompt
 from uservlm_ros.core.sentences import FirstSentenceDetector
 from uservlm_ros.core.sentiment import sentiment
+from uservlm_ros.core.speakable import speakable
 
 
 @dataclass
@@ -121,7 +122,7 @@ class ResponderPipeline:
             answer.error = f"cancelled after {result.new_tokens} tokens"
         else:
             guard_started = time.perf_counter()
-            text = result.text
+            text = speakable(result.text)  # nothing a robot cannot say goes further
             if stream.blocked is not None:
                 text = stream.blocked
             elif settings.guard_enabled:
@@ -132,8 +133,10 @@ class ResponderPipeline:
             timings["guard"] = (time.perf_counter() - guard_started) * 1e3
             if text:
                 answer.utterance = Utterance.of(text)
+            elif result.text.strip():
+                answer.error = f"empty answer: nothing speakable in {result.text[:60]!r}"
             else:
-                answer.error = "the model produced an empty answer"
+                answer.error = "empty answer: the model produced no text"
         timings["total"] = (time.monotonic() - question.received) * 1e3
         return answer
 
@@ -157,6 +160,7 @@ class _Stream:
         self.first_sentence_ms: float | None = None
 
     def on_token(self, text: str, tokens: int) -> None:
+        text = speakable(text, partial=True)  # may be "" still: the token count is progress
         if self.settings.guard_enabled:
             verdict = self.pipeline.guard.check(self.question.question, text)
             if not verdict.allowed:  # stop here: nothing more of this answer leaves the node

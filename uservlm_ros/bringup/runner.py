@@ -62,6 +62,10 @@ class GraphRunner:
             self.out.write(f"{prefix} {line}\n")
             self.out.flush()
 
+    def announce(self, line: str, prefix: str = "[uservlm run]") -> None:
+        """One line of the runner's own among the nodes' output (thread-safe)."""
+        self._print(prefix, line)
+
     def _pump(self, child: _Child) -> None:
         for line in child.popen.stdout:
             line = line.rstrip("\n")

@@ -5,12 +5,16 @@
 Subscribes /uservlm/faces (uservlm/FaceArray, reliable); publishes /uservlm/user_profile
 (uservlm/UserProfile, reliable + transient-local, at most `publish.max_rate_hz` per track).
 Face crops are processed in memory only; nothing is written to disk.
+
+Every FaceArray also feeds the engagement estimator (core/engagement.py), also those the profiler
+skips while busy; each profile carries its track's face box, engagement score and state.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -19,6 +23,7 @@ from uservlm.msg import FaceArray, UserProfile
 
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
+from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.health import health_params
@@ -26,8 +31,10 @@ from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
+    face_to_observation,
     image_to_rgb,
     profile_to_msg,
+    set_engagement,
     stage_timings,
     stamp_to_seconds,
 )
@@ -45,6 +52,76 @@ def _device_problem(value: str) -> str | None:
         return None
     return f"expected cpu, cuda or cuda:N, got {value!r}"
 
+
+_ENGAGEMENT = EngagementConfig()  # the defaults
+ENGAGEMENT_PARAMS = [
+    Param(
+        "engagement.max_distance_m",
+        _ENGAGEMENT.max_distance_m,
+        "Distance (estimated from the face size) at which the proximity cue reaches 0, metres",
+        min=0.5,
+        max=20.0,
+    ),
+    Param(
+        "engagement.camera_vfov_deg",
+        _ENGAGEMENT.camera_vfov_deg,
+        "Camera's vertical field of view, degrees, to turn face size into distance (Pepper's "
+        "top camera: 44.3)",
+        min=10.0,
+        max=170.0,
+    ),
+    Param(
+        "engagement.smoothing_s",
+        _ENGAGEMENT.smoothing_s,
+        "Time constant of the engagement score's smoothing, seconds of camera time",
+        min=0.05,
+        max=30.0,
+    ),
+    Param(
+        "engagement.time_in_view_s",
+        _ENGAGEMENT.time_in_view_s,
+        "A new face counts half; its full weight after this long in view, seconds",
+        min=0.01,
+        max=60.0,
+    ),
+    Param(
+        "engagement.engage_threshold",
+        _ENGAGEMENT.engage_threshold,
+        "Score at or above which a person becomes ENGAGING (or an ENGAGED/DISENGAGING one "
+        "ENGAGED again); must exceed engagement.disengage_threshold",
+        min=0.0,
+        max=1.0,
+    ),
+    Param(
+        "engagement.disengage_threshold",
+        _ENGAGEMENT.disengage_threshold,
+        "Score below which an ENGAGING person becomes DISENGAGED and the engaged one DISENGAGING",
+        min=0.0,
+        max=1.0,
+    ),
+    Param(
+        "engagement.min_dwell_s",
+        _ENGAGEMENT.min_dwell_s,
+        "Time ENGAGING before becoming engaged, and DISENGAGING before letting go, seconds",
+        min=0.0,
+        max=60.0,
+    ),
+    Param(
+        "engagement.switch_margin",
+        _ENGAGEMENT.switch_margin,
+        "How much higher another person's score must be to take over the engagement",
+        min=0.0,
+        max=1.0,
+    ),
+    Param(
+        "engagement.switch_dwell_s",
+        _ENGAGEMENT.switch_dwell_s,
+        "How long the other person must stay that much higher before the engagement switches, "
+        "seconds",
+        min=0.0,
+        max=60.0,
+    ),
+]
 
 PARAMS = [
     AUTOSTART,
@@ -127,6 +204,7 @@ PARAMS = [
     ),
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
+    *ENGAGEMENT_PARAMS,
 ]
 
 
@@ -151,6 +229,10 @@ class UserProfilerNode(ModelNode):
         self._rejections: dict[str, float] = {}
         self._publisher = None
         self._last_camera: tuple[float, float] | None = None  # (camera stamp, wall arrival)
+        self.engagement: EngagementEstimator | None = None
+        self._engagement_lock = threading.Lock()  # fed by the executor, read by the worker
+        self._partner: int | None = None  # the engaged track of the latest published profiles
+        self._last_profiles: dict[int, UserProfile] = {}
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -171,6 +253,11 @@ class UserProfilerNode(ModelNode):
             self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
             return TransitionCallbackReturn.FAILURE
         self.fusion = ProfileFusion(self._fusion_config(), supported=self.profiler.supported)
+        try:
+            self.engagement = EngagementEstimator(self._engagement_config())
+        except ValueError as error:
+            self.get_logger().error(f"bad engagement parameters: {error}")
+            return TransitionCallbackReturn.FAILURE
         self.start_diagnostics(self.profiler.model_id)
         estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
         self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
@@ -204,16 +291,19 @@ class UserProfilerNode(ModelNode):
             self.fusion.config = self._fusion_config()
 
     def _release_model(self) -> None:
-        self.profiler = self.fusion = None
+        self.profiler = self.fusion = self.engagement = None
 
     def _on_faces(self, msg: FaceArray) -> None:
+        self._feed_engagement(msg)
         if self._worker.put((msg, time.time())):
             self.diagnostics.count("face_arrays_dropped")
         self.diagnostics.count("face_arrays_received")
 
     def _expire(self) -> None:
+        self._republish_former_partner()
         for track_id in self.fusion.expire(self._camera_now()):
             self._last_published.pop(track_id, None)
+            self._last_profiles.pop(track_id, None)
             self.diagnostics.count("tracks_expired")
         self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
 
@@ -283,14 +373,60 @@ class UserProfilerNode(ModelNode):
             self._last_published[face.track_id] = now
             timings["fuse"] = (now - profiled) * 1e3
             self._publisher.publish(
-                profile_to_msg(
-                    fused,
-                    msg.header,
-                    self.profiler.model_id,
-                    [*msg.timings, *stage_timings(timings)],
+                self._with_engagement(
+                    profile_to_msg(
+                        fused,
+                        msg.header,
+                        self.profiler.model_id,
+                        [*msg.timings, *stage_timings(timings)],
+                    )
                 )
             )
             self.diagnostics.count("profiles_published")
+
+    # -- engagement (core/engagement.py): fed per FaceArray, read when a profile is published
+
+    def _engagement_config(self) -> EngagementConfig:
+        p = self.params
+        names = [q.name.split(".", 1)[1] for q in ENGAGEMENT_PARAMS]
+        return EngagementConfig(
+            **{name: p[f"engagement.{name}"] for name in names},
+            forget_after_s=p["fusion.expiry_s"],
+        )
+
+    def _feed_engagement(self, msg: FaceArray) -> None:
+        # Frames without a stamp count as seen on arrival (as for fusion).
+        stamp = stamp_to_seconds(msg.header.stamp) or time.time()
+        observations = []
+        for face in msg.faces:
+            try:
+                if face.track_id == 0:  # rejected (and logged) by _faces_to_profile as well
+                    continue
+                observations.append(face_to_observation(face))
+            except ValueError as error:
+                self.diagnostics.count("faces_rejected")
+                log_rejection(self, self._rejections, f"rejected face: {error}")
+        with self._engagement_lock:
+            self.engagement.update(stamp, observations)
+            partner = self.engagement.partner
+        self.diagnostics.values["engaged_track"] = partner if partner is not None else "none"
+
+    def _with_engagement(self, profile: UserProfile) -> UserProfile:
+        with self._engagement_lock:
+            status = self.engagement.status(profile.track_id)
+        self._last_profiles[profile.track_id] = profile
+        return set_engagement(profile, status)
+
+    def _republish_former_partner(self) -> None:
+        """When the engagement moved, publish the former partner's profile at once (not after
+        its rate limit) so that subscribers never hold two engaged profiles for long."""
+        with self._engagement_lock:
+            partner = self.engagement.partner
+        former, self._partner = self._partner, partner
+        if former is None or former == partner or former not in self._last_profiles:
+            return
+        self._publisher.publish(self._with_engagement(self._last_profiles[former]))
+        self.diagnostics.count("profiles_published")
 
 
 def _face_area(face) -> float:

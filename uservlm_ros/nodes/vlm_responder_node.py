@@ -41,6 +41,7 @@ from uservlm_ros.backends.vlm import (
     parse_adapters,
 )
 from uservlm_ros.backends.vlm_registry import VLM_BACKENDS, make_vlm_backend
+from uservlm_ros.core import addressee as addressing
 from uservlm_ros.core import health
 from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
 from uservlm_ros.core.errors import ConfigError, UservlmError
@@ -50,7 +51,7 @@ from uservlm_ros.core.prompt import MODES, USER_AWARE
 from uservlm_ros.core.request_queue import RequestQueue
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
-from uservlm_ros.ros.conversions import image_to_rgb, stage_timings
+from uservlm_ros.ros.conversions import image_to_rgb, stage_timings, stamp_to_seconds
 from uservlm_ros.ros.diagnostics import loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
@@ -94,6 +95,25 @@ PARAMS: list[Param] = [
         "Default prompt mode: user_aware (image + question) or profile_prompt (the asking user's "
         "profile_text is put into the prompt: the papers' baseline); a goal may override it",
         choices=MODES,
+    ),
+    Param(
+        "responder.image",
+        "asker",
+        "What the model sees in user_aware mode: `asker` = with two or more people in view, a "
+        "head-and-shoulders crop of the asker from the camera frame (whole frame with one); "
+        "`frame` = always the whole frame (the papers' demo)",
+        choices=("asker", "frame"),
+        live=True,
+    ),
+    Param(
+        "responder.visible_s",
+        5.0,
+        "A person counts as in view (for the addressee and the asker's crop) while their latest "
+        "profile is at most this old on the camera's clock, seconds; keep it at "
+        "user_profiler_node's fusion.expiry_s",
+        min=0.1,
+        max=3600.0,
+        live=True,
     ),
     Param(
         "responder.queue_size",
@@ -219,7 +239,7 @@ class VlmResponderNode(ModelNode):
         self._lock = threading.Lock()
         self._latest_image: Image | None = None
         self._profiles: dict[int, UserProfile] = {}
-        self._latest_track = 0
+        self._camera_clock: tuple[float, float] | None = None  # (newest camera stamp, wall arrival)
         self._worker: Worker[Job] = Worker(
             self.queue.get, self._work_on, "responder", self._job_failed
         )
@@ -356,12 +376,13 @@ class VlmResponderNode(ModelNode):
     def _on_image(self, msg: Image) -> None:
         with self._lock:
             self._latest_image = msg
+            self._saw_stamp(msg.header.stamp)
         self.diagnostics.count("images_received")
 
     def _on_profile(self, msg: UserProfile) -> None:
         with self._lock:
             self._profiles[msg.track_id] = msg
-            self._latest_track = msg.track_id
+            self._saw_stamp(msg.header.stamp)
 
     def _on_question(self, msg: String) -> None:
         self._submit(self._new_job(msg.data, source="topic"))
@@ -463,9 +484,19 @@ class VlmResponderNode(ModelNode):
             return self._error(job, "cancelled before generation started")
         with self._lock:
             image_msg = self._latest_image
-            track = question.track_id or self._latest_track
-            profile = self._profiles.get(track)
-        image, camera_stamp = None, None
+            people = self._people()
+            now = self._camera_now()
+        whom = addressing.choose_addressee(
+            question.track_id, people, now, self.params["responder.visible_s"]
+        )
+        if whom.error:
+            response = self._error(job, whom.error)
+            response.addressee = whom.how
+            return response
+        track = whom.track_id
+        with self._lock:
+            profile = self._profiles.get(track) if track else None
+        image, camera_stamp, seen = None, None, addressing.NO_IMAGE
         if image_msg is not None:
             camera_stamp = image_msg.header.stamp
             try:
@@ -473,17 +504,19 @@ class VlmResponderNode(ModelNode):
             except UservlmError as error:
                 self.diagnostics.count("images_rejected")
                 return self._error(job, f"the camera image is unusable: {error}")
+            image, seen = self._asker_image(image, whom, people, question.mode)
         elif self.backend_name != "fallback":
             return self._error(
                 job, f"no camera image received yet on {self.resolve_topic_name(topics.IMAGE)}"
             )
-        if profile is None and question.mode != USER_AWARE:
-            self.get_logger().warning(
-                f"[{job.request_id}] no profile for track {track}: prompt without profile"
+        if profile is None:
+            self.get_logger().info(
+                f"[{job.request_id}] nobody to address ({len(whom.visible)} in view): "
+                "answered without a profile"
             )
         view = AskerView(
             image=image,
-            track_id=track if profile is not None else question.track_id,
+            track_id=track,
             profile_text=profile.profile_text if profile is not None else "",
             labels=_known_labels(profile),
         )
@@ -496,6 +529,7 @@ class VlmResponderNode(ModelNode):
 
         def on_early(utterance: Utterance, elapsed_ms: float) -> None:
             early = self._response(job, camera_stamp, view.track_id, responder)
+            _address(early, whom, seen)
             early.final = False
             _fill(early, utterance)
             early.timings = stage_timings({"question_to_first_sentence": elapsed_ms})
@@ -512,6 +546,7 @@ class VlmResponderNode(ModelNode):
             should_stop=lambda: job.cancel_requested() or not self._worker.state().running,
         )
         response = self._response(job, camera_stamp, view.track_id, answer.responder)
+        _address(response, whom, seen)
         if answer.utterance is not None:
             _fill(response, answer.utterance)
         else:
@@ -524,6 +559,42 @@ class VlmResponderNode(ModelNode):
             f"{(response.text or response.error)[:100]!r}"
         )
         return response
+
+    # -- addressee and the asker's image (core/addressee.py)
+
+    def _saw_stamp(self, stamp) -> None:
+        """Keep the camera's clock: the newest stamp seen and when it came (lock held)."""
+        arrived = time.time()
+        seconds = stamp_to_seconds(stamp) or arrived
+        if self._camera_clock is None or seconds > self._camera_clock[0]:
+            self._camera_clock = (seconds, arrived)
+
+    def _camera_now(self) -> float:
+        if self._camera_clock is None:
+            return time.time()
+        stamp, arrived = self._camera_clock
+        return stamp + (time.time() - arrived)
+
+    def _people(self) -> dict[int, addressing.Seen]:
+        """Everyone a profile describes (lock held); core/addressee decides who is in view."""
+        return {
+            track: addressing.Seen(
+                track,
+                tuple(float(v) for v in p.roi),
+                bool(p.engaged),
+                stamp_to_seconds(p.header.stamp) or self._camera_now(),
+            )
+            for track, p in self._profiles.items()
+        }
+
+    def _asker_image(self, image, whom, people, mode: str):
+        """The image the model gets and its normalised region of the frame."""
+        height, width = image.shape[:2]
+        image_mode = self.params["responder.image"] if mode == USER_AWARE else "frame"
+        roi = addressing.image_roi(whom, people, image_mode, width, height)
+        if roi == addressing.WHOLE_FRAME:
+            return image, roi
+        return addressing.crop(image, roi), roi
 
     def _log_blocked(self, question: Question, reason: str) -> None:
         self.diagnostics.count("guard_replaced")
@@ -562,6 +633,11 @@ class VlmResponderNode(ModelNode):
         self.diagnostics.count("answered" if not response.error else "answered_with_error")
         if job.done is not None and not job.done.done():
             job.done.set_result(response)
+
+
+def _address(response: Response, whom: addressing.Addressee, image_roi) -> None:
+    response.addressee = whom.how
+    response.image_roi = [float(v) for v in image_roi]
 
 
 def _fill(response: Response, utterance: Utterance) -> None:

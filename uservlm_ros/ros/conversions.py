@@ -13,6 +13,7 @@ from std_msgs.msg import Header
 from uservlm.msg import AttributeEstimate, Face, FaceArray, StageTiming, UserProfile
 
 from uservlm_ros.backends.face_pipeline import TrackedFace
+from uservlm_ros.core.engagement import EngagementStatus, FaceObservation
 from uservlm_ros.core.fusion import AttributeResult, FusedProfile
 from uservlm_ros.core.image import RawImage, from_rgb, to_rgb
 from uservlm_ros.core.overlay import Person, profile_lines
@@ -117,6 +118,25 @@ def profile_to_msg(
         model_id=model_id,
         timings=timings,
     )
+
+
+def face_to_observation(face: Face) -> FaceObservation:
+    """What the engagement estimator needs of a Face: normalised box, landmarks, roll."""
+    landmarks = None
+    if len(face.landmarks) == Face.NUM_LANDMARKS:
+        landmarks = np.array([[p.x, p.y] for p in face.landmarks], dtype=np.float64)
+    roi = (float(face.xmin), float(face.ymin), float(face.xmax), float(face.ymax))
+    return FaceObservation(face.track_id, roi, landmarks, float(face.roll_deg))
+
+
+def set_engagement(msg: UserProfile, status: EngagementStatus | None) -> UserProfile:
+    """Fill a profile's roi and engagement fields (UNKNOWN, roi 0 when the track has none)."""
+    if status is not None:
+        msg.roi = [float(v) for v in status.roi]
+        msg.engagement = float(status.score)
+        msg.engagement_state = status.state
+        msg.engaged = status.engaged
+    return msg
 
 
 def profile_label_lines(msg: UserProfile) -> list[str]:

@@ -72,3 +72,13 @@ def moving_faces_frames(count: int = 30, size: int = 140) -> list[tuple[np.ndarr
             frame[y : y + size, x : x + size] = head
         frames.append((frame, positions))
     return frames
+
+
+def frame_with_people(placements: list[tuple[int, int, int, int]], shape=(480, 640)) -> np.ndarray:
+    """A frame with real faces where you want them: (person 0/1, size, x, y) per face, the
+    head patch's top-left at (x, y); a bigger patch reads as a nearer person."""
+    frame = np.full((*shape, 3), 90, np.uint8)
+    for person, size, x, y in placements:
+        head = heads(size)[person]
+        frame[y : y + size, x : x + size] = head
+    return frame
