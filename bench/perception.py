@@ -95,6 +95,97 @@ def bench_in_process(frames: int) -> dict[str, list[float]]:
     return stages
 
 
+def three_person_scene(fps: float, seconds: float, arrivals=(0.0, 2.0, 4.0)) -> list:
+    """(stamp, frame) at `fps`: three real faces at fixed places, person i appearing at
+    arrivals[i] seconds (640x480, 150 px heads)."""
+    from uservlm_ros.sim.photos import heads
+
+    people = [*heads(150), heads(150)[0][:, ::-1]]
+    frames = []
+    for index in range(round(seconds * fps)):
+        stamp = index / fps
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        for slot, (head, arrival) in enumerate(zip(people, arrivals, strict=True)):
+            if stamp >= arrival:
+                frame[165:315, 40 + slot * 200 : 190 + slot * 200] = head
+        frames.append((stamp, frame))
+    return frames
+
+
+def bench_schedule(seconds: float, fps: float = 15.0) -> None:
+    """The profiler's CPU in a 3-person scene with and without profile.* scheduling, as the
+    user_profiler_node runs it (detector outside the measurement)."""
+    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_pipeline import FacePipeline
+    from uservlm_ros.backends.profiler import create_profiler
+    from uservlm_ros.core import labels
+    from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+    from uservlm_ros.core.profile_schedule import PROFILED, ProfileScheduler, ScheduleConfig
+
+    arrivals = (0.0, 2.0, 4.0)
+    pipeline = FacePipeline(create_face_detector("blazeface_full"))
+    frames = [
+        (stamp, pipeline.process(frame, stamp).faces)
+        for stamp, frame in three_person_scene(fps, seconds, arrivals)
+    ]
+    profiler = create_profiler("attributes")
+    attributes = frozenset(labels.ATTRIBUTES)
+    profiler.estimate([frames[-1][1][0].crop.image], attributes)  # warm-up
+    thresholds = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
+    results = {}
+    for mode in ("every crop (before)", "scheduled (after)"):
+        fusion = ProfileFusion(FusionConfig(thresholds=thresholds), profiler.supported)
+        scheduler = ProfileScheduler(ScheduleConfig(enabled=mode.startswith("scheduled")))
+        first_seen: dict[int, float] = {}
+        first_profile_ms: list[float] = []
+        frame_ms, profiled = [], 0
+        cpu_start = time.process_time()
+        for stamp, faces in frames:
+            start = time.perf_counter()
+            chosen = []
+            for face in faces:
+                first_seen.setdefault(face.track_id, stamp)
+                size = min(face.detection.box.width, face.detection.box.height)
+                reason = scheduler.decide(
+                    face.track_id,
+                    stamp,
+                    fusion,
+                    size,
+                    face.detection.landmarks,
+                    face.crop.roll_deg,
+                    face.crop.image,
+                )
+                if reason in PROFILED:
+                    chosen.append(face)
+            estimates = profiler.estimate([f.crop.image for f in chosen], attributes)
+            for face, estimate in zip(chosen, estimates, strict=True):
+                if fusion.current(face.track_id) is None:  # this person's first profile
+                    waited = (stamp - first_seen[face.track_id]) * 1e3
+                    first_profile_ms.append(waited + (time.perf_counter() - start) * 1e3)
+                fusion.update(face.track_id, stamp, estimate)
+            profiled += len(chosen)
+            frame_ms.append((time.perf_counter() - start) * 1e3)
+        cpu = time.process_time() - cpu_start
+        results[mode] = (cpu * 60.0 / seconds, profiled, first_profile_ms, frame_ms)
+    before = results["every crop (before)"][0]
+    print(
+        f"\n1b. profiler CPU in a 3-person scene, {fps:g} fps, {seconds:g} s of camera time "
+        f"(people appear at {', '.join(f'{a:g}' for a in arrivals)} s; attributes backend)\n"
+    )
+    print(
+        "| mode                  | CPU s / minute | ratio | crops profiled | first profile ms "
+        "(per person) | frame p95 ms |"
+    )
+    print(f"|{'-' * 23}|{'-' * 16}|{'-' * 7}|{'-' * 16}|{'-' * 31}|{'-' * 14}|")
+    for mode, (cpu_per_minute, profiled, first, frame_ms) in results.items():
+        firsts = ", ".join(f"{ms:.0f}" for ms in first)
+        print(
+            f"| {mode:<21} | {cpu_per_minute:14.2f} | {cpu_per_minute / before:5.2f} | "
+            f"{profiled:14d} | {firsts:<29} | {percentile(frame_ms, 95):12.2f} |"
+        )
+    print(f"\nof {sum(len(faces) for _, faces in frames)} crops in {len(frames)} frames")
+
+
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, *args],
@@ -304,9 +395,15 @@ def bench_clip(size: str, repeats: int, threads: int) -> None:
     print(row(f"onnxruntime {ort.__version__} fp32", onnx_ms, baseline=percentile(torch_ms, 50)))
 
 
+PHASES = ("in-process", "schedule", "dds", "clip")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150, help="in-process frames")
+    parser.add_argument(
+        "--schedule-seconds", type=float, default=20.0, help="camera seconds of the 3-person scene"
+    )
     parser.add_argument("--dds-seconds", type=float, default=20.0, help="seconds per DDS phase")
     parser.add_argument("--rate", type=float, default=15.0, help="camera rate over DDS, Hz")
     parser.add_argument(
@@ -315,12 +412,20 @@ def main() -> None:
     parser.add_argument("--clip-size", choices=("vit-b16", "tiny"), default="vit-b16")
     parser.add_argument("--clip-repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
+    parser.add_argument(
+        "--phases", nargs="+", choices=PHASES, default=list(PHASES), help="tables to measure"
+    )
     args = parser.parse_args()
-    print(f"perception benchmark on {os.cpu_count()} CPU cores")
-    bench_in_process(args.frames)
-    for image_qos in args.image_qos:
-        bench_dds(args.dds_seconds, args.rate, image_qos)
-    bench_clip(args.clip_size, args.clip_repeats, args.threads)
+    print(f"perception benchmark on {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}")
+    if "in-process" in args.phases:
+        bench_in_process(args.frames)
+    if "schedule" in args.phases:
+        bench_schedule(args.schedule_seconds)
+    if "dds" in args.phases:
+        for image_qos in args.image_qos:
+            bench_dds(args.dds_seconds, args.rate, image_qos)
+    if "clip" in args.phases:
+        bench_clip(args.clip_size, args.clip_repeats, args.threads)
 
 
 if __name__ == "__main__":
