@@ -10,7 +10,9 @@ Tables:
    --rate; camera->profile latency p50/p95 and profiled fps, against a raw rclpy pub/sub of the
    same images (a relay process echoing them back; one way = half the round trip).
 3. the clip backend's image encoder (ViT-B/16-sized, random weights) per crop on CPU: torch
-   eager vs onnxruntime, ratio against torch.
+   eager vs onnxruntime fp32 and int8 (`uservlm export profiler --quantize int8`), one crop and
+   a frame of 3 crops batched, ratio against torch; the int8 graph's fidelity to fp32 on real
+   face crops (embedding cosine, top-1 agreement per attribute).
 """
 
 from __future__ import annotations
@@ -323,7 +325,137 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
                 os.killpg(process.pid, 9)
 
 
-def bench_clip(size: str, repeats: int, threads: int) -> None:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Full-graph variants: (label, node parameter overrides on top of config/demo.yaml). The first is
+# the same-run baseline: every crop of every frame profiled, as before issue 12.
+GRAPH_VARIANTS = (
+    ("every crop profiled (before)", {"user_profiler_node": {"profile.schedule": False}}),
+    ("profile.* schedule (after)", {}),
+)
+
+
+def bench_graph(seconds: float, rate: float, question_period: float) -> None:
+    """The demo graph (config/demo.yaml: camera_node on the simulated Pepper's camera,
+    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node on the
+    simulated Pepper, and any node added to demo.yaml later, e.g. speech) with three people in
+    view at `rate` fps while questions are answered and spoken: camera -> profile latency and
+    each node's CPU."""
+    import qi
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from uservlm.msg import UserProfile
+
+    from uservlm_ros.bringup.graph import load_graph
+    from uservlm_ros.bringup.runner import GraphRunner
+    from uservlm_ros.ros.conversions import stamp_to_seconds
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+    from uservlm_ros.ros.qos import LATCHED_QOS
+    from uservlm_ros.ros.respond_client import RespondClient
+    from uservlm_ros.sim.pepper import SimulatedPepper
+
+    qi.logging.setLevel(qi.logging.WARNING)
+    use_uservlm_dds_profile()
+    os.environ.setdefault("ROS_DOMAIN_ID", "77")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    scene = [frame for _, frame in three_person_scene(rate, 1.0, arrivals=(0.0, 0.0, 0.0))]
+    results = []
+    for label, variant in GRAPH_VARIANTS:
+        pepper = SimulatedPepper(port=0, frames=scene[:1])
+        pepper.start()
+        overrides = {
+            "camera_node": {"naoqi.port": pepper.port, "rate_hz": rate},
+            "naoqi_bridge_node": {"robot.port": pepper.port},
+        }
+        for node, params in variant.items():
+            overrides.setdefault(node, {}).update(params)
+        # every profiled frame published, so each one gives a latency sample
+        overrides.setdefault("user_profiler_node", {})["publish.max_rate_hz"] = 1000.0
+        graph = load_graph("demo", overrides)
+        log_path = Path(tempfile.mkdtemp(prefix="bench-graph-")) / "nodes.log"
+        log = log_path.open("w")  # closed in the finally below
+        runner = GraphRunner(graph, out=log, colour=False)
+        rclpy.init()
+        node = rclpy.create_node("bench_graph")
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        latency, seen, measuring = [], set(), threading.Event()
+
+        def on_profile(msg: UserProfile, latency=latency, seen=seen, measuring=measuring) -> None:
+            stamp = stamp_to_seconds(msg.header.stamp)
+            if stamp not in seen:  # the first profile of a frame
+                seen.add(stamp)
+                if measuring.is_set():
+                    latency.append((time.time() - stamp) * 1e3)
+
+        node.create_subscription(UserProfile, "/uservlm/user_profile", on_profile, LATCHED_QOS)
+        client = RespondClient(node)
+        answered: list[bool] = []
+        asked = 0
+        try:
+            runner.start()
+            if not client.wait_for_server(90):
+                raise RuntimeError(f"the responder did not come up; see {log_path}")
+            deadline = time.monotonic() + 60
+            while len(seen) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2.0)  # past start-up: new tracks settled
+            cpu_before = {c.spec.name: _cpu_seconds(c.popen.pid) for c in runner.children}
+            bench_cpu = time.process_time()
+            measuring.set()
+            begin = time.monotonic()
+            while time.monotonic() - begin < seconds:
+                call = client.ask("Hello! How are you today?", track_id=1, mode="profile_prompt")
+                asked += 1
+                call.add_done_callback(lambda r, answered=answered: answered.append(not r.error))
+                time.sleep(question_period)
+            elapsed = time.monotonic() - begin
+            measuring.clear()
+            cpu = {
+                c.spec.name: (_cpu_seconds(c.popen.pid) - cpu_before[c.spec.name]) / elapsed
+                for c in runner.children
+            }
+            cpu["bench (simulated Pepper, observer)"] = (time.process_time() - bench_cpu) / elapsed
+            failed = [c.spec.name for c in runner.children if c.popen.poll() is not None]
+            if failed:
+                raise RuntimeError(f"{', '.join(failed)} exited; see {log_path}")
+            results.append((label, latency, cpu, asked, sum(answered), elapsed))
+        finally:
+            runner.stop()
+            log.close()
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+            pepper.stop()
+    baseline = percentile(results[0][1], 50)
+    header(
+        f"4. full demo graph, 3 people at {rate:g} fps, a question every {question_period:g} s, "
+        f"{seconds:g} s per variant (ratio: p50 against the first's p50)"
+    )
+    for label, values, *_ in results:
+        print(row(f"camera -> profile, {label}"[:34], values, baseline=baseline))
+    print("\nCPU per node, cores (1.0 = one core busy), and questions answered:\n")
+    names = list(results[0][2])
+    print("| node " + " " * 30 + "| " + " | ".join(f"{r[0][:28]:<28}" for r in results) + " |")
+    print(f"|{'-' * 36}|" + "|".join("-" * 30 for _ in results) + "|")
+    for name in [*names, "total"]:
+        cells = [
+            sum(r[2].values()) if name == "total" else r[2].get(name, float("nan")) for r in results
+        ]
+        print(f"| {name[:34]:<34} | " + " | ".join(f"{c:28.2f}" for c in cells) + " |")
+    cells = [f"{r[4]}/{r[3]} in {r[5]:.0f} s" for r in results]
+    print(f"| {'questions answered':<34} | " + " | ".join(f"{c:<28}" for c in cells) + " |")
+
+
+def bench_clip(size: str, repeats: int, threads: int, fidelity_faces: int = 40) -> None:
     import onnxruntime as ort
     import torch
     from transformers import CLIPConfig, CLIPModel
@@ -377,25 +509,50 @@ def bench_clip(size: str, repeats: int, threads: int) -> None:
             clip_profiler.attribute_logits(model, pixels, heads)
             if index >= 2:
                 torch_ms.append((time.perf_counter() - start) * 1e3)
-    with tempfile.TemporaryDirectory() as folder:
-        clip_profiler.export_onnx(model, heads, Path(folder), "bench-clip")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(
-            str(Path(folder) / clip_profiler.ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
-        onnx_ms = []
+    from uservlm_ros.sim.photos import face_crops
+    from uservlm_ros.training.export import int8_fidelity, quantize_int8
+
+    frame = [face_crops(lfw_faces=0)[index] for index in (0, 6, 1)]  # one frame of 3 people
+    frame_pixels = clip_profiler.preprocess_crops(frame).numpy()
+
+    def timed(session, pixels: np.ndarray) -> list[float]:
+        values = []
         for index in range(repeats + 2):
             start = time.perf_counter()
-            session.run(None, {"pixel_values": pixels.numpy()})
+            session.run(["gender"], {"pixel_values": pixels})
             if index >= 2:
-                onnx_ms.append((time.perf_counter() - start) * 1e3)
-    header(f"3. clip image encoder {size} (random weights) + 4 heads, 1 crop, {threads} thread(s)")
-    print(row(f"torch {torch.__version__} eager fp32", torch_ms, baseline=percentile(torch_ms, 50)))
-    print(row(f"onnxruntime {ort.__version__} fp32", onnx_ms, baseline=percentile(torch_ms, 50)))
+                values.append((time.perf_counter() - start) * 1e3 / len(pixels))
+        return values
+
+    with tempfile.TemporaryDirectory() as folder:
+        fp32, int8 = Path(folder) / clip_profiler.ONNX_FILE, Path(folder) / "int8.onnx"
+        clip_profiler.export_onnx(model, heads, Path(folder), "bench-clip")
+        quantize_int8(fp32, int8)
+        rows = []
+        for path, name in ((fp32, "fp32"), (int8, "int8")):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            rows.append((f"onnxruntime {name}", timed(session, pixels.numpy())))
+            rows.append((f"  {name}, 3 crops batched, per crop", timed(session, frame_pixels)))
+        fidelity = int8_fidelity(fp32, int8, face_crops(lfw_faces=fidelity_faces))
+    header(
+        f"3. clip image encoder {size} (RANDOM weights) + 4 heads, per crop, {threads} thread(s)"
+    )
+    baseline = percentile(torch_ms, 50)
+    print(row(f"torch {torch.__version__} eager fp32", torch_ms, baseline=baseline))
+    for name, values in rows:
+        print(row(name, values, baseline=baseline))
+    agreement = ", ".join(f"{k} {v:.3f}" for k, v in fidelity["top1_agreement"].items())
+    print(
+        f"\nint8 vs fp32 on {fidelity['crops']} real face crops (random weights): embedding "
+        f"cosine min {fidelity['embedding_cosine_min']:.4f}, mean "
+        f"{fidelity['embedding_cosine_mean']:.4f}; top-1 agreement {agreement}"
+    )
 
 
-PHASES = ("in-process", "schedule", "dds", "clip")
+PHASES = ("in-process", "schedule", "dds", "graph", "clip")
 
 
 def main() -> None:
@@ -405,6 +562,12 @@ def main() -> None:
         "--schedule-seconds", type=float, default=20.0, help="camera seconds of the 3-person scene"
     )
     parser.add_argument("--dds-seconds", type=float, default=20.0, help="seconds per DDS phase")
+    parser.add_argument(
+        "--graph-seconds", type=float, default=30.0, help="seconds per full-graph variant"
+    )
+    parser.add_argument(
+        "--question-period", type=float, default=2.0, help="full graph: seconds between questions"
+    )
     parser.add_argument("--rate", type=float, default=15.0, help="camera rate over DDS, Hz")
     parser.add_argument(
         "--image-qos", nargs="+", choices=("sensor", "reliable"), default=["reliable", "sensor"]
@@ -424,6 +587,8 @@ def main() -> None:
     if "dds" in args.phases:
         for image_qos in args.image_qos:
             bench_dds(args.dds_seconds, args.rate, image_qos)
+    if "graph" in args.phases:
+        bench_graph(args.graph_seconds, args.rate, args.question_period)
     if "clip" in args.phases:
         bench_clip(args.clip_size, args.clip_repeats, args.threads)
 
