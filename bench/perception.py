@@ -388,13 +388,18 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         latency, seen, measuring = [], set(), threading.Event()
+        stages: dict[str, list[float]] = {}
 
-        def on_profile(msg: UserProfile, latency=latency, seen=seen, measuring=measuring) -> None:
+        def on_profile(
+            msg: UserProfile, latency=latency, seen=seen, stages=stages, measuring=measuring
+        ) -> None:
             stamp = stamp_to_seconds(msg.header.stamp)
             if stamp not in seen:  # the first profile of a frame
                 seen.add(stamp)
                 if measuring.is_set():
                     latency.append((time.time() - stamp) * 1e3)
+                    for timing in msg.timings:
+                        stages.setdefault(timing.stage, []).append(timing.duration_ms)
 
         node.create_subscription(UserProfile, "/uservlm/user_profile", on_profile, LATCHED_QOS)
         client = RespondClient(node)
@@ -427,7 +432,7 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
             failed = [c.spec.name for c in runner.children if c.popen.poll() is not None]
             if failed:
                 raise RuntimeError(f"{', '.join(failed)} exited; see {log_path}")
-            results.append((label, latency, cpu, asked, sum(answered), elapsed))
+            results.append((label, latency, cpu, asked, sum(answered), elapsed, stages))
         finally:
             runner.stop()
             log.close()
@@ -440,8 +445,10 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
         f"4. full demo graph, 3 people at {rate:g} fps, a question every {question_period:g} s, "
         f"{seconds:g} s per variant (ratio: p50 against the first's p50)"
     )
-    for label, values, *_ in results:
+    for label, values, *_, stages in results:
         print(row(f"camera -> profile, {label}"[:34], values, baseline=baseline))
+        for stage, durations in stages.items():
+            print(row(f"  of which {stage}", durations, baseline=baseline))
     print("\nCPU per node, cores (1.0 = one core busy), and questions answered:\n")
     names = list(results[0][2])
     print("| node " + " " * 30 + "| " + " | ".join(f"{r[0][:28]:<28}" for r in results) + " |")

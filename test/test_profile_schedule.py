@@ -12,6 +12,7 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.fusion import CropEstimate, FusionConfig, ProfileFusion
 from uservlm_ros.core.profile_schedule import (
     BLURRED,
+    DEFERRED,
     NEW,
     NOT_DUE,
     REFRESH,
@@ -175,3 +176,28 @@ def test_decide_gates_then_schedules_and_touches_skipped_tracks():
     off = ProfileScheduler(ScheduleConfig(enabled=False))
     assert off.decide(4, 0.41, fused, 1.0, FRONTAL, 170.0, blurred) == UNSETTLED
     assert off.decide(9, 0.41, fused, 1.0, FRONTAL, 170.0, blurred) == NEW
+
+
+def test_known_tracks_due_together_spread_over_frames_and_new_ones_are_not_held():
+    fused, scheduler = fusion(), ProfileScheduler(ScheduleConfig(max_per_frame=1))
+    crop = real_crop(astronaut, ASTRONAUT_HEAD)
+    per_frame = []
+    for index in range(12):
+        stamp = index / 15
+        tracks = (1, 2, 3) if index < 9 else (1, 2, 3, 4)
+        reasons = [scheduler.decide(t, stamp, fused, 100.0, FRONTAL, 0.0, crop) for t in tracks]
+        for track, reason in zip(tracks, reasons, strict=False):
+            if reason in (NEW, UNSETTLED, REFRESH):
+                fused.update(track, stamp, confident())
+        per_frame.append(reasons)
+    assert per_frame[0] == [NEW, NEW, NEW]  # all at once
+    # due together at 0.2 s (frame 3): one per frame, the others wait a frame each
+    assert per_frame[3] == [UNSETTLED, DEFERRED, DEFERRED]
+    assert per_frame[4] == [NOT_DUE, UNSETTLED, DEFERRED]
+    assert per_frame[5] == [NOT_DUE, NOT_DUE, UNSETTLED]
+    assert per_frame[6] == [UNSETTLED, NOT_DUE, NOT_DUE]
+    assert per_frame[7] == [NOT_DUE, UNSETTLED, NOT_DUE]
+    assert per_frame[8] == [NOT_DUE, NOT_DUE, UNSETTLED]  # each now settled (3 observations)
+    assert per_frame[9] == [NOT_DUE, NOT_DUE, NOT_DUE, NEW]  # a newcomer is never deferred
+    with pytest.raises(ValueError):
+        ScheduleConfig(max_per_frame=0)

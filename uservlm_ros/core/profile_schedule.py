@@ -24,11 +24,12 @@ NEW = "new_track"  # first crop of a track: profiled at once
 UNSETTLED = "unsettled"  # the fused profile is not yet confident
 REFRESH = "refresh"  # a settled profile's periodic refresh
 NOT_DUE = "not_due"  # skipped: profiled recently enough
+DEFERRED = "deferred"  # skipped: due, but this frame's budget of known tracks is spent
 TOO_SMALL = "too_small"  # skipped: face box smaller than min_face_px
 BLURRED = "blurred"  # skipped: variance of the Laplacian below min_sharpness
 TURNED_AWAY = "turned_away"  # skipped: nose far off the eyes' midline, or rolled over
 PROFILED = (NEW, UNSETTLED, REFRESH)
-SKIPPED = (NOT_DUE, TOO_SMALL, BLURRED, TURNED_AWAY)
+SKIPPED = (NOT_DUE, DEFERRED, TOO_SMALL, BLURRED, TURNED_AWAY)
 
 # The Laplacian is measured on the crop scaled to this side: detail finer than a face of this
 # size says nothing about identity attributes, and a fixed size makes the threshold comparable
@@ -44,6 +45,10 @@ class ScheduleConfig:
     refresh_hz: float = 1.0  # profiles per second of a settled track
     unsettled_hz: float = 5.0  # profiles per second of a track not yet settled
     settle_observations: int = 3  # crops fused before a profile can count as settled
+    # Known tracks (unsettled or refresh) profiled per frame at most: tracks that became due
+    # together (they appeared together) spread over the next frames, so a frame's profile stage
+    # holds one crop instead of all of them. New tracks are not limited.
+    max_per_frame: int = 1
     # A 40 px face is ~1.5 m from Pepper's 640x480 camera; smaller ones are upscaled >5x for the
     # profiler's 224 px input and their attributes are guesses.
     min_face_px: float = 40.0
@@ -58,8 +63,10 @@ class ScheduleConfig:
     max_roll_deg: float = 60.0  # lying down or upside down: the attribute models never saw it
 
     def __post_init__(self) -> None:
-        if self.refresh_hz <= 0 or self.unsettled_hz <= 0 or self.settle_observations < 1:
-            raise ValueError("refresh_hz and unsettled_hz must be > 0, settle_observations >= 1")
+        if self.refresh_hz <= 0 or self.unsettled_hz <= 0:
+            raise ValueError("refresh_hz and unsettled_hz must be > 0")
+        if self.settle_observations < 1 or self.max_per_frame < 1:
+            raise ValueError("settle_observations and max_per_frame must be >= 1")
 
 
 def sharpness(rgb: np.ndarray) -> float:
@@ -120,6 +127,7 @@ class ProfileScheduler:
     def __init__(self, config: ScheduleConfig | None = None) -> None:
         self.config = config or ScheduleConfig()
         self._last: dict[int, float] = {}  # track id -> camera stamp of its latest profile
+        self._frame: tuple[float, int] = (float("nan"), 0)  # (stamp, known tracks profiled)
 
     def due(self, track_id: int, stamp: float, profile: FusedProfile | None) -> str:
         """NEW, UNSETTLED or REFRESH when this track's crop at `stamp` should be profiled (if
@@ -147,12 +155,18 @@ class ProfileScheduler:
     ) -> str:
         """Schedule and gate one crop: returns a PROFILED reason (the caller profiles it and
         fuses the estimate; the track counts as profiled at `stamp`) or a SKIPPED one (the
-        track is touched in `fusion` so its profile stays alive)."""
+        track is touched in `fusion` so its profile stays alive). Crops of one frame share its
+        camera stamp, which counts them against `max_per_frame`."""
         if not self.config.enabled:
             return NEW if fusion.current(track_id) is None else UNSETTLED
         reason = self.due(track_id, stamp, fusion.current(track_id))
         if reason in PROFILED:
             reason = quality_problem(self.config, face_px, landmarks, roll_deg, crop) or reason
+        if reason in (UNSETTLED, REFRESH):
+            frame, used = self._frame if self._frame[0] == stamp else (stamp, 0)
+            if used >= self.config.max_per_frame:
+                reason = DEFERRED  # due again on the next frame
+            self._frame = (frame, used + (reason != DEFERRED))
         if reason in PROFILED:
             self.profiled(track_id, stamp)
         else:

@@ -164,6 +164,13 @@ PARAMS = [
                 {"min": 1, "max": 1000},
             ),
             (
+                "max_per_frame",
+                1,
+                "Crops of known tracks (unsettled or refresh) profiled per frame at most; due "
+                "ones wait for the next frame, so refreshes spread out (new tracks: no limit)",
+                {"min": 1, "max": 100},
+            ),
+            (
                 "min_face_px",
                 40.0,
                 "Quality gate: faces with a smaller box side (source pixels) are not profiled",
@@ -274,6 +281,7 @@ class UserProfilerNode(ModelNode):
             refresh_hz=p["profile.refresh_hz"],
             unsettled_hz=p["profile.unsettled_hz"],
             settle_observations=p["profile.settle_observations"],
+            max_per_frame=p["profile.max_per_frame"],
             min_face_px=p["profile.min_face_px"],
             min_sharpness=p["profile.min_sharpness"],
             max_turn=p["profile.max_turn"],
