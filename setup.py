@@ -1,8 +1,10 @@
 """pip installation of the uservlm_ros Python package (colcon builds use CMakeLists.txt)."""
 
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 # One console script per node file, so `ros2 run uservlm <x>_node` (colcon) and
@@ -11,6 +13,27 @@ NODE_SCRIPTS = [
     f"uservlm-{path.stem.replace('_', '-')}=uservlm_ros.nodes.{path.stem}:main"
     for path in sorted((HERE / "uservlm_ros" / "nodes").glob("*_node.py"))
 ]
+
+# Files the package reads at run time (deployments, the Fast DDS profile, the .msg definitions
+# for bags). config/ and msg/ stay the one source of truth; a pip build copies them into
+# uservlm_ros/share/ (uservlm_ros.core.shipped finds them there), colcon installs them to
+# share/uservlm/ (CMakeLists.txt).
+SHIPPED = {"config": ("**/*.yaml", "*.xml"), "msg": ("*.msg",)}
+
+
+class BuildWithSharedFiles(build_py):
+    def run(self):
+        super().run()
+        if self.editable_mode:  # an editable install reads config/ and msg/ in place
+            return
+        for folder, patterns in SHIPPED.items():
+            for pattern in patterns:
+                for source in sorted((HERE / folder).glob(pattern)):
+                    target = Path(self.build_lib, "uservlm_ros", "share", folder)
+                    target = target / source.relative_to(HERE / folder)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+
 
 setup(
     name="uservlm-ros",
@@ -21,7 +44,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["uservlm_ros", "uservlm_ros.*"]),
-    package_data={"uservlm_ros": ["py.typed"]},
+    # The simulated Pepper's speech clips (the demo speaks them into its microphones).
+    package_data={"uservlm_ros": ["py.typed", "sim/speech/*.wav", "sim/speech/*.tsv"]},
     install_requires=["numpy", "pyyaml"],
+    cmdclass={"build_py": BuildWithSharedFiles},
     entry_points={"console_scripts": ["uservlm=uservlm_ros.cli:main", *NODE_SCRIPTS]},
 )

@@ -260,3 +260,35 @@ def test_example_dialogue_config_sets_every_parameter_with_a_valid_value():
         assert set(values) == {param.name for param in module.PARAMS}, name
         for param in module.PARAMS:
             param.validate(values[param.name])
+
+
+@pytest.mark.graph
+def test_back_within_2_s_of_each_restart_of_a_robot_whose_services_register_late(ros, processes):
+    """Default reconnection settings; the robot accepts connections 1 s before its services
+    exist, like NAOqi booting. Each time: connected within 2 s of the services, the answer sent
+    while it was away said afterwards, nothing dropped."""
+    with SimulatedPepper(services_delay_s=1.0) as pepper:
+        bridge = processes.start_python(
+            "naoqi_bridge", "-m", NODE, "--ros-args", "-p", f"robot.port:={pepper.port}"
+        )
+        bridge.wait_for_output("naoqi_bridge_node ready", timeout=30)
+        publisher, events = connect_graph(ros)
+        pepper.wait_for_call("ALMotion", "wakeUp", timeout=15)
+        for cycle in range(3):
+            pepper.stop()
+            publisher.publish(response(f"away{cycle}", f"Said after restart {cycle}."))
+            time.sleep(2.5)  # long enough for an unbounded backoff to grow past 2 s
+            pepper.start()
+            wake = pepper.wait_for_call("ALMotion", "wakeUp", timeout=15, count=cycle + 2)[-1]
+            wait_until(lambda: pepper.services_ready_at is not None, 5, "services registered")
+            assert wake.time - pepper.services_ready_at < 2.0, f"cycle {cycle}"
+            pepper.wait_for_call(
+                "ALAnimatedSpeech", "say", lambda c, n=cycle: f"restart {n}." in c.args[0]
+            )
+
+        def finished() -> set[str]:
+            return {e["request_id"] for e in decoded(events) if e["event"] == "finished"}
+
+        wait_until(lambda: {"away0", "away1", "away2"} <= finished(), 10, "finished events")
+        assert not [e for e in decoded(events) if e["event"] == "dropped"]
+        assert "Cannot find service" not in bridge.output()

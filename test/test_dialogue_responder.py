@@ -52,15 +52,7 @@ def fallback_node(module_processes):
         NODE,
         "--ros-args",
         "-r",
-        "__ns:=/fb",  # its private names; topics are absolute, remapped below
-        "-r",
-        "/uservlm/question:=/fb/question",
-        "-r",
-        "/uservlm/response:=/fb/response",
-        "-r",
-        "/uservlm/respond:=/fb/respond",
-        "-r",
-        "/uservlm/user_profile:=/fb/user_profile",
+        "__ns:=/fb",  # one argument moves all its (relative) names: /fb/uservlm/question, ...
         "-p",
         "responder.backend:=fallback",
         "-p",
@@ -108,7 +100,7 @@ def reference(tiny):
     return backend
 
 
-def ask_topic(ros, question: str, prefix: str = "/fb"):
+def ask_topic(ros, question: str, prefix: str = "/fb/uservlm"):
     responses = ros.subscribe(Response, f"{prefix}/response", RELIABLE_QOS)
     publisher = ros.publisher(String, f"{prefix}/question", RELIABLE_QOS)
     ros.wait_for_subscribers(f"{prefix}/question")
@@ -124,6 +116,9 @@ def finals(collector) -> list[Response]:
 def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
     client = ActionClient(ros.node, Respond, name)
     assert client.wait_for_server(timeout_sec=20)
+    # The feedback topic matches separately from the services: under load the first
+    # partials would go unseen.
+    ros.wait_for_publishers(f"{name}/_action/feedback", timeout=20)
     callback = (lambda f: feedback.append(f.feedback)) if feedback is not None else None
     sent = client.send_goal_async(goal, feedback_callback=callback)
     wait_until(sent.done, 20, "goal acceptance")
@@ -175,7 +170,7 @@ def camera_frame(rgb) -> Image:
 
 
 def test_question_topic_gives_an_early_sentence_then_one_final(ros, fallback_node):
-    profile_pub = ros.publisher(UserProfile, "/fb/user_profile", LATCHED_QOS)
+    profile_pub = ros.publisher(UserProfile, "/fb/uservlm/user_profile", LATCHED_QOS)
     child = sample_messages.user_profile()
     child.age_group.label = "3-9"
     profile_pub.publish(child)
@@ -225,10 +220,10 @@ def test_bad_questions_get_a_clear_error_response(ros, fallback_node, question, 
 
 def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_node):
     feedback: list = []
-    responses = ros.subscribe(Response, "/fb/response", RELIABLE_QOS)
-    ros.wait_for_publishers("/fb/response")
+    responses = ros.subscribe(Response, "/fb/uservlm/response", RELIABLE_QOS)
+    ros.wait_for_publishers("/fb/uservlm/response")
     client, handle = send_goal(
-        ros, "/fb/respond", Respond.Goal(question="Tell me a joke"), feedback
+        ros, "/fb/uservlm/respond", Respond.Goal(question="Tell me a joke"), feedback
     )
     result = result_of(handle).result.response
     assert result.text == SAFE_REPLY and result.error == ""
@@ -241,7 +236,7 @@ def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_n
 def test_action_cancel_stops_the_answer(ros, fallback_node):
     feedback: list = []
     client, handle = send_goal(
-        ros, "/fb/respond", Respond.Goal(question="What should I do today?"), feedback
+        ros, "/fb/uservlm/respond", Respond.Goal(question="What should I do today?"), feedback
     )
     wait_until(lambda: len(feedback) >= 2, 15, "streaming feedback")
     cancel = handle.cancel_goal_async()
@@ -341,9 +336,41 @@ def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
         client.destroy()
 
 
-def test_missing_weights_refuse_to_configure(processes):
-    node = processes.start_python("no_weights", "-m", NODE)
+def test_without_weights_the_labelled_fallback_answers_and_says_so_once(ros, processes):
+    # Own topics: the module's other responder nodes listen on /uservlm/question too.
+    remaps = [f"/uservlm/{t}:=/nw/{t}" for t in ("question", "response", "respond", "user_profile")]
+    node = processes.start_python(
+        "no_weights", "-m", NODE, "--ros-args", *(x for r in remaps for x in ("-r", r))
+    )
+    node.wait_for_output("vlm_responder_node active (fallback", timeout=60)
+    assert node.output().count("no VLM weights (model.path is empty)") == 1
+    responses = ros.subscribe(Response, "/nw/response", RELIABLE_QOS)
+    questions = ros.publisher(String, "/nw/question", RELIABLE_QOS)
+    ros.wait_for_subscribers("/nw/question")
+    questions.publish(String(data="Hello, who are you?"))
+    wait_until(lambda: any(m.final for m in responses.messages), 30, "a final response")
+    final = next(m for m in responses.messages if m.final)
+    assert final.responder == "fallback-template" and final.text and not final.error
+    assert node.output().count("no VLM weights (model.path is empty)") == 1
+
+
+def test_missing_weights_refuse_to_configure_when_the_fallback_is_off(processes):
+    node = processes.start_python(
+        "no_weights", "-m", NODE, "--ros-args", "-p", "responder.fallback_without_model:=false"
+    )
     node.wait_for_output("configure failed", timeout=60)
     assert "no VLM weights configured" in node.output()
+    node.popen.wait(20)
+    assert node.popen.returncode == 1
+
+
+def test_a_model_path_that_does_not_load_is_an_error_naming_it(processes, tmp_path):
+    missing = tmp_path / "no-such-vlm"
+    node = processes.start_python(
+        "bad_weights", "-m", NODE, "--ros-args", "-p", f"model.path:={missing}"
+    )
+    node.wait_for_output("configure failed", timeout=60)
+    assert str(missing) in node.output()
+    assert "FALLBACK" not in node.output()
     node.popen.wait(20)
     assert node.popen.returncode == 1

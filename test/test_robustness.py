@@ -248,6 +248,9 @@ BAD_PARAMETERS = [
     ("vlm_responder_node", "responder.mode:=chatty", "'responder.mode' must be one of"),
     ("camera_node", "rate_hz:=-3.0", "'rate_hz' must be >="),
     ("naoqi_bridge_node", "robot.password_file:=/no/such/file", "/no/such/file"),
+    ("speech_node", "vad.start_threshold:=2.0", "'vad.start_threshold' must be <= 1"),
+    ("speech_node", "source:=bluetooth", "'source' must be one of"),
+    ("speech_node", "vad.end_threshold:=0.9", "need 0 <= end_threshold <= start_threshold"),
 ]
 
 

@@ -19,6 +19,7 @@ NODES = [
     "user_profiler_node",
     "vlm_responder_node",
     "naoqi_bridge_node",
+    "speech_node",
 ]
 
 
@@ -52,6 +53,10 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
         f"all nodes of the demo graph (have {ros.node.get_node_names()})",
     )
     ros.wait_for_publishers("/uservlm/user_profile")
+    # A node's name is in the graph before its first line (speech_node then loads Whisper).
+    wait_until(
+        lambda: all(f"[{name}" in runner.output() for name in NODES), 90, "every node's output"
+    )
     output = runner.output()
     for name in NODES:
         assert f"started {name} (pid" in output
@@ -73,7 +78,8 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
 
 @pytest.mark.graph
 def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder):
-    # The VLM backend without weights refuses to configure: the run must say so and fail.
+    # VLM weights that do not load: the responder refuses to configure (no fallback for a
+    # configured path); the run must say so and fail.
     runner = run_uservlm(
         processes,
         "--config",
@@ -81,13 +87,14 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
         "--set=camera_node.source=folder",
         f"--set=camera_node.path={frames_folder}",
         "--set=vlm_responder_node.responder.backend=paligemma",
+        "--set=vlm_responder_node.model.path=/nonexistent/user-vlm",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
     )
     assert runner.popen.wait(120) == 1
     output = runner.output()
     assert "vlm_responder_node exited (exit code 1)" in output
     assert "stopping the other nodes" in output
-    assert "model.path" in output  # the node's own message says what is missing
+    assert "/nonexistent/user-vlm" in output  # the node's own message names what failed
 
 
 def test_dry_run_prints_one_command_per_node(capsys):

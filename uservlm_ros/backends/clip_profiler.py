@@ -300,6 +300,11 @@ class ClipProfiler:
             raise ModelLoadError(
                 f"clip profiler model {path or '(model.path empty)'} not found; {hint}"
             )
+        if path.is_file() and path.suffix == ".onnx":
+            raise ModelLoadError(
+                f"{path} is an .onnx file: set model.path to the folder `uservlm export profiler` "
+                "wrote (the .onnx beside its manifest.json, which names the labels)"
+            )
         self.device = options.device
         self.dtype = _torch_dtype(options.dtype)
         self._session = None
@@ -312,8 +317,9 @@ class ClipProfiler:
                 self._load_torch(path, options)
         except ModelLoadError:
             raise
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise ModelLoadError(f"cannot load the CLIP model {path}: {error}; {hint}") from error
+        except Exception as error:  # torch, transformers, safetensors, pickle: no common type
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
+            raise ModelLoadError(f"cannot load the CLIP model {path}: {reason}; {hint}") from error
 
     def _load_onnx(self, folder: Path, threads: int) -> None:
         import onnxruntime as ort
@@ -335,7 +341,8 @@ class ClipProfiler:
                 str(folder / ONNX_FILE), options, providers=providers
             )
         except Exception as error:  # onnxruntime's errors have no common type
-            raise ModelLoadError(f"{folder / ONNX_FILE} cannot be loaded: {error}") from error
+            reason = " ".join(str(error).split())
+            raise ModelLoadError(f"{folder / ONNX_FILE} cannot be loaded: {reason}") from error
         self.image_size = int(self._session.get_inputs()[0].shape[-1])
         outputs = [o.name for o in self._session.get_outputs()]
         self._outputs = [name for name in outputs if name != EMBEDDING_OUTPUT]

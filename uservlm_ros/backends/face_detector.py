@@ -209,11 +209,19 @@ class HaarCascadeDetector:
             if model_path
             else Path(cv2.data.haarcascades) / ("haarcascade_frontalface_default.xml")
         )
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if not path.is_file() or self._cascade.empty():
+        hint = "the default ships with opencv-python-headless<5 (cv2.data.haarcascades)"
+        if not path.is_file():
+            raise ModelLoadError(f"Haar cascade {path} not found; {hint}")
+        try:
+            self._cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError) as error:
+            # A parse error surfaces as SystemError whose cause is the cv2.error with the reason.
+            cause = error if isinstance(error, cv2.error) else error.__cause__ or error.__context__
+            reason = " ".join(str(cause or error).split())
+            raise ModelLoadError(f"Haar cascade {path} is corrupt ({reason}); {hint}") from error
+        if self._cascade.empty():
             raise ModelLoadError(
-                f"Haar cascade {path} is missing or unreadable; it ships with "
-                "opencv-python-headless<5 (cv2.data.haarcascades)"
+                f"Haar cascade {path} is not a cascade (OpenCV read no classifier from it); {hint}"
             )
         self.model_path = path
         self.min_neighbors = min_neighbors

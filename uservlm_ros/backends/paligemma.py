@@ -78,10 +78,11 @@ class PaliGemmaBackend:
             model = PaliGemmaForConditionalGeneration.from_pretrained(
                 source, local_files_only=True, dtype=self.dtype
             )
-        except (OSError, ValueError) as error:
+        except Exception as error:  # transformers, safetensors, json, torch: no common type
             where = "folder" if Path(source).is_dir() else "hub id (local cache only)"
+            reason = " ".join(f"{type(error).__name__}: {error}".split())
             raise ModelLoadError(
-                f"cannot load the VLM from {source!r} ({where}): {error}. Download it on a "
+                f"cannot load the VLM from {source!r} ({where}): {reason}. Download it on a "
                 f"machine with internet (`hf download {source}` or `huggingface-cli download`), "
                 "then copy the folder here and set model.path to it"
             ) from error

@@ -6,6 +6,9 @@ mapped to a Pepper animation path and embedded as `^start(..) text ^wait(..)`), 
 ALTextToSpeech while ALAnimationPlayer runs the animation. A failed call marks the connection
 lost and raises RobotUnavailable; the bridge reconnects and says the utterance again.
 
+A robot that restarts accepts connections before NAOqi has registered its services (they come
+up over seconds), so `connect` waits, bounded, until every service it uses is registered.
+
 `NaoqiDriverSpeech` publishes the plain text for naoqi_driver2, which calls ALTextToSpeech.say.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +113,7 @@ class LibqiSpeech:
         language: str = "",
         wake_up: bool = True,
         connect_timeout_s: float = 5.0,
+        services_timeout_s: float = 20.0,
         log: Callable[[str], None] = print,
     ) -> None:
         self.address = address
@@ -117,6 +122,7 @@ class LibqiSpeech:
         self.language = language
         self.wake_up = wake_up
         self.connect_timeout_s = connect_timeout_s
+        self.services_timeout_s = services_timeout_s
         self._log = log
         self._session: Any = None
         self._services: dict[str, Any] = {}
@@ -141,6 +147,7 @@ class LibqiSpeech:
             session.close()
             raise RobotUnavailable(f"cannot reach Pepper at {self.address.url}: {reason}")
         try:
+            self._wait_for_services(session, self.needed_services)
             wanted = (
                 ["ALAnimatedSpeech"] if self.animated else ["ALTextToSpeech", "ALAnimationPlayer"]
             )
@@ -149,11 +156,49 @@ class LibqiSpeech:
                 session.service("ALTextToSpeech").setLanguage(self.language)
             if self.wake_up:
                 session.service("ALMotion").wakeUp()
-        except RuntimeError as error:
-            session.close()
+        except (RuntimeError, RobotUnavailable) as error:
+            with contextlib.suppress(RuntimeError):
+                session.close()
+            if isinstance(error, RobotUnavailable):
+                raise
             raise RobotUnavailable(f"Pepper at {self.address.url}: {error}") from error
         self._session = session
         self._log(f"connected to Pepper at {self.address.url}")
+
+    @property
+    def needed_services(self) -> list[str]:
+        """The NAOqi services `connect` and `speak` call."""
+        names = ["ALAnimatedSpeech"] if self.animated else ["ALTextToSpeech", "ALAnimationPlayer"]
+        if self.language and "ALTextToSpeech" not in names:
+            names.append("ALTextToSpeech")
+        if self.wake_up:
+            names.append("ALMotion")
+        return names
+
+    def _wait_for_services(self, session: Any, names: list[str]) -> None:
+        """Returns once every service is registered; RobotUnavailable after services_timeout_s
+        or when the robot goes away meanwhile."""
+        deadline = time.monotonic() + self.services_timeout_s
+        for index, name in enumerate(names):
+            future = session.waitForService(name, _async=True)
+            while not future.isFinished():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not session.isConnected():
+                    with contextlib.suppress(RuntimeError):
+                        future.cancel()
+                    why = (
+                        f"not registered after {self.services_timeout_s:g} s"
+                        if remaining <= 0
+                        else "the robot went away while waiting for them"
+                    )
+                    raise RobotUnavailable(
+                        f"Pepper at {self.address.url} is up but {', '.join(names[index:])}: {why}"
+                    )
+                future.wait(int(min(remaining, 0.1) * 1000))  # short slices: notice a loss
+            if future.hasError():
+                raise RobotUnavailable(
+                    f"Pepper at {self.address.url}: waiting for {name}: {future.error()}"
+                )
 
     def speak(self, utterance: Utterance) -> None:
         if not self.connected:

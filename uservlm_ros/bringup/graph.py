@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.core.shipped import shipped_dirs
 
 PACKAGE = "uservlm"
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ CATALOGUE: Mapping[str, NodeKind] = {
     "user_profiler_node": NodeKind("user_profiler_node"),
     "vlm_responder_node": NodeKind("vlm_responder_node"),
     "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
+    "speech_node": NodeKind("speech_node"),
 }
 
 
@@ -57,11 +58,19 @@ class LaunchArgument:
 LAUNCH_ARGUMENTS: Mapping[str, LaunchArgument] = {
     "robot_ip": LaunchArgument(
         "Pepper's address (NAOqi); empty keeps the config's value",
-        (("naoqi_bridge_node", "robot.ip"), ("camera_node", "naoqi.ip")),
+        (
+            ("naoqi_bridge_node", "robot.ip"),
+            ("camera_node", "naoqi.ip"),
+            ("speech_node", "naoqi.ip"),
+        ),
     ),
     "robot_port": LaunchArgument(
         "NAOqi port (9559; 9503 for TLS on NAOqi 2.9)",
-        (("naoqi_bridge_node", "robot.port"), ("camera_node", "naoqi.port")),
+        (
+            ("naoqi_bridge_node", "robot.port"),
+            ("camera_node", "naoqi.port"),
+            ("speech_node", "naoqi.port"),
+        ),
     ),
     "device": LaunchArgument(
         "torch device of the models: cpu, cuda, cuda:1",
@@ -181,16 +190,23 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def resolve_config(config: str | Path) -> Path:
-    """A params file path, or the name of a shipped deployment (`pepper` -> config/pepper.yaml)."""
+    """A params file path, or a shipped deployment: `pepper`, `pepper.yaml` or `config/pepper.yaml`
+    (found in the checkout or the installed package, whatever the working directory)."""
     path = Path(config)
     if path.is_file():
         return path.resolve()
-    shipped = CONFIG_DIR / f"{config}.yaml"
-    if shipped.is_file():
-        return shipped
+    folders = shipped_dirs("config")
+    parts = path.parts[1:] if path.parts[:1] == ("config",) else path.parts
+    if parts and not path.is_absolute():
+        name = Path(*parts)
+        name = name if name.suffix == ".yaml" else Path(f"{name}.yaml")
+        for folder in folders:
+            if (folder / name).is_file():
+                return (folder / name).resolve()
+    shipped = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
     raise ConfigError(
-        f"config {config!s} not found (neither a file nor one of "
-        f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))})"
+        f"config {config!s} not found (neither a file nor a shipped deployment: "
+        f"{', '.join(shipped) or 'none installed'})"
     )
 
 

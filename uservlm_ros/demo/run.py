@@ -1,13 +1,15 @@
 """`uservlm demo` (`make demo`): the whole system on the embedded default, then a report.
 
-A simulated Pepper on loopback serves the two-person camera sequence (ALVideoDevice) and records
-what the robot is asked to say and do. The deployment `config/demo.yaml` runs as node processes
-over DDS: camera_node (Pepper's camera over NAOqi), face_crop_node (BlazeFace), user_profiler_node
-(attributes), vlm_responder_node (the clearly labelled fallback template responder, or the VLM
-with --vlm-model) and naoqi_bridge_node (speech and gestures on the simulated Pepper). This
-driver waits for both users' profiles, asks scripted questions through the Respond action, and
-prints a transcript; the report (Markdown with annotated frames and a latency chart) goes to a
-folder it names.
+A simulated Pepper on loopback serves the two-person camera sequence (ALVideoDevice), hears
+through its microphones (ALAudioDevice) and records what the robot is asked to say and do. The
+deployment `config/demo.yaml` runs as node processes over DDS: camera_node (Pepper's camera over
+NAOqi), face_crop_node (BlazeFace), user_profiler_node (attributes), vlm_responder_node (the
+clearly labelled fallback template responder, or the VLM with --vlm-model), naoqi_bridge_node
+(speech and gestures on the simulated Pepper) and speech_node (Pepper's microphones -> Whisper ->
+the Respond action). This driver waits for both users' profiles, then speaks recorded questions
+into the simulated Pepper's microphones (and a burst of noise, which must not become a question),
+and prints a transcript; the report (Markdown with annotated frames and a latency chart) goes to
+a folder it names.
 """
 
 from __future__ import annotations
@@ -26,35 +28,36 @@ from uservlm_ros.ros import topics
 
 
 @dataclass(frozen=True)
-class ScriptedQuestion:
-    user: int  # 0 = the first user seen, 1 = the second
-    question: str
-    mode: str = "user_aware"
+class SpokenQuestion:
+    clip: str  # a WAV file of uservlm_ros/sim/speech
+    text: str  # what was said (the reference)
 
 
 MIN_OBSERVATIONS = 10  # frames fused into a profile before the questions start
+SPEECH_S_PER_WORD = 0.2  # the simulated robot talks (and hears itself) this long per word
 
 QUESTIONS = (
-    ScriptedQuestion(0, "Hello! How are you today?"),
-    ScriptedQuestion(1, "What do you see in front of you?"),
-    ScriptedQuestion(0, "Can you tell me a joke?", "profile_prompt"),
-    ScriptedQuestion(1, "How are you?", "profile_prompt"),
-    ScriptedQuestion(0, "   "),  # an empty question: answered with an explicit error
+    SpokenQuestion("hello_how_are_you.wav", "Hello, how are you today?"),
+    SpokenQuestion("what_do_you_see.wav", "What do you see in front of you?"),
+    SpokenQuestion("tell_me_a_joke.wav", "Can you tell me a joke?"),
+    SpokenQuestion("describe_my_clothes.wav", "Could you describe what I'm wearing?"),
 )
+NOISE_S = 2.0  # then this much noise (a fan, traffic) goes into the microphones: no question
 
 
 @dataclass
 class Exchange:
-    user: int
-    track_id: int
-    question: str
-    mode: str
-    sent: float
+    said: str  # what the user said (reference)
+    speech_end: float  # wall clock: end of the user's speech in the microphones
+    heard: str = ""  # the transcript
+    transcript: object = None  # uservlm/Transcript
+    transcript_at: float | None = None  # wall clock: transcript made (question sent)
+    request_id: str = ""
+    track_id: int = 0
     response: object = None  # uservlm/Response (final)
     first_sentence_at: float | None = None
     speech_started_at: float | None = None
     speech_finished: bool = False
-    feedback_messages: int = 0
 
 
 class _Observer:
@@ -67,7 +70,7 @@ class _Observer:
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
         from uservlm.action import Respond
-        from uservlm.msg import FaceArray, Response, UserProfile
+        from uservlm.msg import FaceArray, Response, Transcript, UserProfile
 
         from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
@@ -82,11 +85,15 @@ class _Observer:
         self.responses: dict[str, object] = {}
         self.early: dict[str, float] = {}
         self.speech: list[tuple[float, dict]] = []
+        self.transcripts: list = []
         self.node.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
         self.node.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS)
         self.node.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS)
         self.node.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
         self.node.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS)
+        self.node.create_subscription(
+            Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
+        )
         self.respond = ActionClient(self.node, Respond, topics.RESPOND_ACTION)
         self.goal_type = Respond.Goal
         self.executor = MultiThreadedExecutor(num_threads=2)
@@ -125,11 +132,15 @@ class _Observer:
                 self.responses[msg.request_id] = msg
                 self._add_timings("response", msg.timings)
             else:
-                self.early.setdefault(msg.request_id, time.monotonic())
+                self.early.setdefault(msg.request_id, time.time())
 
     def _on_speech(self, msg) -> None:
         with self.lock:
-            self.speech.append((time.monotonic(), json.loads(msg.data)))
+            self.speech.append((time.time(), json.loads(msg.data)))
+
+    def _on_transcript(self, msg) -> None:
+        with self.lock:
+            self.transcripts.append(msg)
 
     def known_users(self) -> list[int]:
         """Tracks whose profile has a known gender or age, in order of first profile."""
@@ -199,13 +210,17 @@ def run_demo(
     qi.logging.setLevel(qi.logging.WARNING)  # the simulated robot's service chatter
     scene = make_scene(45)
     frames = [f.rgb for f in scene] + [f.rgb for f in reversed(scene)]  # walks in, then out
-    pepper = SimulatedPepper(port=0, frames=frames)
+    pepper = SimulatedPepper(port=0, frames=frames, speech_s_per_word=SPEECH_S_PER_WORD)
     url = pepper.start()
-    say(f"simulated Pepper listening at {url} (camera: {len(frames)} frames, two people)")
+    say(
+        f"simulated Pepper listening at {url} (camera: {len(frames)} frames, two people; "
+        "microphones: recorded questions)"
+    )
 
     overrides = {
         "camera_node": {"naoqi.port": pepper.port},
         "naoqi_bridge_node": {"robot.port": pepper.port},
+        "speech_node": {"naoqi.port": pepper.port},
     }
     if vlm_model:
         overrides["vlm_responder_node"] = {
@@ -219,6 +234,7 @@ def run_demo(
     if own_context:
         rclpy.init()
     observer = None
+    noise_ok = False
     exchanges: list[Exchange] = []
     try:
         runner.start()
@@ -253,14 +269,16 @@ def run_demo(
             )
             say(f"    {_describe(observer.profiles[track])}")
 
+        if not _wait(lambda: "uservlm_speech" in _audio_subscribers(pepper), 60):
+            raise UservlmError("speech_node did not subscribe to the microphones; see nodes.log")
         for item in QUESTIONS:
-            track = users[min(item.user, len(users) - 1)]
-            exchanges.append(_ask(observer, item, track, say))
-        _wait(
-            lambda: all(
-                e.speech_finished or e.response is None or e.response.error for e in exchanges
-            ),
-            20,
+            exchanges.append(_speak(observer, pepper, item, say))
+        noise_ok = _play_noise(observer, pepper, say)
+        with observer.lock:
+            own = sum(t.dropped == "robot_speaking" for t in observer.transcripts)
+        say(
+            f"Pepper heard its own voice {own} time(s) while answering "
+            f"({pepper.microphones.own_speech_s:.0f} s of speech): no question from it"
         )
     finally:
         runner.stop()
@@ -276,59 +294,94 @@ def run_demo(
     answered = sum(e.response is not None for e in exchanges)
     say(f"{answered}/{len(exchanges)} questions answered (errors included); report: {report}")
     say(f"done in {time.monotonic() - started:.0f} s")
-    return 0 if answered == len(exchanges) else 1
+    return 0 if answered == len(exchanges) and noise_ok else 1
 
 
-def _ask(observer: _Observer, item: ScriptedQuestion, track: int, say) -> Exchange:
-    goal = observer.goal_type(question=item.question, track_id=track, mode=item.mode)
-    exchange = Exchange(item.user, track, item.question, item.mode, time.monotonic())
-    say(f"user #{track} asks ({item.mode}): {item.question!r}")
+def _audio_subscribers(pepper) -> list[str]:
+    device = pepper.services.get("ALAudioDevice")
+    return device.subscribers if device is not None else []
 
-    def on_feedback(_):
-        exchange.feedback_messages += 1
 
-    future = observer.respond.send_goal_async(goal, feedback_callback=on_feedback)
-    if not _wait(future.done, 30):
-        say("    no answer to the goal request within 30 s")
+def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
+    """Say a recorded question into the microphones; follow it to Pepper's answer."""
+    from uservlm_ros.ros.conversions import stamp_to_seconds
+    from uservlm_ros.sim.audio_device import SPEECH_DIR
+
+    played = pepper.microphones.play_file(SPEECH_DIR / item.clip)
+    played.done.wait(30)
+    exchange = Exchange(item.text, played.speech_end or time.time())
+    say(f"user says into Pepper's microphones: {item.text!r}")
+
+    def transcribed() -> bool:
+        with observer.lock:
+            for msg in observer.transcripts:
+                if not msg.dropped and stamp_to_seconds(msg.audio_end) >= played.start:
+                    exchange.transcript = msg
+                    return True
+        return False
+
+    if not _wait(transcribed, 30):
+        say("    nothing was heard (see nodes.log)")
         return exchange
-    handle = future.result()
-    if not handle.accepted:
-        say("    the responder rejected the goal")
+    msg = exchange.transcript
+    exchange.heard, exchange.request_id = msg.text, msg.request_id
+    exchange.transcript_at = stamp_to_seconds(msg.header.stamp)
+    say(
+        f"    heard {msg.text!r} (confidence {msg.confidence:.2f}, recognition "
+        f"{msg.asr_ms:.0f} ms, end of speech -> question "
+        f"{(exchange.transcript_at - exchange.speech_end) * 1e3:.0f} ms)"
+    )
+
+    def answered() -> bool:
+        with observer.lock:
+            exchange.response = observer.responses.get(msg.request_id)
+            timed = [(t, e) for t, e in observer.speech if e.get("request_id") == msg.request_id]
+        exchange.speech_finished = any(
+            e["event"] == "finished" and e.get("part") in ("rest", "full") for _, e in timed
+        )
+        starts = [t for t, e in timed if e["event"] == "started"]
+        if starts and exchange.speech_started_at is None:
+            exchange.speech_started_at = min(starts)
+        return exchange.response is not None and (
+            exchange.speech_finished or bool(exchange.response.error)
+        )
+
+    _wait(answered, 60)
+    response = exchange.response
+    if response is None:
+        say("    no answer within 60 s")
         return exchange
-    result = handle.get_result_async()
-    if not _wait(result.done, 60):
-        say("    no result within 60 s")
-        return exchange
-    response = result.result().result.response
-    exchange.response = response
     with observer.lock:
         exchange.first_sentence_at = observer.early.get(response.request_id)
+    exchange.track_id = response.track_id
     if response.error:
         say(f"    robot: explicit error: {response.error}")
         return exchange
     say(
-        f"    robot ({response.responder}, gesture {response.gesture or 'none'}, "
-        f"{exchange.feedback_messages} streamed updates): {response.text!r}"
+        f"    robot to user #{response.track_id} ({response.responder}, gesture "
+        f"{response.gesture or 'none'}): {response.text!r}"
     )
-
-    def spoken() -> bool:
-        with observer.lock:
-            events = [
-                (t, e) for t, e in observer.speech if e.get("request_id") == response.request_id
-            ]
-        if events and exchange.speech_started_at is None:
-            exchange.speech_started_at = (
-                min(t for t, e in events if e["event"] == "started")
-                if any(e["event"] == "started" for _, e in events)
-                else None
-            )
-        exchange.speech_finished = any(
-            e["event"] == "finished" and e.get("part") in ("rest", "full") for _, e in events
-        )
-        return exchange.speech_finished
-
-    _wait(spoken, 15)
+    time.sleep(0.8)  # the robot's voice tail fades before the next question
     return exchange
+
+
+def _play_noise(observer: _Observer, pepper, say) -> bool:
+    """Noise into the microphones; True when it became no question."""
+    import numpy as np
+
+    with observer.lock:
+        before = len(observer.transcripts)
+    noise = np.random.default_rng(0).normal(0.0, 0.05, int(NOISE_S * 16000)).astype(np.float32)
+    played = pepper.microphones.play(noise, "noise")
+    played.done.wait(30)
+    time.sleep(1.5)  # hangover and recognition, had it been speech
+    with observer.lock:
+        asked = [t.text for t in observer.transcripts[before:] if not t.dropped]
+    say(
+        f"{NOISE_S:g} s of noise in the microphones: "
+        + (f"UNEXPECTED questions {asked}" if asked else "no question (as it should be)")
+    )
+    return not asked
 
 
 def _print_pepper_calls(pepper, say) -> None:
@@ -358,10 +411,11 @@ def write_demo_report(
     lines = [
         "# uservlm demo report",
         "",
-        "The whole system ran on this machine: simulated Pepper (camera, speech, gestures) "
-        "over NAOqi's qi protocol, the node graph over DDS, the real BlazeFace detector and "
-        "attribute profiler. Answers from `fallback-template` are template text, not VLM "
-        "output.",
+        "The whole system ran on this machine: simulated Pepper (camera, microphones, speech, "
+        "gestures) over NAOqi's qi protocol, the node graph over DDS, the real BlazeFace "
+        "detector and attribute profiler, Silero VAD and Whisper tiny.en on the questions "
+        "spoken into Pepper's microphones. Answers from `fallback-template` are template text, "
+        "not VLM output.",
         "",
     ]
     if observer is not None:
@@ -382,19 +436,25 @@ def write_demo_report(
     lines += [
         "## Conversation",
         "",
-        "| user | mode | question | answer | responder | gesture | "
-        "question -> first sentence | question -> speech |",
-        "|---|---|---|---|---|---|---|---|",
+        "Times are from the end of the user's speech in Pepper's microphones.",
+        "",
+        "| said | heard | ASR | answer (to user) | responder | gesture | "
+        "-> question | -> first sentence | -> robot speaks |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def since_speech(e: Exchange, at: float | None) -> str:
+        return f"{(at - e.speech_end) * 1e3:.0f} ms" if at else "-"
+
     for e in exchanges:
         r = e.response
         answer = "(no answer)" if r is None else (f"error: {r.error}" if r.error else r.text)
-        first = f"{(e.first_sentence_at - e.sent) * 1e3:.0f} ms" if e.first_sentence_at else "-"
-        speech = f"{(e.speech_started_at - e.sent) * 1e3:.0f} ms" if e.speech_started_at else "-"
+        asr = f"{e.transcript.asr_ms:.0f} ms" if e.transcript is not None else "-"
         lines.append(
-            f"| #{e.track_id} | {e.mode} | {e.question.strip() or '(empty)'} | {answer} "
-            f"| {r.responder if r else '-'} | {r.gesture if r else '-'} | {first} | "
-            f"{speech} |"
+            f"| {e.said} | {e.heard or '(nothing)'} | {asr} | {answer} (#{e.track_id}) "
+            f"| {r.responder if r else '-'} | {r.gesture if r else '-'} "
+            f"| {since_speech(e, e.transcript_at)} | {since_speech(e, e.first_sentence_at)} "
+            f"| {since_speech(e, e.speech_started_at)} |"
         )
     lines += ["", "## What Pepper did", ""]
     lines += [
@@ -403,10 +463,21 @@ def write_demo_report(
     if observer is not None:
         stages = {name: percentiles(values) for name, values in sorted(observer.stage_ms.items())}
         stages["camera -> profile (end to end)"] = percentiles(observer.profile_latency_ms)
-        answers = [(e.first_sentence_at - e.sent) * 1e3 for e in exchanges if e.first_sentence_at]
-        speech = [(e.speech_started_at - e.sent) * 1e3 for e in exchanges if e.speech_started_at]
-        stages["question -> first sentence"] = percentiles(answers)
-        stages["question -> speech start"] = percentiles(speech)
+
+        def after_speech(attribute: str) -> list[float]:
+            return [
+                (getattr(e, attribute) - e.speech_end) * 1e3
+                for e in exchanges
+                if getattr(e, attribute)
+            ]
+
+        asr = [e.transcript.asr_ms for e in exchanges if e.transcript is not None]
+        stages["speech recognition (ASR compute)"] = percentiles(asr)
+        stages["end of speech -> question"] = percentiles(after_speech("transcript_at"))
+        stages["end of speech -> first sentence"] = percentiles(after_speech("first_sentence_at"))
+        stages["end of speech -> robot speech start"] = percentiles(
+            after_speech("speech_started_at")
+        )
         chart = latency_chart(stages, folder / "latency.png", "per-stage latency (demo run)")
         lines += ["", "## Latency", "", *latency_table(stages), "", f"![latency]({chart.name})"]
     path = folder / "report.md"

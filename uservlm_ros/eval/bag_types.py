@@ -4,24 +4,18 @@ class of a message type name. No rclpy import at module level."""
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from functools import cache
 from pathlib import Path
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from uservlm_ros.core.errors import UservlmError
-
-PACKAGE = "uservlm"
+from uservlm_ros.core.shipped import PACKAGE, shipped_dirs
 
 
 def _msg_dirs() -> list[Path]:
-    """Where the .msg files are: the source checkout, then every install prefix."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg"]
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    candidates += [Path(p) / "share" / PACKAGE / "msg" for p in [*prefixes, sys.prefix]]
-    return [c for c in candidates if c.is_dir() and any(c.glob("*.msg"))]
+    """Where the .msg files are: the source checkout, the pip package, every install prefix."""
+    return [d for d in shipped_dirs("msg") if any(d.glob("*.msg"))]
 
 
 @cache
@@ -31,8 +25,8 @@ def typestore():
     dirs = _msg_dirs()
     if not dirs:
         raise UservlmError(
-            "uservlm's .msg files were not found (source msg/ or "
-            "share/uservlm/msg under AMENT_PREFIX_PATH); run `make setup`"
+            "uservlm's .msg files were not found (source msg/, uservlm_ros/share/msg of a pip "
+            "install, or share/uservlm/msg under AMENT_PREFIX_PATH); reinstall uservlm"
         )
     types = {}
     for path in sorted(dirs[0].glob("*.msg")):

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.core import labels, metrics, prompt
+from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.eval.bags import iter_bag
+from uservlm_ros.eval.bags import COMPRESSED, frame_source, iter_bag, iter_frames
 from uservlm_ros.eval.labels_file import Labels
 from uservlm_ros.ros import topics
 
@@ -101,12 +102,8 @@ def _build_responder(options: EvalOptions):
 
 def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> dict[str, Any]:
     """Run perception (and the responder) over the bag; return the metrics as plain data."""
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-
-    from uservlm_ros.ros.conversions import image_to_rgb, stamp_to_seconds
-
     options = options or EvalOptions()
+    check_labels_fit_the_bag(bag, truth)
     pipeline, profiler, fusion = _build_perception(options)
     responder = _build_responder(options)
     detection = metrics.DetectionCounts()
@@ -117,11 +114,8 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
     for question in truth.questions:
         questions.setdefault(question.frame, []).append(question)
     frame_count = 0
-    for index, message in enumerate(iter_bag(bag, [truth.camera_topic])):
+    for index, (stamp, rgb) in enumerate(iter_frames(bag, truth.camera_topic)):
         frame_count += 1
-        image = deserialize_message(message.data, Image)
-        rgb = image_to_rgb(image)
-        stamp = stamp_to_seconds(image.header.stamp)
         faces = pipeline.process(rgb, stamp)
         for stage, ms in faces.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
@@ -157,8 +151,9 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
         "profiler": profiler.model_id,
         "detection": {
             "iou_threshold": options.iou_threshold,
-            "precision": detection.precision,
-            "recall": detection.recall,
+            # None (n/a) where nothing was found or nothing was there: 0/0 is not 0.
+            "precision": detection.precision if _found(detection) else None,
+            "recall": detection.recall if _present(detection) else None,
             "true_positives": detection.true_positives,
             "false_positives": detection.false_positives,
             "false_negatives": detection.false_negatives,
@@ -170,6 +165,10 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
             "recorded": recorded_latencies(bag),
         },
     }
+    if truth.utterances:
+        from uservlm_ros.eval.speech import Recogniser, evaluate_speech
+
+        report["speech"] = evaluate_speech(bag, truth.utterances, truth.audio_topic, Recogniser())
     if responder is not None:
         report["answers"] = {
             "responder": options.responder,
@@ -178,6 +177,30 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
             "items": answers,
         }
     return report
+
+
+def _found(counts: metrics.DetectionCounts) -> int:
+    return counts.true_positives + counts.false_positives
+
+
+def _present(counts: metrics.DetectionCounts) -> int:
+    return counts.true_positives + counts.false_negatives
+
+
+def check_labels_fit_the_bag(bag: Path, truth: Labels) -> None:
+    """UservlmError naming the first labels entry whose frame the bag does not have."""
+    _, count = frame_source(bag, truth.camera_topic)
+    if count == 0:
+        raise UservlmError(f"{bag} has no messages on the camera topic {truth.camera_topic}")
+    last = f"the bag has {count} frames on {truth.camera_topic}, indices 0..{count - 1}"
+    for index in sorted(truth.frames):
+        if index >= count:
+            raise UservlmError(f"{truth.frame_entry(index)}: index {index} is past the end; {last}")
+    for n, question in enumerate(truth.questions):
+        if not 0 <= question.frame < count:
+            raise UservlmError(
+                f"{truth.question_entry(n)}: frame {question.frame} is past the end; {last}"
+            )
 
 
 def _asker(box: Box | None, boxes: list[Box], faces, profiles) -> FusedProfile | None:
@@ -244,7 +267,8 @@ def _fairness_report(scores: _Scores) -> dict[str, Any]:
                 [groups[attribute][i] for i in labelled],
             )
             entry[f"accuracy_by_{group_name}"] = by_group
-            entry[f"largest_gap_{group_name}"] = gap
+            # A gap needs two groups: with one, it is n/a (None), not a perfect 0.
+            entry[f"largest_gap_{group_name}"] = gap if len(by_group) >= 2 else None
         report[attribute] = entry
     return report
 
@@ -257,11 +281,12 @@ def recorded_latencies(
     it received the camera frame it was made from (matched by the camera stamp the profile
     carries), which holds for live sessions and for replayed ones alike."""
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from uservlm.msg import FaceArray, Response, UserProfile
 
+    camera_topic, _ = frame_source(bag, camera_topic)  # raw or JPEG frames: same header
     types = {
-        camera_topic: Image,
+        camera_topic: CompressedImage if camera_topic.endswith(COMPRESSED) else Image,
         topics.absolute(topics.FACES): FaceArray,
         topics.absolute(topics.PROFILE): UserProfile,
         topics.absolute(topics.RESPONSE): Response,

@@ -15,6 +15,11 @@ JSON, one object:
          "question": "What should I wear today?",
          "reference": "A light jacket would suit you.",
          "mode": "user_aware"}                         # optional, default user_aware
+      ],
+      "audio_topic": "/uservlm/audio",                 # optional, this is the default
+      "utterances": [                                  # optional: speech scored with WER
+        {"start_s": 2.0, "end_s": 4.5,                 # seconds from the first audio message
+         "text": "Can you tell me a joke?"}            # what was said (the reference)
       ]
     }
 
@@ -48,11 +53,32 @@ class LabelledQuestion:
     mode: str = prompt.USER_AWARE
 
 
+@dataclass(frozen=True)
+class LabelledUtterance:
+    start_s: float  # from the first audio message of the bag
+    end_s: float
+    text: str
+
+
+DEFAULT_AUDIO_TOPIC = topics.absolute(topics.AUDIO)  # as recorded from the root namespace
+
+
 @dataclass
 class Labels:
     frames: dict[int, list[LabelledFace]] = field(default_factory=dict)
     questions: list[LabelledQuestion] = field(default_factory=list)
     camera_topic: str = topics.absolute(topics.IMAGE)
+    utterances: list[LabelledUtterance] = field(default_factory=list)
+    audio_topic: str = DEFAULT_AUDIO_TOPIC
+    source: str = ""  # the file's name, for messages that name an entry
+    frame_entries: dict[int, str] = field(default_factory=dict)  # index -> "file: frames[n]"
+
+    def frame_entry(self, index: int) -> str:
+        """How an error names the frames entry of `index`, e.g. `labels.json: frames[3]`."""
+        return self.frame_entries.get(index, f"frames entry with index {index}")
+
+    def question_entry(self, n: int) -> str:
+        return f"{self.source}: questions[{n}]" if self.source else f"questions[{n}]"
 
     def to_json(self) -> dict:
         return {
@@ -70,6 +96,10 @@ class Labels:
                     "mode": q.mode,
                 }
                 for q in self.questions
+            ],
+            "audio_topic": self.audio_topic,
+            "utterances": [
+                {"start_s": u.start_s, "end_s": u.end_s, "text": u.text} for u in self.utterances
             ],
         }
 
@@ -100,7 +130,11 @@ def load_labels(path: Path) -> Labels:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read labels {path}: {error}") from error
-    result = Labels(camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)))
+    result = Labels(
+        camera_topic=data.get("camera_topic", topics.absolute(topics.IMAGE)),
+        audio_topic=data.get("audio_topic", DEFAULT_AUDIO_TOPIC),
+        source=path.name,
+    )
     for n, frame in enumerate(data.get("frames", [])):
         where = f"{path.name}: frames[{n}]"
         index = frame.get("index")
@@ -121,6 +155,7 @@ def load_labels(path: Path) -> Labels:
                 attributes[name] = value
             faces.append(LabelledFace(_box(face.get("box"), f"{where}.faces[{k}]"), attributes))
         result.frames[index] = faces
+        result.frame_entries[index] = where
     for n, item in enumerate(data.get("questions", [])):
         where = f"{path.name}: questions[{n}]"
         if not str(item.get("question", "")).strip() or "reference" not in item:
@@ -134,4 +169,11 @@ def load_labels(path: Path) -> Labels:
                 int(item.get("frame", 0)), box, item["question"], item["reference"], mode
             )
         )
+    for n, item in enumerate(data.get("utterances", [])):
+        where = f"{path.name}: utterances[{n}]"
+        start, end, text = item.get("start_s"), item.get("end_s"), item.get("text")
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (start, end))
+        if not numbers or not 0 <= start < end or not isinstance(text, str):
+            raise ConfigError(f"{where}: needs start_s < end_s (seconds >= 0) and a text")
+        result.utterances.append(LabelledUtterance(float(start), float(end), text))
     return result

@@ -10,6 +10,11 @@ from typing import Any
 import numpy as np
 
 
+def number(value: float | None, spec: str = ".3f") -> str:
+    """A metric as text; None (not defined: nothing to count) is `n/a`, never 0."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def _pyplot():
     import matplotlib
 
@@ -212,8 +217,8 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
         "",
         "## Detection",
         "",
-        f"IoU >= {det['iou_threshold']}: precision **{det['precision']:.3f}**, recall "
-        f"**{det['recall']:.3f}** ({det['true_positives']} found, {det['false_positives']} "
+        f"IoU >= {det['iou_threshold']}: precision **{number(det['precision'])}**, recall "
+        f"**{number(det['recall'])}** ({det['true_positives']} found, {det['false_positives']} "
         f"false, {det['false_negatives']} missed).",
         "",
         "## Attributes",
@@ -228,6 +233,8 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
             f"| {name} | {entry['n']} | {entry['accuracy']:.3f} | "
             f"{entry['macro_f1']:.3f} | {entry['abstained']:.0%} |"
         )
+    if not report["attributes"]:
+        lines.append("| (no labelled face was detected) | 0 | n/a | n/a | n/a |")
     lines.append("")
     for name, entry in report["attributes"].items():
         image = confusion_chart(
@@ -253,9 +260,9 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
 
         lines.append(
             f"| {name} | {groups(entry['accuracy_by_gender'])} | "
-            f"{entry['largest_gap_gender']:.2f} | "
+            f"{number(entry['largest_gap_gender'], '.2f')} | "
             f"{groups(entry['accuracy_by_ethnicity'])} | "
-            f"{entry['largest_gap_ethnicity']:.2f} |"
+            f"{number(entry['largest_gap_ethnicity'], '.2f')} |"
         )
     latency = report["latency_ms"]
     lines += [
@@ -289,8 +296,8 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
             "## Answers",
             "",
             f"{answers['n']} questions, responder `{answers['responder']}`: ROUGE-1 "
-            f"P {rouge.get('precision', 0):.3f} / R {rouge.get('recall', 0):.3f} / "
-            f"F1 {rouge.get('f1', 0):.3f}.",
+            f"P {number(rouge.get('precision'))} / R {number(rouge.get('recall'))} / "
+            f"F1 {number(rouge.get('f1'))}.",
             "",
             "| frame | mode | question | answer | ROUGE-1 F1 |",
             "|---|---|---|---|---|",
@@ -299,6 +306,27 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
             f"| {a['frame']} | {a['mode']} | {a['question']} | {a['answer']} | "
             f"{a['rouge1']['f1']:.3f} |"
             for a in answers["items"]
+        ]
+    if "speech" in report:
+        speech = report["speech"]
+        lines += [
+            "",
+            "## Speech",
+            "",
+            f"{speech['n']} labelled utterances in {speech['audio_s']:.1f} s of recorded audio, "
+            f"recognised by `{speech['model']}` after the speech node's VAD: WER "
+            f"{speech['wer']:.1%}; {speech['extra']} detected utterance(s) matched no label; "
+            f"ASR p50 {speech['asr_ms']['p50']:.0f} ms, p95 {speech['asr_ms']['p95']:.0f} ms "
+            f"(real-time factor {speech['real_time_factor']:.2f}); the live node recorded "
+            f"p50 {speech['recorded_asr_ms']['p50']:.0f} ms.",
+            "",
+            "| start s | end s | said | heard | WER | ASR ms |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {u['start_s']:.1f} | {u['end_s']:.1f} | {u['reference']} | "
+            f"{u['heard'] or '(nothing)'} | {u['wer']:.2f} | {u['asr_ms']:.0f} |"
+            for u in speech["items"]
         ]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(lines) + "\n")

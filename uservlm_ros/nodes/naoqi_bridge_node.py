@@ -91,12 +91,27 @@ PARAMS: list[Param] = [
     ),
     Param(
         "robot.reconnect_min_s",
-        0.5,
+        0.25,
         "First wait before reconnecting, s; doubles per failure up to robot.reconnect_max_s",
         min=0.05,
         max=60.0,
     ),
-    Param("robot.reconnect_max_s", 10.0, "Longest wait between reconnections, s", min=0.1, max=600),
+    Param(
+        "robot.reconnect_max_s",
+        1.0,
+        "Longest wait between reconnections, s: bounds how long after the robot is back the "
+        "bridge notices (a refused connection costs nothing, so retry often)",
+        min=0.1,
+        max=600,
+    ),
+    Param(
+        "robot.services_timeout_s",
+        30.0,
+        "After connecting, wait this long for the NAOqi services the bridge uses to be "
+        "registered (a restarting robot starts them over seconds), then retry, s",
+        min=0.1,
+        max=600,
+    ),
     Param("robot.wake_up", True, "ALMotion.wakeUp() after connecting (stiff, standing posture)"),
     Param(
         "speech.queue_size",
@@ -158,6 +173,7 @@ class NaoqiBridgeNode(Node):
                 language=p["speech.language"],
                 wake_up=p["robot.wake_up"],
                 connect_timeout_s=p["robot.connect_timeout_s"],
+                services_timeout_s=p["robot.services_timeout_s"],
                 log=self.get_logger().info,
             )
             where = address.url + (f" as {address.user}" if address.user else "")
@@ -253,6 +269,13 @@ class NaoqiBridgeNode(Node):
             self.diagnostics.count("utterances_said")
             self._event("finished", pending, f"{(time.monotonic() - started) * 1e3:.0f} ms")
             pending = None
+        if pending is not None:  # shutting down while the robot was away: report, not lose it
+            self._drop(pending, "shutting down")
+
+    def _drop(self, utterance: Utterance, why: str) -> None:
+        self.diagnostics.count("utterances_dropped")
+        self.get_logger().warning(f"[{utterance.request_id}] not said ({why}): {utterance.text!r}")
+        self._event("dropped", utterance, why)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -278,7 +301,7 @@ class NaoqiBridgeNode(Node):
         self.queue.close()
         self._worker.join(timeout=5.0)
         for utterance in self.queue.drain():
-            self.get_logger().warning(f"[{utterance.request_id}] not said (shutting down)")
+            self._drop(utterance, "shutting down")
         self.speech.close()
         self.diagnostics.destroy()
         super().destroy_node()

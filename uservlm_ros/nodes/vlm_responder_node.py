@@ -122,6 +122,14 @@ PARAMS: list[Param] = [
         max=1000,
     ),
     Param(
+        "responder.fallback_without_model",
+        True,
+        "paligemma with an empty model.path (a deployment without VLM weights): answer with the "
+        "fallback templates (logged once, every Response says responder=fallback-template) so "
+        "perception and speech still run; false = configure fails. A model.path that does not "
+        "load is always an error",
+    ),
+    Param(
         "responder.fallback_word_delay_s",
         0.0,
         "fallback backend only: pause between streamed words, seconds (a demo shows streaming)",
@@ -132,7 +140,8 @@ PARAMS: list[Param] = [
         "model.path",
         "",
         "VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the "
-        "local Hugging Face cache; nothing is downloaded. Empty: configure fails (paligemma)",
+        "local Hugging Face cache; nothing is downloaded. Empty: see "
+        "responder.fallback_without_model",
     ),
     Param(
         "model.adapters",
@@ -205,6 +214,7 @@ class VlmResponderNode(ModelNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("vlm_responder_node", PARAMS, **kwargs)
         self.pipeline: ResponderPipeline | None = None
+        self.backend_name = self.params["responder.backend"]  # "fallback" without weights
         self.queue: RequestQueue[Job] = RequestQueue(self.params["responder.queue_size"])
         self._lock = threading.Lock()
         self._latest_image: Image | None = None
@@ -234,14 +244,23 @@ class VlmResponderNode(ModelNode):
             fast_decode=p["model.fast_decode"],
             warmup=p["model.warmup"],
         )
-        if p["responder.backend"] == "fallback":
+        self.backend_name = p["responder.backend"]
+        if self.backend_name == "fallback":
             log.warning(
                 "responder.backend is 'fallback': answers come from TEMPLATES, not from a VLM "
                 "(every Response says responder=fallback-template)"
             )
+        elif not options.path and p["responder.fallback_without_model"]:
+            self.backend_name = "fallback"
+            log.warning(
+                f"no VLM weights (model.path is empty): answering with the FALLBACK responder, "
+                f"templates instead of {p['responder.backend']} (every Response says "
+                "responder=fallback-template); set model.path (launch argument vlm_model) for "
+                "the User-VLM"
+            )
         try:
             backend = make_vlm_backend(
-                p["responder.backend"], options, log.info, p["responder.fallback_word_delay_s"]
+                self.backend_name, options, log.info, p["responder.fallback_word_delay_s"]
             )
             if options.default_adapter and options.default_adapter not in backend.adapters:
                 raise ConfigError(
@@ -266,7 +285,7 @@ class VlmResponderNode(ModelNode):
             self.queue = RequestQueue(p["responder.queue_size"])
             self._worker = Worker(self.queue.get, self._work_on, "responder", self._job_failed)
             self.workers = [self._worker]
-        self.start_diagnostics(p["responder.backend"])
+        self.start_diagnostics(self.backend_name)
         return TransitionCallbackReturn.SUCCESS
 
     def _pipeline_settings(self) -> PipelineSettings:
@@ -305,7 +324,7 @@ class VlmResponderNode(ModelNode):
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
-            f"vlm_responder_node active ({self.params['responder.backend']}, default mode "
+            f"vlm_responder_node active ({self.backend_name}, default mode "
             f"{self.params['responder.mode']}): {self.resolve_topic_name(topics.QUESTION)} or "
             f"{self.resolve_topic_name(topics.RESPOND_ACTION)} -> "
             f"{self.resolve_topic_name(topics.RESPONSE)}"
@@ -454,7 +473,7 @@ class VlmResponderNode(ModelNode):
             except UservlmError as error:
                 self.diagnostics.count("images_rejected")
                 return self._error(job, f"the camera image is unusable: {error}")
-        elif self.params["responder.backend"] != "fallback":
+        elif self.backend_name != "fallback":
             return self._error(
                 job, f"no camera image received yet on {self.resolve_topic_name(topics.IMAGE)}"
             )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.shipped import shipped_file
 from uservlm_ros.ros.parameters import AUTOSTART
 
 FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -18,16 +18,9 @@ def use_uservlm_dds_profile() -> None:
     before rclpy creates its first node."""
     if os.environ.get(FASTDDS_PROFILE_VARIABLE):
         return
-    for candidate in _dds_profile_candidates():
-        if candidate.is_file():
-            os.environ[FASTDDS_PROFILE_VARIABLE] = str(candidate)
-            return
-
-
-def _dds_profile_candidates() -> list[Path]:
-    source = Path(__file__).resolve().parents[2] / "config" / "fastdds.xml"
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    return [source, *(Path(p) / "share" / "uservlm" / "config" / "fastdds.xml" for p in prefixes)]
+    profile = shipped_file("config", "fastdds.xml")
+    if profile is not None:
+        os.environ[FASTDDS_PROFILE_VARIABLE] = str(profile)
 
 
 def run_node(node_factory, args: list[str] | None = None) -> int:

@@ -145,7 +145,17 @@ class RespondClient:
         )
 
     def wait_for_server(self, timeout_s: float) -> bool:
-        return self._client.wait_for_server(timeout_sec=timeout_s)
+        """True once the responder's services and its feedback topic are matched (the feedback
+        topic matches separately: without it the first partials of a question go unseen)."""
+        deadline = time.monotonic() + timeout_s
+        if not self._client.wait_for_server(timeout_sec=timeout_s):
+            return False
+        feedback = f"{self._client._action_name}/_action/feedback"
+        while self._node.count_publishers(feedback) < 1:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def ask(
         self,

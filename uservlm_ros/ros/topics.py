@@ -18,6 +18,8 @@ RESPOND_ACTION = "uservlm/respond"  # uservlm/action/Respond
 SPEECH_EVENTS = "uservlm/speech_events"  # std_msgs/String (JSON), REQUEST_QOS
 SPEECH = "speech"  # std_msgs/String, naoqi_driver2's text-to-speech input
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
+AUDIO = "uservlm/audio"  # uservlm/AudioChunk, RELIABLE_QOS, while subscribed
+TRANSCRIPT = "uservlm/transcript"  # uservlm/Transcript, RELIABLE_QOS
 
 
 def absolute(name: str, namespace: str = "") -> str:

@@ -1,9 +1,13 @@
 """A simulated Pepper: the NAOqi services the bridge and the camera use, over real libqi.
 
 It serves ALTextToSpeech, ALAnimatedSpeech, ALAnimationPlayer, ALMotion, ALRobotPosture,
-ALMemory and (when the perception package provides it) ALVideoDevice on a loopback qi endpoint,
+ALMemory, ALAudioDevice (microphones: `pepper.microphones.play(...)`, and the robot hears its own
+voice while it speaks; see sim/audio_device.py) and (when the perception package provides it)
+ALVideoDevice on a loopback qi endpoint,
 records every call (the `calls` list, and a JSONL file when asked), and can be stopped and
-started again on the same port, so tests can make the robot go away and come back.
+started again on the same port, so tests can make the robot go away and come back. With
+`services_delay_s` it behaves like a booting robot: it accepts connections at once and registers
+its services that much later.
 
 Library use (tests, `uservlm demo`):
 
@@ -12,12 +16,14 @@ Library use (tests, `uservlm demo`):
         ...
         pepper.wait_for_call("ALAnimatedSpeech", "say")
 
-Command: `uservlm sim-pepper [--port 9559] [--log calls.jsonl]`.
+Command: `uservlm sim-pepper [--port 9559] [--log calls.jsonl] [--mic FILE.wav|FOLDER]`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from uservlm_ros.sim.audio_device import SimulatedAudioDevice, SimulatedMicrophones
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,22 @@ class _Service:
     def __init__(self, log: CallLog, speech_s_per_word: float = 0.0) -> None:
         self._log = log
         self._speech_s_per_word = speech_s_per_word
+        self.hear_own_voice: Callable[[float], None] | None = None  # the microphones' speak()
 
     def _record(self, method: str, *args: Any) -> None:
         self._log.record(self.name, method, *args)
 
     def _speak(self, text: str) -> None:
-        """Blocks like the real robot while it talks (if a speaking rate is set)."""
+        """Blocks like the real robot while it talks (if a speaking rate is set), its voice
+        going into its own microphones meanwhile."""
         if self._speech_s_per_word:
-            time.sleep(self._speech_s_per_word * len(text.split()))
+            seconds = self._speech_s_per_word * len(_ANNOTATION.sub(" ", text).split())
+            if self.hear_own_voice is not None:
+                self.hear_own_voice(seconds)
+            time.sleep(seconds)
+
+
+_ANNOTATION = re.compile(r"\^\w+\([^)]*\)")  # ALAnimatedSpeech's ^start(...) / ^wait(...)
 
 
 # Method names are NAOqi's (camelCase), as clients call them.
@@ -271,13 +287,20 @@ class SimulatedPepper:
         log_path: str | Path | None = None,
         speech_s_per_word: float = 0.0,
         frames: Sequence[np.ndarray] | None = None,
+        services_delay_s: float = 0.0,
+        microphones: SimulatedMicrophones | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self.services_delay_s = services_delay_s
+        self.services_ready_at: float | None = None  # time.time() the services began registering
         self.frames = frames  # what ALVideoDevice serves (RGB); None = a sample photo
         self.log = CallLog(log_path)
         self.speech_s_per_word = speech_s_per_word
+        # What ALAudioDevice serves; kept across restarts (queued clips survive them).
+        self.microphones = microphones or SimulatedMicrophones()
         self._session: Any = None
         self.services: dict[str, Any] = {}
+        self.on_first_audio_subscriber: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -302,19 +325,42 @@ class SimulatedPepper:
         if self.port == 0:
             self.port = int(session.endpoints()[0].rsplit(":", 1)[1])
         self.services = {cls.name: cls(self.log, self.speech_s_per_word) for cls in SERVICES}
+        for name in ("ALTextToSpeech", "ALAnimatedSpeech"):
+            self.services[name].hear_own_voice = self.microphones.speak
+        audio = SimulatedAudioDevice(session, self.microphones, self.log)
+        audio.on_first_subscriber = self.on_first_audio_subscriber
+        self.services[SimulatedAudioDevice.name] = audio
         video = _video_device(self.frames)
         if video is not None:
             self.services["ALVideoDevice"] = video
+        self._session = session
+        self.services_ready_at = None
+        if self.services_delay_s > 0:
+            threading.Thread(
+                target=self._register_later, args=(session,), name="sim-pepper-boot", daemon=True
+            ).start()
+        else:
+            self._register(session)
+        return self.url
+
+    def _register(self, session: Any) -> None:
+        self.services_ready_at = time.time()  # a client may use the first ones at once
         for name, service in self.services.items():
             session.registerService(name, service)
-        self._session = session
-        return self.url
+
+    def _register_later(self, session: Any) -> None:
+        time.sleep(self.services_delay_s)
+        if self._session is session:  # not stopped (or restarted) meanwhile
+            # stopped between the check and the registration: nothing to serve
+            with contextlib.suppress(RuntimeError):
+                self._register(session)
 
     def stop(self) -> None:
         """Close the endpoint: connected clients see the robot disappear."""
         if self._session is not None:
             self._session.close()
             self._session = None
+            self.services[SimulatedAudioDevice.name].close()
 
     def restart(self, down_s: float = 0.0) -> str:
         self.stop()
@@ -348,13 +394,37 @@ class SimulatedPepper:
         self.stop()
 
 
-def serve(host: str, port: int, log_path: str | None, speech_s_per_word: float) -> int:
-    """Run the simulated robot until interrupted (the `uservlm sim-pepper` command)."""
+def serve(
+    host: str,
+    port: int,
+    log_path: str | None,
+    speech_s_per_word: float,
+    mic: str | None = None,
+    mic_gap_s: float = 2.0,
+) -> int:
+    """Run the simulated robot until interrupted (the `uservlm sim-pepper` command).
+
+    With `mic` (a WAV file or a folder of them), the microphones play those files once, in name
+    order with `mic_gap_s` of silence between them, from when the first audio client subscribes.
+    """
+    from uservlm_ros.backends.audio import load_speech
+    from uservlm_ros.backends.audio_sources import wav_files
+
+    clips = [(path.name, load_speech(path)) for path in wav_files(mic)] if mic else []
     pepper = SimulatedPepper(host, port, log_path, speech_s_per_word)
+
+    def play_clips() -> None:
+        for name, samples in clips:
+            pepper.microphones.play(np.zeros(int(mic_gap_s * 16000), np.float32))
+            pepper.microphones.play(samples, name)
+            print(f"microphones: queued {name} ({len(samples) / 16000:.1f} s)", flush=True)
+
+    pepper.on_first_audio_subscriber = play_clips
     url = pepper.start()
     print(
         f"sim-pepper listening on {url} (services: {', '.join(pepper.services)}); "
-        f"calls logged to {log_path or 'stdout'}",
+        f"calls logged to {log_path or 'stdout'}"
+        + (f"; microphones will play {len(clips)} file(s) from {mic}" if clips else ""),
         flush=True,
     )
     seen = 0

@@ -1,0 +1,354 @@
+"""From per-frame speech probabilities to utterances, and which transcripts become questions.
+
+Pure logic (numpy only), shared by the speech node, `uservlm transcribe`, the benchmark and the
+tests:
+
+- `Framer` re-chunks audio blocks of any length (Pepper sends 170 ms) into the fixed frames the
+  voice-activity model needs, keeping each frame's capture time.
+- `UtteranceSegmenter` is the voice-activity state machine: it is fed one speech probability
+  per frame and cuts utterances with pre-roll, hysteresis thresholds, hangover, a minimum speech
+  length and a maximum utterance length.
+- `noise_reason` says why a transcript is not a question (empty, a bracketed non-speech tag,
+  a phrase Whisper is known to invent on noise, low confidence).
+- `RobotSpeechGate` remembers when the robot spoke (from the bridge's speech events) so that
+  what the microphones heard meanwhile is not taken for a question.
+- `word_error_rate` scores transcripts against references.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # what the VAD and Whisper take
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """The segmenter's settings (the speech node's `vad.*` parameters)."""
+
+    frame_samples: int = 512  # 32 ms at 16 kHz: the only frame size Silero VAD accepts
+    sample_rate: int = SAMPLE_RATE
+    start_threshold: float = 0.5  # a frame at or above this starts (or continues) speech
+    end_threshold: float = 0.35  # below this a frame counts as silence (hysteresis)
+    pre_roll_ms: float = 200.0  # audio kept from before the first speech frame
+    hangover_ms: float = 300.0  # silence that ends an utterance
+    min_speech_ms: float = 250.0  # shorter utterances are dropped as too short (clicks, bumps)
+    max_utterance_s: float = 15.0  # longer speech is cut here and continues as a new utterance
+    # After this much silence (less than the hangover), a tentative copy of the utterance is
+    # handed out so recognition can start while the hangover runs; 0 = never.
+    early_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.end_threshold <= self.start_threshold <= 1.0:
+            raise ValueError(
+                "need 0 <= end_threshold <= start_threshold <= 1, got "
+                f"{self.end_threshold} and {self.start_threshold}"
+            )
+        if self.max_utterance_s * 1e3 <= self.min_speech_ms:
+            raise ValueError("max_utterance_s must be longer than min_speech_ms")
+        if self.early_ms and self.early_ms >= self.hangover_ms:
+            raise ValueError("early_ms must be shorter than hangover_ms (or 0)")
+
+    @property
+    def frame_s(self) -> float:
+        return self.frame_samples / self.sample_rate
+
+    def frames(self, ms: float) -> int:
+        """How many whole frames cover `ms` milliseconds (at least 0)."""
+        return max(0, int(np.ceil(ms / 1e3 / self.frame_s - 1e-9)))
+
+
+@dataclass
+class Utterance:
+    """Audio of one utterance (float32 mono at the config's rate) and its capture times."""
+
+    samples: np.ndarray
+    start: float  # capture time of the first sample (pre-roll included), s
+    speech_end: float  # capture time of the end of the last speech frame, s
+    end: float  # capture time of the end of the last sample (hangover included), s
+    speech_ms: float  # from the first to the last speech frame
+    cut: bool = False  # ended by max_utterance_s, not by silence
+    dropped: str = ""  # "" or "too_short"
+    number: int = 0  # counts the segmenter's utterances; a tentative copy shares its number
+    tentative: bool = False  # a copy made early (see VadConfig.early_ms); the utterance goes on
+
+    @property
+    def key(self) -> tuple[int, float]:
+        """Equal for an utterance and a tentative copy of it with the same speech in it."""
+        return self.number, round(self.speech_end, 6)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+class Framer:
+    """Re-chunks mono float32 blocks into frames of a fixed size with their capture times."""
+
+    def __init__(self, frame_samples: int, sample_rate: int) -> None:
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self._pending = np.zeros(0, np.float32)
+        self._pending_start = 0.0
+
+    def push(self, samples: np.ndarray, start: float) -> list[tuple[np.ndarray, float]]:
+        """Add a block captured from `start` (s); returns the complete (frame, start) pairs."""
+        samples = np.asarray(samples, np.float32)
+        if len(self._pending) == 0:
+            self._pending_start = start
+        self._pending = np.concatenate([self._pending, samples])
+        frames = []
+        n = self.frame_samples
+        while len(self._pending) >= n:
+            frames.append((self._pending[:n], self._pending_start))
+            self._pending = self._pending[n:]
+            self._pending_start += n / self.sample_rate
+        return frames
+
+    def flush(self) -> list[tuple[np.ndarray, float]]:
+        """The last partial frame, zero-padded (end of a file)."""
+        if len(self._pending) == 0:
+            return []
+        frame = np.zeros(self.frame_samples, np.float32)
+        frame[: len(self._pending)] = self._pending
+        start, self._pending = self._pending_start, np.zeros(0, np.float32)
+        return [(frame, start)]
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+
+@dataclass
+class _Open:
+    frames: list[np.ndarray]
+    start: float
+    first_speech: float
+    last_speech_end: float
+    number: int
+    silence_frames: int = 0
+
+
+class UtteranceSegmenter:
+    """The voice-activity state machine; see the module docstring.
+
+    `push(frame, start, probability)` returns the utterances that ended with this frame (none or
+    one) and, with `early_ms`, the tentative copy made after that much silence. Utterances
+    shorter than `min_speech_ms` come back with `dropped="too_short"` so callers can count them.
+    `open_key` is the key the open utterance would have if it ended now: a tentative copy whose
+    key differs from it is stale (speech went on).
+    """
+
+    def __init__(self, config: VadConfig) -> None:
+        self.config = config
+        self._pre_roll: deque[tuple[np.ndarray, float]] = deque(
+            maxlen=max(config.frames(config.pre_roll_ms), 1)
+        )
+        self._keep_pre_roll = config.frames(config.pre_roll_ms) > 0
+        self._hangover_frames = max(config.frames(config.hangover_ms), 1)
+        self._max_frames = max(int(config.max_utterance_s / config.frame_s), 1)
+        self._early_frames = config.frames(config.early_ms) if config.early_ms else 0
+        self._open: _Open | None = None
+        self._count = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._open is not None
+
+    @property
+    def open_key(self) -> tuple[int, float] | None:
+        o = self._open
+        return None if o is None else (o.number, round(o.last_speech_end, 6))
+
+    def push(self, frame: np.ndarray, start: float, probability: float) -> list[Utterance]:
+        config = self.config
+        end = start + config.frame_s
+        if self._open is None:
+            if probability < config.start_threshold:
+                self._pre_roll.append((frame, start))
+                return []
+            pre = list(self._pre_roll) if self._keep_pre_roll else []
+            self._pre_roll.clear()
+            self._count += 1
+            self._open = _Open(
+                frames=[f for f, _ in pre] + [frame],
+                start=pre[0][1] if pre else start,
+                first_speech=start,
+                last_speech_end=end,
+                number=self._count,
+            )
+            return []
+        utterance = self._open
+        utterance.frames.append(frame)
+        if probability >= config.end_threshold:
+            utterance.silence_frames = 0
+            utterance.last_speech_end = end
+        else:
+            utterance.silence_frames += 1
+        if utterance.silence_frames >= self._hangover_frames:
+            return [self._close(end, cut=False)]
+        if len(utterance.frames) >= self._max_frames:
+            closed = self._close(end, cut=True)
+            # Speech goes on: the next frames open a new utterance at once (no pre-roll).
+            self._count += 1
+            self._open = _Open(
+                frames=[], start=end, first_speech=end, last_speech_end=end, number=self._count
+            )
+            return [closed]
+        if self._early_frames and utterance.silence_frames == self._early_frames:
+            early = self._snapshot(utterance, end, cut=False)
+            early.tentative = True
+            return [early]
+        return []
+
+    def flush(self) -> list[Utterance]:
+        """End the open utterance (end of a file or of the stream)."""
+        if self._open is None or not self._open.frames:
+            self._open = None
+            return []
+        end = self._open.start + len(self._open.frames) * self.config.frame_s
+        return [self._close(end, cut=False)]
+
+    def reset(self) -> None:
+        self._open = None
+        self._pre_roll.clear()
+
+    def _close(self, end: float, cut: bool) -> Utterance:
+        utterance, self._open = self._open, None
+        return self._snapshot(utterance, end, cut)
+
+    def _snapshot(self, utterance: _Open, end: float, cut: bool) -> Utterance:
+        speech_ms = (utterance.last_speech_end - utterance.first_speech) * 1e3
+        return Utterance(
+            samples=np.concatenate(utterance.frames).astype(np.float32, copy=False),
+            start=utterance.start,
+            speech_end=utterance.last_speech_end,
+            end=end,
+            speech_ms=speech_ms,
+            cut=cut,
+            dropped="" if speech_ms >= self.config.min_speech_ms else "too_short",
+            number=utterance.number,
+        )
+
+
+# --------------------------------------------------------------------------- transcripts
+
+# Whisper writes these on silence, music or noise (it was trained on subtitles); alone they are
+# never a question. Compared after `normalise_text`.
+DEFAULT_NOISE_PHRASES = (
+    "you",
+    "thank you",
+    "thanks",
+    "thanks for watching",
+    "thank you for watching",
+    "bye",
+    "uh",
+    "um",
+    "hmm",
+    "mm",
+    "oh",
+    "ah",
+    "so",
+    "okay",
+)
+
+_BRACKETED = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪+")
+_NON_WORD = re.compile(r"[^\w\s']+")
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, punctuation removed, single spaces: how transcripts are compared."""
+    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
+
+
+def noise_reason(
+    text: str,
+    confidence: float = 1.0,
+    noise_phrases: Iterable[str] = DEFAULT_NOISE_PHRASES,
+    min_confidence: float = 0.0,
+) -> str:
+    """Why a transcript is not a question ("" when it is one): empty, noise or low_confidence."""
+    if not text.strip():
+        return "empty"
+    spoken = normalise_text(_BRACKETED.sub(" ", text))
+    if not spoken:
+        return "noise"  # only tags such as [BLANK_AUDIO], (music), *coughs*
+    if spoken in {normalise_text(p) for p in noise_phrases}:
+        return "noise"
+    if confidence < min_confidence:
+        return "low_confidence"
+    return ""
+
+
+# --------------------------------------------------------------------------- the robot's voice
+
+ROBOT_EVENTS = ("started", "finished", "interrupted", "dropped")
+
+
+@dataclass
+class RobotSpeechGate:
+    """When the robot spoke, from the bridge's speech events (times on the audio's clock).
+
+    `started` opens a speaking interval; `finished` or `interrupted` closes it and extends it by
+    `tail_s` (the room's echo, the audio pipeline's delay). An interval never closed (the bridge
+    died mid-sentence) counts as ended `max_speech_s` after it started, so the node is never
+    deaf for good. `dropped` (the bridge did not say it) changes nothing.
+    """
+
+    tail_s: float = 0.5
+    max_speech_s: float = 60.0
+    keep_s: float = 300.0  # intervals older than this are forgotten
+    _intervals: list[list[float]] = field(default_factory=list)  # [start, end or inf]
+
+    def event(self, kind: str, at: float) -> None:
+        if kind == "started":
+            if not self._intervals or self._intervals[-1][1] != float("inf"):
+                self._intervals.append([at, float("inf")])
+        elif kind in ("finished", "interrupted"):
+            if self._intervals and self._intervals[-1][1] == float("inf"):
+                self._intervals[-1][1] = at + self.tail_s
+            else:  # a finish without its start (we joined late): the tail still holds
+                self._intervals.append([at, at + self.tail_s])
+        self._intervals = [i for i in self._intervals if self._end(i) >= at - self.keep_s]
+
+    def _end(self, interval: Sequence[float]) -> float:
+        start, end = interval
+        return start + self.max_speech_s if end == float("inf") else end
+
+    def speaking(self, start: float, end: float) -> bool:
+        """Whether the robot spoke (or its tail lasted) at any time in [start, end]."""
+        return any(i[0] <= end and self._end(i) >= start for i in self._intervals)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus WER: word edits (substitutions, deletions, insertions) / reference words, after
+    `normalise_text`. 0 when there are no reference words and no hypothesis words."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    edits = words = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref, hyp = normalise_text(reference).split(), normalise_text(hypothesis).split()
+        edits += _edit_distance(ref, hyp)
+        words += len(ref)
+    if words == 0:
+        return 0.0 if edits == 0 else float("inf")
+    return edits / words
+
+
+def _edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    previous = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        current = [i]
+        for j, other in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
+            )
+        previous = current
+    return previous[-1]
