@@ -434,26 +434,32 @@ def _cpu_seconds(pid: int) -> float:
 GRAPH_VARIANTS = (
     ("every crop profiled (before)", {"user_profiler_node": {"profile.schedule": False}}),
     ("profile.* schedule (after)", {}),
+    # speech recognition bursts take every thread it has; on 2 cores one leaves perception one
+    ("schedule, ASR on 1 thread", {"speech_node": {"model.threads": 1}}),
 )
+
+
+SPOKEN_QUESTIONS = ("hello_how_are_you.wav", "what_do_you_see.wav", "tell_me_a_joke.wav")
 
 
 def bench_graph(seconds: float, rate: float, question_period: float) -> None:
     """The demo graph (config/demo.yaml: camera_node on the simulated Pepper's camera,
-    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node on the
-    simulated Pepper, and any node added to demo.yaml later, e.g. speech) with three people in
-    view at `rate` fps while questions are answered and spoken: camera -> profile latency and
-    each node's CPU."""
+    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node and
+    speech_node on the simulated Pepper, and any node added to demo.yaml later) with three
+    people in view at `rate` fps while questions are spoken into the microphones, transcribed,
+    answered and spoken: camera -> profile latency and each node's CPU."""
     import qi
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from uservlm.msg import UserProfile
+    from uservlm.msg import Response, UserProfile
 
     from uservlm_ros.bringup.graph import load_graph
     from uservlm_ros.bringup.runner import GraphRunner
     from uservlm_ros.ros.conversions import stamp_to_seconds
     from uservlm_ros.ros.node_main import use_uservlm_dds_profile
-    from uservlm_ros.ros.qos import LATCHED_QOS
+    from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS
     from uservlm_ros.ros.respond_client import RespondClient
+    from uservlm_ros.sim.audio_device import SPEECH_DIR
     from uservlm_ros.sim.pepper import SimulatedPepper
 
     qi.logging.setLevel(qi.logging.WARNING)
@@ -468,6 +474,7 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
         overrides = {
             "camera_node": {"naoqi.port": pepper.port, "rate_hz": rate},
             "naoqi_bridge_node": {"robot.port": pepper.port},
+            "speech_node": {"naoqi.port": pepper.port},
         }
         for node, params in variant.items():
             overrides.setdefault(node, {}).update(params)
@@ -500,6 +507,15 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
         client = RespondClient(node)
         answered: list[bool] = []
         asked = 0
+        # With a speech_node in the graph, questions are spoken into Pepper's microphones and
+        # reach the responder as transcripts; otherwise they are Respond goals.
+        by_voice = any(spec.name == "speech_node" for spec in graph.nodes)
+        node.create_subscription(
+            Response,
+            "/uservlm/response",
+            lambda r, answered=answered: r.final and answered.append(not r.error),
+            REQUEST_QOS,
+        )
         try:
             runner.start()
             if not client.wait_for_server(90):
@@ -513,12 +529,16 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
             measuring.set()
             begin = time.monotonic()
             while time.monotonic() - begin < seconds:
-                call = client.ask("Hello! How are you today?", track_id=1, mode="profile_prompt")
+                if by_voice:
+                    clip = SPOKEN_QUESTIONS[asked % len(SPOKEN_QUESTIONS)]
+                    pepper.microphones.play_file(SPEECH_DIR / clip).done.wait(30)
+                else:
+                    client.ask("Hello! How are you today?", track_id=1, mode="profile_prompt")
                 asked += 1
-                call.add_done_callback(lambda r, answered=answered: answered.append(not r.error))
                 time.sleep(question_period)
-            elapsed = time.monotonic() - begin
+            time.sleep(3.0 if by_voice else 0.5)  # the last answer
             measuring.clear()
+            elapsed = time.monotonic() - begin
             cpu = {
                 c.spec.name: (_cpu_seconds(c.popen.pid) - cpu_before[c.spec.name]) / elapsed
                 for c in runner.children
@@ -554,7 +574,7 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
         ]
         print(f"| {name[:34]:<34} | " + " | ".join(f"{c:28.2f}" for c in cells) + " |")
     cells = [f"{r[4]}/{r[3]} in {r[5]:.0f} s" for r in results]
-    print(f"| {'questions answered':<34} | " + " | ".join(f"{c:<28}" for c in cells) + " |")
+    print(f"| {'questions answered / asked':<34} | " + " | ".join(f"{c:<28}" for c in cells) + " |")
 
 
 def bench_clip(size: str, repeats: int, threads: int, fidelity_faces: int = 40) -> None:
