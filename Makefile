@@ -44,7 +44,16 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# The console's browser test drives Debian's chromium through Playwright (never a browser
+# download). Installed once with apt (as root in CI, else through sudo); a no-op when present.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@echo "make test: installing Debian's chromium and its libraries with apt (headless browser for the console test)"
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
+
+test: lint $(CHROMIUM)
 	$(PY) -m pytest
 
 demo: setup

@@ -44,8 +44,12 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["uservlm_ros", "uservlm_ros.*"]),
-    # The simulated Pepper's speech clips (the demo speaks them into its microphones).
-    package_data={"uservlm_ros": ["py.typed", "sim/speech/*.wav", "sim/speech/*.tsv"]},
+    # The simulated Pepper's speech clips (the demo speaks them into its microphones) and the
+    # console's page (plain HTML/JS/CSS, no build step).
+    package_data={
+        "uservlm_ros": ["py.typed", "sim/speech/*.wav", "sim/speech/*.tsv"],
+        "uservlm_ros.console": ["static/*"],
+    },
     install_requires=["numpy", "pyyaml"],
     cmdclass={"build_py": BuildWithSharedFiles},
     entry_points={"console_scripts": ["uservlm=uservlm_ros.cli:main", *NODE_SCRIPTS]},

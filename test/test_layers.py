@@ -1,6 +1,9 @@
 """The package's layers (docs/ARCHITECTURE.md): no module imports from a layer above its own.
 
-core < backends, sim < ros < nodes < bringup, eval, training, console < demo < cli
+core < backends, sim, console < ros < nodes < bringup, eval, training < demo < cli
+
+The console (web server and page state) is pure Python below ros/, so console_node can serve it;
+no other node imports it (aiohttp stays a need of the console alone).
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ LAYERS = {
     "bringup": 4,
     "eval": 4,
     "training": 4,
-    "console": 4,
+    "console": 1,
     "demo": 5,
     "cli": 6,
 }
 # Layers that run without ROS: they must not import rclpy or generated message types.
-ROS_FREE = {"core", "backends", "sim", "training"}
+ROS_FREE = {"core", "backends", "sim", "training", "console"}
 
 
 def _layer_of(module: str) -> str:
@@ -66,3 +69,10 @@ def test_no_import_from_a_higher_layer(path: Path):
         if own in ROS_FREE:
             root = name.split(".")[0]
             assert root not in {"rclpy", "uservlm"}, f"{relative} ({own}) must not import {name}"
+
+
+def test_only_the_console_node_imports_the_console():
+    for path in sorted((PACKAGE / "nodes").glob("*.py")):
+        if path.stem != "console_node":
+            imported = [n for n in _imports(path) if n.startswith("uservlm_ros.console")]
+            assert not imported, f"nodes/{path.name} imports {imported}"

@@ -20,6 +20,7 @@ NODES = [
     "vlm_responder_node",
     "naoqi_bridge_node",
     "speech_node",
+    "console_node",
 ]
 
 
@@ -46,6 +47,7 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
         f"--set=camera_node.path={frames_folder}",
         "--set=camera_node.loop=true",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
+        "--set=console_node.port=0",  # any free port: tests may run side by side
     )
     wait_until(
         lambda: set(NODES) <= set(ros.node.get_node_names()),
@@ -89,6 +91,7 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
         "--set=vlm_responder_node.responder.backend=paligemma",
         "--set=vlm_responder_node.model.path=/nonexistent/user-vlm",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
+        "--set=console_node.port=0",
     )
     assert runner.popen.wait(120) == 1
     output = runner.output()

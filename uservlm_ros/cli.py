@@ -5,6 +5,7 @@ uservlm train STAGE          train the profiler or a User-VLM stage (docs/traini
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
 uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
+uservlm console              serve the operator console, a live web page of the graph
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ NODE_MODULES = {
     "vlm_responder_node": "uservlm_ros.nodes.vlm_responder_node",
     "naoqi_bridge_node": "uservlm_ros.nodes.naoqi_bridge_node",
     "speech_node": "uservlm_ros.nodes.speech_node",
+    "console_node": "uservlm_ros.nodes.console_node",
 }
 
 
@@ -153,7 +155,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from uservlm_ros.demo.run import run_demo
 
-    return run_demo(args.out, vlm_model=args.vlm_model)
+    return run_demo(args.out, vlm_model=args.vlm_model, console=args.console)
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from uservlm_ros.bringup.graph import parse_overrides, yaml_scalar
+    from uservlm_ros.nodes.console_node import ConsoleNode
+    from uservlm_ros.ros.node_main import run_node
+
+    values = {"host": args.host, "port": args.port}
+    if args.token_file:
+        values["token_file"] = str(args.token_file)
+    values.update(
+        parse_overrides([f"console_node.{item}" for item in args.set]).get("console_node", {})
+    )
+    ros_args = ["uservlm-console", "--ros-args", "-r", "__node:=console_node"]
+    for name, value in values.items():
+        ros_args += ["-p", f"{name}:={yaml_scalar(value)}"]
+    return run_node(ConsoleNode, ros_args, single_threaded=True)
 
 
 def _cmd_sample_bag(args: argparse.Namespace) -> int:
@@ -338,7 +357,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="answer with the User-VLM from this folder instead of the fallback",
     )
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="after the scripted questions keep the graph and the console running until Ctrl-C",
+    )
     demo.set_defaults(func=_cmd_demo)
+
+    console = commands.add_parser(
+        "console", help="serve the operator console for a running graph (a web page)"
+    )
+    console.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; not loopback = token needed"
+    )
+    console.add_argument("--port", type=int, default=8088, help="TCP port (0 = any free port)")
+    console.add_argument(
+        "--token-file", type=Path, help="file whose first line is the token (default: random)"
+    )
+    console.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="another console_node parameter, e.g. --set camera.max_fps=5",
+    )
+    console.set_defaults(func=_cmd_console)
 
     sample = commands.add_parser("sample-bag", help="a labelled bag of the demo scene")
     sample.add_argument("output", type=Path, help="folder for bag/ and labels.json")

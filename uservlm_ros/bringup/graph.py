@@ -43,6 +43,7 @@ CATALOGUE: Mapping[str, NodeKind] = {
     "vlm_responder_node": NodeKind("vlm_responder_node"),
     "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
     "speech_node": NodeKind("speech_node"),
+    "console_node": NodeKind("console_node"),
 }
 
 

@@ -35,6 +35,7 @@ class SpokenQuestion:
 
 MIN_OBSERVATIONS = 10  # frames fused into a profile before the questions start
 SPEECH_S_PER_WORD = 0.2  # the simulated robot talks (and hears itself) this long per word
+CONSOLE_PORT = 8088  # the console's page, unless the port is taken (then any free one)
 
 QUESTIONS = (
     SpokenQuestion("hello_how_are_you.wav", "Hello, how are you today?"),
@@ -161,6 +162,20 @@ def _wait(predicate, timeout_s: float, step_s: float = 0.05) -> bool:
     return predicate()
 
 
+def free_port(preferred: int) -> int:
+    """`preferred` when nothing listens on it on loopback, else a port the system picks."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise UservlmError("no free TCP port on 127.0.0.1 for the console")
+
+
 def _describe(profile) -> str:
     parts = []
     for estimate in (profile.age_group, profile.gender, profile.ethnicity, profile.emotion):
@@ -176,8 +191,12 @@ def run_demo(
     vlm_model: str = "",
     out: TextIO | None = None,
     profile_timeout_s: float = 60.0,
+    console: bool = False,
 ) -> int:
-    """Run the demo; returns 0 when every question got its answer (or explicit error)."""
+    """Run the demo; returns 0 when every question got its answer (or explicit error).
+
+    The operator console (console_node) runs with the graph; `console` keeps the graph running
+    after the scripted questions, until Ctrl-C, so a person can watch and ask in the page."""
     import sys
 
     import rclpy
@@ -217,10 +236,12 @@ def run_demo(
         "microphones: recorded questions)"
     )
 
+    console_port = free_port(CONSOLE_PORT)
     overrides = {
         "camera_node": {"naoqi.port": pepper.port},
         "naoqi_bridge_node": {"robot.port": pepper.port},
         "speech_node": {"naoqi.port": pepper.port},
+        "console_node": {"port": console_port},
     }
     if vlm_model:
         overrides["vlm_responder_node"] = {
@@ -241,6 +262,10 @@ def run_demo(
         say(
             f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}); "
             f"their output: {folder / 'nodes.log'}"
+        )
+        say(
+            f"operator console: http://127.0.0.1:{console_port}/ (open it while the demo runs"
+            + ("; Ctrl-C ends the demo)" if console else "; `uservlm demo --console` keeps it up)")
         )
         observer = _Observer()
         if not observer.respond.wait_for_server(timeout_sec=90):
@@ -280,6 +305,17 @@ def run_demo(
             f"Pepper heard its own voice {own} time(s) while answering "
             f"({pepper.microphones.own_speech_s:.0f} s of speech): no question from it"
         )
+        if console:
+            say(
+                f"the graph keeps running: ask in the console at http://127.0.0.1:{console_port}/"
+                " (Ctrl-C stops the demo and writes the report)"
+            )
+            try:
+                _wait(failed_node, float("inf"), step_s=0.5)
+            except KeyboardInterrupt:
+                say("Ctrl-C: stopping")
+            else:
+                say(f"{failed_node()} exited; see {folder / 'nodes.log'}")
     finally:
         runner.stop()
         node_log.close()

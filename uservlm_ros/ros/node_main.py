@@ -23,14 +23,19 @@ def use_uservlm_dds_profile() -> None:
         os.environ[FASTDDS_PROFILE_VARIABLE] = str(profile)
 
 
-def run_node(node_factory, args: list[str] | None = None) -> int:
+def run_node(node_factory, args: list[str] | None = None, single_threaded: bool = False) -> int:
     """Entry point of every node executable: init, (auto)start, spin, shut down cleanly.
 
     Returns the process exit code: 1 when a lifecycle node fails to configure or activate, so a
-    launcher can report which node did not start.
+    launcher can report which node did not start. `single_threaded` spins a SingleThreadedExecutor:
+    for a node whose callbacks are all short, it costs a few times less CPU when idle.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import (
+        ExternalShutdownException,
+        MultiThreadedExecutor,
+        SingleThreadedExecutor,
+    )
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
     use_uservlm_dds_profile()
@@ -44,7 +49,7 @@ def run_node(node_factory, args: list[str] | None = None) -> int:
                 if transition() != TransitionCallbackReturn.SUCCESS:
                     node.get_logger().fatal(f"{transition.__name__[8:]} failed; exiting")
                     return 1
-        executor = MultiThreadedExecutor()
+        executor = SingleThreadedExecutor() if single_threaded else MultiThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -1,0 +1,429 @@
+"""The console without ROS: access rules, what the page shows, and the web server's endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+from types import SimpleNamespace
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+
+from uservlm_ros.console import security
+from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
+from uservlm_ros.console.server import ConsoleServer
+from uservlm_ros.console.state import ConsoleState
+from uservlm_ros.core.errors import ConfigError, UservlmError
+
+# -- access rules
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("pepper.local", False),
+    ],
+)
+def test_only_a_loopback_bind_goes_without_token(host, loopback):
+    assert security.is_loopback(host) is loopback
+    assert security.token_required(host) is not loopback
+
+
+def test_token_file(tmp_path):
+    good = tmp_path / "token"
+    good.write_text("abcdefghijklmnopqrstuvwxyz\nsecond line ignored\n")
+    assert security.read_token(good) == "abcdefghijklmnopqrstuvwxyz"
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        security.read_token(short)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        security.read_token(tmp_path / "missing")
+    assert len(security.new_token()) >= security.MIN_TOKEN_CHARS
+
+
+def test_host_header_and_origin_rules():
+    assert security.host_of("127.0.0.1:8088") == "127.0.0.1"
+    assert security.host_of("[::1]:8088") == "::1"
+    assert security.loopback_host_header("localhost:8088")
+    assert not security.loopback_host_header("evil.example:8088")  # DNS rebinding
+    assert not security.loopback_host_header(None)
+    same = "http://127.0.0.1:8088"
+    assert security.cross_site(same, "same-origin", "127.0.0.1:8088") is None
+    assert security.cross_site(None, None, "127.0.0.1:8088") is None  # curl, scripts
+    assert "not this console" in security.cross_site("http://evil.example", None, "127.0.0.1:8088")
+    assert security.cross_site("null", None, "127.0.0.1:8088")
+    assert security.cross_site(None, "cross-site", "127.0.0.1:8088")
+    assert security.bearer("Bearer abc") == "abc"
+    assert security.bearer("Basic abc") is None
+
+
+# -- what the page shows
+
+
+def _estimate(name, label, confidence, reason=""):
+    return SimpleNamespace(
+        name=name, label=label, known=not reason, abstain_reason=reason, confidence=confidence
+    )
+
+
+def _profile(track_id=3, engaged=False, gender_reason=""):
+    return SimpleNamespace(
+        track_id=track_id,
+        roi=[0.1, 0.2, 0.3, 0.5],
+        engagement=0.8,
+        engagement_state=3 if engaged else 1,
+        engaged=engaged,
+        age_group=_estimate("age_group", "30-39", 0.41),
+        gender=_estimate("gender", "unknown" if gender_reason else "Female", 0.0, gender_reason),
+        ethnicity=_estimate("ethnicity", "unknown", 0.0, "not_supported"),
+        emotion=_estimate("emotion", "unknown", 0.2, "low_confidence"),
+        age_years=float("nan"),
+        observations=12,
+        seconds_since_first_seen=3.21,
+        profile_text="The person appears to be a Female.",
+        model_id="attributes@1",
+    )
+
+
+def _response(request_id, final=True, text="Hello there.", error=""):
+    return SimpleNamespace(
+        request_id=request_id,
+        question="Hi?",
+        track_id=3,
+        addressee="engaged",
+        final=final,
+        text=text,
+        error=error,
+        gesture="hey",
+        sentiment="positive",
+        mode="user_aware",
+        responder="fallback-template",
+        timings=[SimpleNamespace(stage="generate", duration_ms=12.34)],
+    )
+
+
+def _time(sec, nanosec=0):
+    return SimpleNamespace(sec=sec, nanosec=nanosec)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_people_show_every_attribute_with_its_abstention_and_leave_after_expiry():
+    clock = Clock()
+    state = ConsoleState(people_expiry_s=5.0, clock=clock)
+    state.on_profile(_profile(3, engaged=True, gender_reason="disabled"))
+    state.on_profile(_profile(4))
+    people = state.section("people")
+    assert [p["track_id"] for p in people] == [3, 4]
+    first = people[0]
+    assert first["engaged"] and first["engagement_state"] == "engaged"
+    assert first["roi"] == [0.1, 0.2, 0.3, 0.5]
+    assert first["age_years"] is None  # NaN is not JSON
+    reasons = {a["name"]: a["reason"] for a in first["attributes"]}
+    assert reasons == {
+        "age_group": "",
+        "gender": "disabled",
+        "ethnicity": "not_supported",
+        "emotion": "low_confidence",
+    }
+    json.dumps(people, allow_nan=False)
+    clock.now += 4
+    state.on_profile(_profile(4))
+    clock.now += 2
+    state.tick()
+    assert [p["track_id"] for p in state.section("people")] == [4]
+
+
+def test_a_console_question_streams_then_ends_with_one_final_answer():
+    state = ConsoleState(clock=Clock())
+    state.asked("r1", "Hi?", 0, "console")
+    assert state.section("conversation")[0]["status"] == "asked"
+    versions = dict(state.versions)
+    state.on_partial("r1", "Hello", 1)
+    changed, versions = state.changes(versions)
+    assert list(changed) == ["conversation"]
+    assert changed["conversation"][0]["status"] == "streaming"
+    assert changed["conversation"][0]["partial"] == "Hello"
+    state.on_response(_response("r1", final=False, text="Hello there."))
+    state.on_response(_response("r1"))
+    state.on_response(_response("r1", text="a second final is ignored"))
+    state.on_partial("r1", "late partial", 9)
+    state.on_speech_event({"event": "started", "request_id": "r1", "part": "full"})
+    (exchange,) = state.section("conversation")
+    assert exchange["status"] == "answered" and exchange["text"] == "Hello there."
+    assert exchange["source"] == "console" and exchange["addressee"] == "engaged"
+    assert exchange["timings"] == [{"stage": "generate", "ms": 12.3}]
+    assert exchange["speech"] == "started (full)"
+    state.on_response(_response("r2", error="the responder rejected the goal", text=""))
+    assert state.section("conversation")[1]["status"] == "error"
+
+
+def test_speech_that_was_heard_is_shown_asked_or_not():
+    state = ConsoleState(clock=Clock(), max_exchanges=2)
+    heard = SimpleNamespace(
+        request_id="", text="hello rob", confidence=0.5, dropped="", audio_start=_time(5)
+    )
+    state.on_transcript(heard)
+    assert state.section("conversation")[0]["status"] == "heard"
+    # the final transcript of the same utterance names the question it became
+    state.on_transcript(SimpleNamespace(**{**vars(heard), "request_id": "r9", "text": "hello"}))
+    (exchange,) = state.section("conversation")
+    assert exchange["key"] == "r9" and exchange["question"] == "hello"
+    noise = SimpleNamespace(
+        request_id="", text="", confidence=0.1, dropped="noise", audio_start=_time(9)
+    )
+    state.on_transcript(noise)
+    state.on_response(_response("r10"))  # over max_exchanges: the oldest goes
+    statuses = [e["status"] for e in state.section("conversation")]
+    assert statuses == ["not_asked", "answered"]
+
+
+def test_health_levels_staleness_and_the_robot_connection():
+    clock = Clock()
+    state = ConsoleState(clock=clock, health_stale_s=3.0)
+
+    def status(name, level, message):
+        return SimpleNamespace(
+            name=f"uservlm: /{name}",
+            level=bytes([level]),
+            message=message,
+            hardware_id="",
+            values=[SimpleNamespace(key="said", value="2")],
+        )
+
+    state.on_diagnostics(SimpleNamespace(status=[status("naoqi_bridge_node", 1, "not connected")]))
+    health = state.section("health")
+    assert health["nodes"][0]["level"] == "WARN"
+    assert health["nodes"][0]["values"] == {"said": "2"}
+    assert health["robot"]["state"] == "not_connected"
+    state.on_diagnostics(SimpleNamespace(status=[status("naoqi_bridge_node", 0, "connected")]))
+    assert state.section("health")["robot"] == {"state": "connected", "detail": "connected"}
+    clock.now += 4
+    state.tick()
+    assert state.section("health")["nodes"][0]["level"] == "STALE"
+    assert state.section("health")["robot"]["state"] == "unknown"
+
+
+# -- camera frames
+
+
+def test_throttle_and_jpeg():
+    clock = Clock()
+    throttle = FrameThrottle(10.0, clock=clock)
+    let_through = 0
+    for _ in range(90):  # 3 s of a 30 fps camera
+        let_through += throttle.ready()
+        clock.now += 1 / 30
+    assert 29 <= let_through <= 31  # ~10 fps
+    assert throttle.fps() <= 11
+    frame = np.zeros((480, 1280, 3), np.uint8)
+    jpeg = encode_jpeg(frame, max_width=640, quality=70)
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (240, 640, 3)
+
+
+# -- the web server
+
+
+class FakeActions:
+    def __init__(self):
+        self.asked = []
+        self.refuse = ""
+
+    def ask(self, question, track_id):
+        if question == "fail":
+            raise UservlmError("no responder serves /uservlm/respond")
+        self.asked.append((question, track_id))
+        return "req1"
+
+    def set_privacy(self, attribute, enabled):
+        future = concurrent.futures.Future()
+        future.set_result(self.refuse)
+        return future
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(host="127.0.0.1", token=None):
+        state = ConsoleState()
+        state.on_profile(_profile(3, engaged=True))
+        actions = FakeActions()
+        server = ConsoleServer(state, actions, host=host, port=0, token=token, log=lambda t: None)
+        server.start()
+        servers.append(server)
+        return server, actions
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def _request(method, url, **kwargs):
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, allow_redirects=False, **kwargs) as response,
+    ):
+        return response.status, await response.text(), response
+
+
+def test_loopback_console_serves_the_page_and_refuses_foreign_hosts_and_sites(serve):
+    server, actions = serve()
+    base = f"http://127.0.0.1:{server.port}"
+    status, text, response = _run(_request("GET", base + "/"))
+    assert status == 200 and "uservlm console" in text
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert _run(_request("GET", base + "/static/app.js"))[0] == 200
+    assert _run(_request("GET", base + "/static/../server.py"))[0] in (403, 404)
+    # a page that rebinds its DNS name to 127.0.0.1
+    status, text, _ = _run(_request("GET", base + "/", headers={"Host": "evil.example"}))
+    assert status == 403 and "not this machine" in text
+    ask = {"question": "Hello?", "track_id": 3}
+    status, text, _ = _run(
+        _request("POST", base + "/api/ask", json=ask, headers={"Origin": "http://evil.example"})
+    )
+    assert status == 403 and "cross-site" in text
+    status, text, _ = _run(_request("POST", base + "/api/ask", data="question=Hello"))
+    assert status == 415
+    assert actions.asked == []
+    status, text, _ = _run(_request("POST", base + "/api/ask", json=ask, headers={"Origin": base}))
+    assert status == 200 and json.loads(text) == {"request_id": "req1"}
+    assert actions.asked == [("Hello?", 3)]
+
+
+def test_controls_answer_bad_input_with_one_clear_reason(serve):
+    server, actions = serve()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def post(path, body):
+        status, text, _ = _run(_request("POST", base + path, json=body))
+        return status, json.loads(text).get("error")
+
+    assert post("/api/ask", {"question": "  "}) == (400, "type a question first")
+    assert post("/api/ask", {"question": "x", "track_id": -1})[0] == 400
+    assert post("/api/ask", {"question": "fail"}) == (503, "no responder serves /uservlm/respond")
+    assert post("/api/ask", ["not", "an", "object"]) == (400, "expected a JSON object")
+    assert post("/api/privacy", {"attribute": "shoe_size", "enabled": False})[0] == 400
+    assert post("/api/privacy", {"attribute": "gender", "enabled": "no"})[0] == 400
+    assert post("/api/privacy", {"attribute": "gender", "enabled": False}) == (200, None)
+    actions.refuse = "Trying to set a read-only parameter: enable.gender."
+    assert post("/api/privacy", {"attribute": "gender", "enabled": False}) == (
+        409,
+        "Trying to set a read-only parameter: enable.gender.",
+    )
+    status, text, _ = _run(
+        _request("POST", base + "/api/ask", data=b"{", headers={"Content-Type": "application/json"})
+    )
+    assert status == 400 and "not valid JSON" in text
+
+
+def test_websocket_sends_every_section_then_changes_and_frames(serve):
+    server, _ = serve()
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{server.port}/ws") as ws:
+                first = json.loads((await ws.receive(timeout=5)).data)
+                assert {"people", "conversation", "health", "privacy", "camera"} <= set(first)
+                assert first["people"][0]["track_id"] == 3
+                assert server.clients == 1
+                server.state.asked("r1", "Hi?", 0, "console")
+                server.show_frame(b"\xff\xd8jpeg")
+                seen_frame = seen_question = False
+                while not (seen_frame and seen_question):
+                    message = await ws.receive(timeout=5)
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        seen_frame = message.data == b"\xff\xd8jpeg"
+                    else:
+                        sections = json.loads(message.data)
+                        keys = [e["key"] for e in sections.get("conversation", [])]
+                        seen_question = seen_question or keys == ["r1"]
+            bad = {"Origin": "http://evil.example"}
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await session.ws_connect(f"http://127.0.0.1:{server.port}/ws", headers=bad)
+
+    _run(scenario())
+
+
+def test_a_non_loopback_console_needs_its_token_on_every_request(serve):
+    with pytest.raises(UservlmError, match="needs a token"):
+        ConsoleServer(ConsoleState(), FakeActions(), host="0.0.0.0", port=0)
+    token = "t" * 24
+    server, _ = serve("0.0.0.0", token)
+    assert server.url == f"http://127.0.0.1:{server.port}/?token={token}"
+    base = f"http://127.0.0.1:{server.port}"
+    for path in ("/", "/static/app.js", "/api/state", "/ws"):
+        status, text, _ = _run(_request("GET", base + path))
+        assert status == 401 and "needs its token" in text, path
+    assert _run(_request("GET", base + "/?token=wrong" + "x" * 20))[0] == 401
+    status, _, response = _run(_request("GET", f"{base}/?token={token}"))
+    assert status == 303 and response.headers["Location"] == "/"
+    cookie = response.cookies[security.COOKIE]
+    assert cookie.value == token and cookie["httponly"] and cookie["samesite"] == "Strict"
+    cookies = {security.COOKIE: token}
+    assert _run(_request("GET", base + "/api/state", cookies=cookies))[0] == 200
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, text, _ = _run(_request("GET", base + "/api/state", headers=bearer))
+    assert status == 200 and json.loads(text)["people"][0]["track_id"] == 3
+
+
+def test_a_busy_port_is_one_clear_error(serve):
+    server, _ = serve()
+    other = ConsoleServer(ConsoleState(), FakeActions(), port=server.port, log=lambda t: None)
+    with pytest.raises(UservlmError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        other.start()
+
+
+# -- uservlm console: a bad start is one clear line and exit code 1
+
+
+def test_uservlm_console_reports_a_busy_port_and_a_bad_token_file(processes, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        console = processes.start_python(
+            "console", "-m", "uservlm_ros.cli", "console", "--port", str(port)
+        )
+        assert console.popen.wait(60) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in console.output()
+    assert "Traceback" not in console.output()
+    missing = tmp_path / "no-token"
+    console = processes.start_python(
+        "console_token",
+        "-m",
+        "uservlm_ros.cli",
+        "console",
+        "--host",
+        "0.0.0.0",
+        "--token-file",
+        str(missing),
+    )
+    assert console.popen.wait(60) == 1
+    assert f"token_file '{missing}' cannot be read" in console.output()
+    assert "Traceback" not in console.output()

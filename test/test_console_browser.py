@@ -1,0 +1,173 @@
+"""The operator console in a real browser (headless Chromium) against a running demo graph.
+
+The demo deployment (simulated Pepper on loopback, camera over NAOqi, BlazeFace, the attribute
+profiler, the labelled fallback responder, the speech bridge and console_node) runs as node
+processes; the console is bound to 0.0.0.0, so it must insist on its token. The page must list
+the two demo people with their profiles, stream the answer to a typed question, and turn an
+attribute to `disabled` with its privacy switch. The screenshot in the README comes from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "docs" / "images" / "console.png"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
+# Chromium as root in a container: no sandbox, and nothing that phones home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+QUESTION = "Hello robot, what can you do for me?"
+
+
+def _status(url: str, method: str = "GET", body: bytes | None = None) -> int:
+    request = urllib.request.Request(url, method=method, data=body)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.graph
+def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
+    from harness import wait_until
+    from playwright.sync_api import expect, sync_playwright
+
+    from uservlm_ros.demo.pictures import save_small_png
+    from uservlm_ros.demo.scene import make_scene
+    from uservlm_ros.ros import topics
+    from uservlm_ros.sim.pepper import SimulatedPepper
+
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: `make test` installs it (apt)"
+    token = "console-test-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    scene = make_scene(45)
+    pepper = SimulatedPepper(port=0, frames=[f.rgb for f in scene] + [f.rgb for f in scene[::-1]])
+    pepper.start()
+    try:
+        graph = processes.start_python(
+            "uservlm_run",
+            "-m",
+            "uservlm_ros.cli",
+            "run",
+            "--config",
+            "demo",
+            f"--set=camera_node.naoqi.port={pepper.port}",
+            f"--set=naoqi_bridge_node.robot.port={pepper.port}",
+            # slower streaming, so the page shows the answer growing
+            "--set=vlm_responder_node.responder.fallback_word_delay_s=0.15",
+            "--set=console_node.host=0.0.0.0",
+            "--set=console_node.port=0",
+            f"--set=console_node.token_file={tmp_path / 'token'}",
+        )
+        graph.wait_for_output("console at http://", timeout=90)
+        url = re.search(r"console at (http://\S+)", graph.output()).group(1)
+        assert url.endswith(f"?token={token}")
+        base = url.split("?")[0].rstrip("/")
+
+        # Bound to 0.0.0.0: nothing without the token, not even the page or its script.
+        assert _status(base + "/") == 401
+        assert _status(base + "/static/app.js") == 401
+        assert _status(base + "/ws") == 401
+        assert _status(base + "/api/ask", "POST", b'{"question": "Hi"}') == 401
+        assert _status(f"{base}/api/state?token={token}") == 200
+
+        def console_takes_camera() -> bool:
+            subscribed = ros.node.get_subscriber_names_and_types_by_node("console_node", "/")
+            return any(name == topics.absolute(topics.IMAGE) for name, _ in subscribed)
+
+        wait_until(lambda: "console_node" in ros.node.get_node_names(), 60, "console_node")
+        assert not console_takes_camera()  # no page, no camera frames to carry
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"),  # a fresh profile
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 800},  # Pepper's tablet
+            )
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(url)
+                assert page.url == base + "/"  # the token moved into a cookie
+                expect(page.locator("#link")).to_have_text("live")
+
+                # The two demo people, each with a profile and every attribute.
+                people = page.locator("#people .person")
+                expect(people.filter(has=page.locator(".profile-text"))).to_have_count(
+                    2, timeout=90_000
+                )
+                for index in range(2):
+                    rows = people.nth(index).locator("tr[data-attribute]")
+                    expect(rows).to_have_count(4)
+                expect(page.locator('#people tr[data-reason="not_supported"]')).to_have_count(2)
+                expect(page.locator("#camera-note")).to_contain_text("fps to this page")
+                assert console_takes_camera()
+                expect(page.locator("#robot")).to_have_text("robot: connected", timeout=30_000)
+
+                # A typed question: record every text the answer shows while it streams.
+                page.evaluate(
+                    """() => {
+                        window.streamed = [];
+                        new MutationObserver(() => {
+                            document.querySelectorAll('li[data-status="streaming"] .answer')
+                                .forEach((a) => window.streamed.push(a.textContent));
+                        }).observe(document.getElementById('conversation'),
+                                   {childList: true, subtree: true});
+                    }"""
+                )
+                page.fill("#question", QUESTION)
+                page.click("#ask-button")
+                asked = page.locator("#conversation li", has_text=QUESTION)
+                expect(asked).to_have_attribute("data-status", "answered", timeout=60_000)
+                final = asked.locator(".answer").inner_text()
+                streamed = [t for t in dict.fromkeys(page.evaluate("window.streamed")) if t]
+                assert len(streamed) >= 2, f"no streaming seen: {streamed}"
+                assert all(final.startswith(t.strip()) for t in streamed), (streamed, final)
+                expect(asked.locator(".details")).to_contain_text("responder fallback-template")
+                expect(asked.locator(".who")).to_contain_text("console")
+                expect(page.locator("#question")).to_have_value("")
+
+                # The privacy switch: gender is no longer estimated, for everybody in view.
+                switch = page.locator("#enable-gender")
+                expect(switch).to_be_enabled(timeout=30_000)
+                switch.click()
+                expect(page.locator("#privacy-error")).to_have_text("")
+                gender = page.locator('#people tr[data-attribute="gender"]')
+                expect(gender.first).to_have_attribute("data-reason", "disabled", timeout=30_000)
+                expect(gender.last).to_have_attribute("data-reason", "disabled", timeout=30_000)
+                expect(switch).not_to_be_checked()
+
+                page.wait_for_timeout(500)  # the next camera frame, for the picture
+                shot = tmp_path / "console.png"
+                shot.write_bytes(page.screenshot(full_page=True))
+                assert shot.stat().st_size > 10_000  # a page, not a blank
+                if os.environ.get("USERVLM_UPDATE_DOCS_IMAGES"):  # the docs' screenshot
+                    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                    save_small_png(shot, SCREENSHOT)
+                assert not errors, errors
+            finally:
+                browser.close()
+        # the last page gone, the camera and the faces are dropped again
+        wait_until(lambda: not console_takes_camera(), 15, "the camera subscription to go")
+    finally:
+        pepper.stop()

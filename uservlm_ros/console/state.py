@@ -1,0 +1,358 @@
+"""What the console page shows, kept up to date from the graph's messages.
+
+Pure Python: the messages are read by attribute (UserProfile, Response, Transcript,
+DiagnosticArray, the speech events' JSON), so this module runs and is tested without ROS.
+Callers on several threads (ROS callbacks, the web server) share one ConsoleState: every method
+takes its lock. Each section of the page (people, conversation, health, privacy, camera) has a
+version number that changes with it, so the server sends only what changed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from uservlm_ros.core import labels
+
+SECTIONS = ("people", "conversation", "health", "privacy", "camera")
+# REP-155 EngagementLevel values, as UserProfile.ENGAGEMENT_* carries them.
+ENGAGEMENT_STATES = ("unknown", "disengaged", "engaging", "engaged", "disengaging")
+# diagnostic_msgs/DiagnosticStatus levels.
+LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+BRIDGE = "naoqi_bridge_node"  # whose diagnostics say whether the robot is connected
+MAX_HEALTH_ENTRIES = 64  # other packages may publish on /diagnostics too: stay bounded
+
+
+def _level(value: Any) -> int:
+    """A DiagnosticStatus level: rclpy gives a one-byte `bytes`."""
+    if isinstance(value, bytes | bytearray):
+        return value[0] if value else 0
+    return int(value)
+
+
+def _seconds(stamp: Any) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def attribute_view(estimate: Any) -> dict[str, Any]:
+    return {
+        "name": estimate.name,
+        "label": estimate.label,
+        "known": bool(estimate.known),
+        "reason": estimate.abstain_reason,
+        "confidence": round(float(estimate.confidence), 3),
+    }
+
+
+def profile_view(msg: Any, seen: float) -> dict[str, Any]:
+    """A UserProfile as the page shows it; `seen` is the wall time it arrived."""
+    state = int(msg.engagement_state)
+    roi = [round(float(v), 4) for v in msg.roi]
+    return {
+        "track_id": int(msg.track_id),
+        # all zero = the profiler did not say where the face is
+        "roi": roi if any(roi) else None,
+        "engagement": round(float(msg.engagement), 3),
+        "engagement_state": (
+            ENGAGEMENT_STATES[state] if state < len(ENGAGEMENT_STATES) else str(state)
+        ),
+        "engaged": bool(msg.engaged),
+        "attributes": [attribute_view(getattr(msg, name)) for name in labels.ATTRIBUTES],
+        "age_years": _finite(msg.age_years),
+        "observations": int(msg.observations),
+        "seconds_in_view": round(float(msg.seconds_since_first_seen), 1),
+        "profile_text": msg.profile_text,
+        "model_id": msg.model_id,
+        "seen": seen,
+    }
+
+
+@dataclass
+class Exchange:
+    """One question and its answer, however it was asked (console, voice, topic, cli)."""
+
+    key: str  # the request id, or "heard:<audio start>" for speech that was not asked
+    source: str = ""  # "console", "voice", or "" when only the Response was seen
+    question: str = ""
+    heard: str = ""  # what the speech node recognised
+    heard_confidence: float | None = None
+    dropped: str = ""  # why the speech was not asked ("" when it was)
+    track_id: int = 0
+    addressee: str = ""
+    partial: str = ""  # the answer streamed so far (console questions)
+    tokens: int = 0
+    early: str = ""  # the first sentence, sent ahead of the final answer
+    text: str = ""
+    final: bool = False
+    gesture: str = ""
+    sentiment: str = ""
+    mode: str = ""
+    responder: str = ""
+    error: str = ""
+    speech: str = ""  # the robot's latest speech event for this answer
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0  # wall time the exchange was first seen
+    finished: float | None = None
+
+    @property
+    def status(self) -> str:
+        if self.dropped:
+            return "not_asked"
+        if self.final:
+            return "error" if self.error else "answered"
+        if self.partial or self.early:
+            return "streaming"
+        return "asked" if self.question else "heard"
+
+    def view(self) -> dict[str, Any]:
+        view = asdict(self)
+        view["status"] = self.status
+        return view
+
+
+@dataclass
+class Person:
+    view: dict[str, Any]
+    seen: float
+
+
+class ConsoleState:
+    def __init__(
+        self,
+        *,
+        people_expiry_s: float = 5.0,
+        max_exchanges: int = 50,
+        health_stale_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.people_expiry_s = people_expiry_s
+        self.max_exchanges = max_exchanges
+        self.health_stale_s = health_stale_s
+        self.versions = dict.fromkeys(SECTIONS, 0)
+        self._people: dict[int, Person] = {}
+        self._exchanges: OrderedDict[str, Exchange] = OrderedDict()
+        self._health: dict[str, dict[str, Any]] = {}
+        self._stale: set[str] = set()
+        self._privacy: dict[str, dict[str, Any]] = {
+            name: {"enabled": None, "pending": False, "error": ""} for name in labels.ATTRIBUTES
+        }
+        self._privacy_node = {"name": "", "available": False, "error": ""}
+        self._camera: dict[str, Any] = {"enabled": True, "streaming": False, "fps": 0.0}
+
+    def _bump(self, section: str) -> None:
+        self.versions[section] += 1
+
+    # -- people
+
+    def on_profile(self, msg: Any) -> None:
+        now = self._clock()
+        with self._lock:
+            self._people[int(msg.track_id)] = Person(profile_view(msg, now), now)
+            self._bump("people")
+
+    # -- conversation
+
+    def _exchange(self, key: str, now: float) -> Exchange:
+        exchange = self._exchanges.get(key)
+        if exchange is None:
+            exchange = self._exchanges[key] = Exchange(key=key, started=now)
+            while len(self._exchanges) > self.max_exchanges:
+                self._exchanges.popitem(last=False)
+        return exchange
+
+    def asked(self, request_id: str, question: str, track_id: int, source: str) -> None:
+        """A question this console (or another known source) sent."""
+        with self._lock:
+            exchange = self._exchange(request_id, self._clock())
+            exchange.question, exchange.track_id, exchange.source = question, track_id, source
+            self._bump("conversation")
+
+    def on_partial(self, request_id: str, text: str, tokens: int) -> None:
+        with self._lock:
+            exchange = self._exchanges.get(request_id)
+            if exchange is None or exchange.final:
+                return
+            exchange.partial, exchange.tokens = text, tokens
+            self._bump("conversation")
+
+    def on_response(self, msg: Any) -> None:
+        """An early or final Response (the topic, or a Respond result: the first final wins)."""
+        now = self._clock()
+        with self._lock:
+            exchange = self._exchange(msg.request_id, now)
+            if exchange.final:
+                return
+            exchange.question = exchange.question or msg.question
+            exchange.track_id = int(msg.track_id)
+            exchange.addressee = msg.addressee
+            if not msg.final:
+                exchange.early = msg.text
+            else:
+                exchange.final, exchange.finished = True, now
+                exchange.text, exchange.error = msg.text, msg.error
+                exchange.gesture, exchange.sentiment = msg.gesture, msg.sentiment
+                exchange.mode, exchange.responder = msg.mode, msg.responder
+                exchange.timings = [
+                    {"stage": t.stage, "ms": round(float(t.duration_ms), 1)} for t in msg.timings
+                ]
+            self._bump("conversation")
+
+    def on_speech_event(self, event: Mapping[str, Any]) -> None:
+        """A naoqi_bridge_node speech event (JSON object) about an answer."""
+        request_id = str(event.get("request_id", ""))
+        with self._lock:
+            exchange = self._exchanges.get(request_id)
+            if exchange is None:
+                return
+            part = event.get("part", "")
+            exchange.speech = f"{event.get('event', '?')} ({part})" if part else event["event"]
+            if event.get("detail"):
+                exchange.speech += f": {event['detail']}"
+            self._bump("conversation")
+
+    def on_transcript(self, msg: Any) -> None:
+        """What the speech node heard; tied to its question by request id when it asked one."""
+        now = self._clock()
+        heard_key = f"heard:{msg.audio_start.sec}.{msg.audio_start.nanosec:09d}"
+        with self._lock:
+            key = msg.request_id or heard_key
+            if msg.request_id and heard_key in self._exchanges:
+                # an interim transcript of the same utterance: keep its place, take the id
+                earlier = self._exchanges.pop(heard_key)
+                self._exchanges[key] = earlier
+                earlier.key = key
+            exchange = self._exchange(key, now)
+            exchange.source = "voice"
+            exchange.heard = msg.text
+            exchange.heard_confidence = round(float(msg.confidence), 3)
+            exchange.dropped = msg.dropped
+            if msg.request_id and not exchange.question:
+                exchange.question = msg.text
+            self._bump("conversation")
+
+    # -- health
+
+    def on_diagnostics(self, msg: Any) -> None:
+        now = self._clock()
+        with self._lock:
+            for status in msg.status:
+                name = status.name.removeprefix("uservlm: ")
+                if name not in self._health and len(self._health) >= MAX_HEALTH_ENTRIES:
+                    continue
+                self._health[name] = {
+                    "name": name,
+                    "level": LEVELS.get(_level(status.level), str(_level(status.level))),
+                    "message": status.message,
+                    "hardware_id": status.hardware_id,
+                    "values": {kv.key: kv.value for kv in status.values},
+                    "received": now,
+                }
+                self._stale.discard(name)
+            self._bump("health")
+
+    # -- privacy switches (the profiler's enable.* parameters)
+
+    def set_privacy_node(self, name: str, available: bool, error: str = "") -> None:
+        with self._lock:
+            new = {"name": name, "available": available, "error": error}
+            if new != self._privacy_node:
+                self._privacy_node = new
+                self._bump("privacy")
+
+    def set_privacy(
+        self, attribute: str, enabled: bool | None = None, pending: bool = False, error: str = ""
+    ) -> None:
+        with self._lock:
+            entry = self._privacy[attribute]
+            if enabled is not None:
+                entry["enabled"] = enabled
+            entry["pending"], entry["error"] = pending, error
+            self._bump("privacy")
+
+    def privacy_enabled(self, attribute: str) -> bool | None:
+        with self._lock:
+            return self._privacy[attribute]["enabled"]
+
+    # -- camera
+
+    def set_camera(self, **values: Any) -> None:
+        with self._lock:
+            if any(self._camera.get(k) != v for k, v in values.items()):
+                self._camera.update(values)
+                self._bump("camera")
+
+    # -- time passing
+
+    def tick(self) -> None:
+        """Forget people not seen for people_expiry_s; mark silent nodes STALE."""
+        now = self._clock()
+        with self._lock:
+            gone = [t for t, p in self._people.items() if now - p.seen > self.people_expiry_s]
+            for track in gone:
+                del self._people[track]
+            if gone:
+                self._bump("people")
+            stale = {
+                n for n, h in self._health.items() if now - h["received"] > self.health_stale_s
+            }
+            if stale != self._stale:
+                self._stale = stale
+                self._bump("health")
+
+    # -- views for the page
+
+    def section(self, name: str) -> Any:
+        with self._lock:
+            return self._section(name)
+
+    def _section(self, name: str) -> Any:
+        if name == "people":
+            people = sorted(self._people.values(), key=lambda p: p.view["track_id"])
+            return [p.view for p in people]
+        if name == "conversation":
+            return [e.view() for e in self._exchanges.values()]
+        if name == "health":
+            nodes = []
+            for health in sorted(self._health.values(), key=lambda h: h["name"]):
+                view = dict(health)
+                if health["name"] in self._stale:
+                    view["level"] = "STALE"
+                nodes.append(view)
+            return {"nodes": nodes, "robot": self._robot(nodes)}
+        if name == "privacy":
+            return {"node": dict(self._privacy_node), "attributes": _copy(self._privacy)}
+        if name == "camera":
+            return dict(self._camera)
+        raise KeyError(name)
+
+    @staticmethod
+    def _robot(nodes: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Whether the robot is connected, as the speech bridge last said."""
+        bridge = next((n for n in nodes if n["name"].rsplit("/", 1)[-1] == BRIDGE), None)
+        if bridge is None:
+            return {"state": "unknown", "detail": f"no {BRIDGE} diagnostics"}
+        if bridge["level"] == "STALE":
+            return {"state": "unknown", "detail": f"{BRIDGE} is silent"}
+        connected = bridge["level"] == "OK"
+        return {"state": "connected" if connected else "not_connected", "detail": bridge["message"]}
+
+    def changes(self, seen: Mapping[str, int]) -> tuple[dict[str, Any], dict[str, int]]:
+        """The sections whose version differs from `seen`, and the current versions."""
+        with self._lock:
+            changed = {n: self._section(n) for n in SECTIONS if self.versions[n] != seen.get(n)}
+            return changed, dict(self.versions)
+
+
+def _copy(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {k: dict(v) for k, v in entries.items()}

@@ -1,0 +1,372 @@
+"""console_node: the operator console, a web page that shows the graph live and steers it.
+
+    python -m uservlm_ros.nodes.console_node --ros-args -p port:=8088
+    uservlm console                       # the same, stand-alone
+
+Subscribes uservlm/user_profile, uservlm/response, uservlm/speech_events, uservlm/transcript,
+/diagnostics, /parameter_events (the profiler's enable.* switches) and, only while a page is
+connected, the camera (camera/image_raw) and uservlm/faces: each frame is drawn with its faces
+and their profiles (core/overlay.py, the debug image's drawing) and sent on as JPEG, at most
+camera.max_fps. Asks questions through the Respond action (source "console") and sets the
+profiler's enable.* parameters through its SetParameters service. The web server and what the
+page shows live in uservlm_ros/console/; this node connects them to ROS.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import sys
+import threading
+import time
+from collections import OrderedDict
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import Parameter, ParameterEvent, ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
+from rclpy.expand_topic_name import expand_topic_name
+from rclpy.node import Node
+from rclpy.qos import qos_profile_parameter_events
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from uservlm.msg import FaceArray, Response, Transcript, UserProfile
+
+from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
+from uservlm_ros.console.security import new_token, read_token, token_required
+from uservlm_ros.console.server import ConsoleServer
+from uservlm_ros.console.state import ConsoleState
+from uservlm_ros.core import labels
+from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.overlay import draw_people
+from uservlm_ros.core.parameters import Param
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
+from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
+from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
+from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS
+from uservlm_ros.ros.respond_client import Partial, RespondCall, RespondClient
+
+PRIVACY_ANSWER_S = 5.0  # a set_parameters call unanswered this long is reported as failed
+FRAMES_KEPT = 15  # camera frames waiting for their faces (face_crop_node takes a few frames)
+FACES_SILENT_S = 1.0  # no faces for this long (no face_crop_node?): show frames without boxes
+
+PARAMS = [
+    Param(
+        "host",
+        "127.0.0.1",
+        "Address to listen on; any non-loopback address (0.0.0.0, a LAN address for Pepper's "
+        "tablet) requires the token on every request",
+    ),
+    Param("port", 8088, "TCP port of the page (0 = any free port, logged)", min=0, max=65535),
+    Param(
+        "token_file",
+        "",
+        'File whose first line is the access token (>= 16 characters); "" = a random token, '
+        "logged at start, when the host is not loopback",
+    ),
+    Param(
+        "profiler_node",
+        "user_profiler_node",
+        "The profiler whose enable.* parameters the privacy switches set",
+    ),
+    Param("camera.enabled", True, "Show the camera; false never subscribes to it", live=True),
+    Param(
+        "camera.max_fps",
+        10.0,
+        "Most camera frames per second sent to pages",
+        min=0.5,
+        max=10.0,
+        live=True,
+    ),
+    Param(
+        "camera.max_width",
+        640,
+        "Frames wider than this are scaled down, px",
+        min=160,
+        max=1920,
+        live=True,
+    ),
+    Param("camera.jpeg_quality", 70, "JPEG quality of the frames", min=30, max=95, live=True),
+    Param(
+        "people.expiry_s",
+        5.0,
+        "A person leaves the list after this long without a profile",
+        min=0.5,
+        max=3600.0,
+        live=True,
+    ),
+    Param("conversation.max_entries", 50, "Exchanges kept on the page", min=1, max=1000, live=True),
+    Param(
+        "health.stale_s",
+        5.0,
+        "A node whose diagnostics are silent this long is shown STALE",
+        min=1.0,
+        max=3600.0,
+        live=True,
+    ),
+]
+
+
+class ConsoleNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("console_node", **kwargs)
+        p = self.params = declare_parameters(self, PARAMS)
+        watch_parameters(self, PARAMS, self.params, self._apply_live)
+        token = None
+        if p["token_file"]:
+            token = read_token(p["token_file"])
+        elif token_required(p["host"]):
+            token = new_token()
+        self.state = ConsoleState(
+            people_expiry_s=p["people.expiry_s"],
+            max_exchanges=p["conversation.max_entries"],
+            health_stale_s=p["health.stale_s"],
+        )
+        self.state.set_camera(
+            enabled=p["camera.enabled"],
+            topic=self.resolve_topic_name(topics.IMAGE),
+            max_fps=p["camera.max_fps"],
+        )
+        self.diagnostics = Diagnostics(self, hardware_id="console")
+        self.respond = RespondClient(self)
+        self._rejections: dict[str, float] = {}
+
+        self.profiler = expand_topic_name(p["profiler_node"], self.get_name(), self.get_namespace())
+        self._set_client = self.create_client(SetParameters, f"{self.profiler}/set_parameters")
+        self._get_client = self.create_client(GetParameters, f"{self.profiler}/get_parameters")
+        self._privacy_known = False
+        self._privacy_reading = False
+        self._privacy_pending: dict[str, float] = {}
+        self.state.set_privacy_node(self.profiler, available=False)
+        self.create_timer(1.0, self._watch_profiler)
+
+        self._profiles: dict[int, tuple[UserProfile, float]] = {}  # for the frame labels
+        self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
+        self.create_subscription(Response, topics.RESPONSE, self.state.on_response, REQUEST_QOS)
+        self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
+        self.create_subscription(
+            Transcript, topics.TRANSCRIPT, self.state.on_transcript, RELIABLE_QOS
+        )
+        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.state.on_diagnostics, 10)
+        self.create_subscription(
+            ParameterEvent, "/parameter_events", self._on_parameters, qos_profile_parameter_events
+        )
+
+        # The camera and the faces are subscribed only while a page is connected; the server's
+        # thread asks for the change, the executor makes it.
+        self._throttle = FrameThrottle(p["camera.max_fps"])
+        self._camera_subs: list = []
+        self._frames: OrderedDict[tuple[int, int], Image] = OrderedDict()
+        self._faces_seen = 0.0  # monotonic time of the last FaceArray
+        self._pages = 0
+        self._camera_sync = self.create_guard_condition(self._sync_camera)
+
+        self.server = ConsoleServer(
+            self.state,
+            self,
+            host=p["host"],
+            port=p["port"],
+            token=token,
+            on_clients=self._on_pages,
+            log=self.get_logger().warning,
+        )
+        self.server.start()
+        self.diagnostics.set_status(DiagnosticStatus.OK, f"serving {self.server.port}")
+        self.get_logger().info(f"console at {self.server.url}")
+        if token and p["host"] in ("0.0.0.0", "::"):
+            self.get_logger().info(
+                f"from another machine: http://<this machine's address>:{self.server.port}/"
+                "?token=<the token above>"
+            )
+
+    # -- the page's actions (called on the web server's thread; never block)
+
+    def ask(self, question: str, track_id: int) -> str:
+        call = self.respond.ask(question, track_id=track_id, source="console")
+        self.state.asked(call.request_id, question, track_id, "console")
+        self.diagnostics.count("questions")
+        threading.Thread(
+            target=self._follow, args=(call,), name=f"console_ask_{call.request_id}", daemon=True
+        ).start()
+        return call.request_id
+
+    def _follow(self, call: RespondCall) -> None:
+        """Stream the answer into the page (one short-lived thread per question)."""
+        for event in call.events():
+            if isinstance(event, Partial):
+                self.state.on_partial(call.request_id, event.text, event.tokens)
+            else:
+                self.state.on_response(event)
+
+    def set_privacy(self, attribute: str, enabled: bool) -> concurrent.futures.Future[str]:
+        outcome: concurrent.futures.Future[str] = concurrent.futures.Future()
+        if not self._set_client.service_is_ready():
+            reason = f"{self.profiler} does not answer (is it running?)"
+            self.state.set_privacy(attribute, error=reason)
+            outcome.set_result(reason)
+            return outcome
+        self.state.set_privacy(attribute, pending=True)
+        self._privacy_pending[attribute] = time.monotonic()
+        value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
+        request = SetParameters.Request(
+            parameters=[Parameter(name=f"enable.{attribute}", value=value)]
+        )
+
+        def done(future) -> None:
+            try:
+                result = future.result().results[0]
+                reason = "" if result.successful else (result.reason or "refused, no reason given")
+            except Exception as error:  # the service went away mid-call
+                reason = f"the call failed: {error}"
+            self._privacy_pending.pop(attribute, None)
+            if reason:
+                self.state.set_privacy(attribute, error=f"not changed: {reason}")
+            else:
+                self.state.set_privacy(attribute, enabled=enabled)
+            self.diagnostics.count("privacy_refused" if reason else "privacy_set")
+            if not outcome.done():
+                outcome.set_result(reason)
+
+        self._set_client.call_async(request).add_done_callback(done)
+        return outcome
+
+    # -- ROS callbacks
+
+    def _on_speech(self, msg: String) -> None:
+        try:
+            event = json.loads(msg.data)
+            if not isinstance(event, dict) or "event" not in event:
+                raise ValueError("not an object with an 'event'")
+        except ValueError as error:
+            log_rejection(self, self._rejections, f"ignored a speech event: {error}")
+            return
+        self.state.on_speech_event(event)
+
+    def _on_parameters(self, event: ParameterEvent) -> None:
+        if event.node != self.profiler:
+            return
+        for parameter in [*event.new_parameters, *event.changed_parameters]:
+            attribute = parameter.name.removeprefix("enable.")
+            if parameter.name.startswith("enable.") and attribute in labels.ATTRIBUTES:
+                self.state.set_privacy(attribute, enabled=parameter.value.bool_value)
+
+    def _watch_profiler(self) -> None:
+        """Follow whether the profiler is up; read its switches whenever it (re)appears."""
+        available = self._get_client.service_is_ready()
+        self.state.set_privacy_node(
+            self.profiler, available, "" if available else f"waiting for {self.profiler}"
+        )
+        if not available:
+            self._privacy_known = False
+        elif not self._privacy_known and not self._privacy_reading:
+            self._privacy_reading = True
+            names = [f"enable.{a}" for a in labels.ATTRIBUTES]
+            future = self._get_client.call_async(GetParameters.Request(names=names))
+            future.add_done_callback(self._on_privacy_values)
+        for attribute, since in list(self._privacy_pending.items()):
+            if time.monotonic() - since > PRIVACY_ANSWER_S:
+                self._privacy_pending.pop(attribute, None)
+                self.state.set_privacy(attribute, error=f"{self.profiler} did not answer")
+        self.diagnostics.values["pages"] = self._pages
+        self.diagnostics.values["frames_sent"] = self.server.frames_sent
+
+    def _on_privacy_values(self, future) -> None:
+        self._privacy_reading = False
+        try:
+            values = future.result().values
+        except Exception as error:
+            self.get_logger().warning(f"could not read {self.profiler}'s enable.*: {error}")
+            return
+        for attribute, value in zip(labels.ATTRIBUTES, values, strict=False):
+            if value.type == ParameterType.PARAMETER_BOOL:
+                self.state.set_privacy(attribute, enabled=value.bool_value)
+        self._privacy_known = True
+
+    def _on_pages(self, count: int) -> None:
+        self._pages = count
+        self._camera_sync.trigger()
+
+    def _apply_live(self, changed: dict) -> None:
+        p = self.params
+        self._throttle.interval = 1.0 / p["camera.max_fps"]
+        self.state.people_expiry_s = p["people.expiry_s"]
+        self.state.max_exchanges = p["conversation.max_entries"]
+        self.state.health_stale_s = p["health.stale_s"]
+        self.state.set_camera(enabled=p["camera.enabled"], max_fps=p["camera.max_fps"])
+        if "camera.enabled" in changed:
+            self._camera_sync.trigger()
+
+    def _sync_camera(self) -> None:
+        wanted = self.params["camera.enabled"] and self._pages > 0
+        if wanted and not self._camera_subs:
+            self._camera_subs = [
+                self.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS),
+                self.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
+            ]
+        elif not wanted and self._camera_subs:
+            for subscription in self._camera_subs:
+                self.destroy_subscription(subscription)
+            self._camera_subs = []
+            self._frames.clear()
+            self.state.set_camera(streaming=False, fps=0.0)
+
+    def _on_profile(self, msg: UserProfile) -> None:
+        self.state.on_profile(msg)
+        now = time.monotonic()
+        self._profiles[msg.track_id] = (msg, now)
+        expiry = self.params["people.expiry_s"]
+        for track in [t for t, (_, seen) in self._profiles.items() if now - seen > expiry]:
+            del self._profiles[track]
+
+    def _on_image(self, msg: Image) -> None:
+        if not self._camera_subs:
+            return
+        if time.monotonic() - self._faces_seen > FACES_SILENT_S:
+            if self._throttle.ready():  # nobody finds faces: the plain frame
+                self._show(msg, None)
+            return
+        self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+        while len(self._frames) > FRAMES_KEPT:
+            self._frames.popitem(last=False)
+
+    def _on_faces(self, msg: FaceArray) -> None:
+        """Show the frame these faces were found in, drawn with them (when it is time)."""
+        self._faces_seen = time.monotonic()
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        image = self._frames.pop(stamp, None)
+        while self._frames and next(iter(self._frames)) < stamp:
+            self._frames.popitem(last=False)  # older frames will not get their faces now
+        if image is not None and self._throttle.ready():
+            self._show(image, msg)
+
+    def _show(self, image: Image, faces: FaceArray | None) -> None:
+        try:
+            rgb = image_to_rgb(image)
+            if faces is not None and faces.faces:
+                profiles = {track: msg for track, (msg, _) in self._profiles.items()}
+                rgb = draw_people(rgb, faces_to_people(faces, profiles))
+            jpeg = encode_jpeg(
+                rgb, self.params["camera.max_width"], self.params["camera.jpeg_quality"]
+            )
+        except (UservlmError, ValueError) as error:
+            self.diagnostics.count("frames_rejected")
+            log_rejection(self, self._rejections, f"cannot show a camera frame: {error}")
+            return
+        self.server.show_frame(jpeg)
+        self.state.set_camera(streaming=True, fps=self._throttle.fps())
+
+    def destroy_node(self) -> None:
+        server = getattr(self, "server", None)  # None when the constructor failed before it
+        if server is not None:
+            server.stop()
+        super().destroy_node()
+
+
+def main(args=None):
+    # Every callback is short (the answer streams on its own thread): one executor thread.
+    sys.exit(run_node(ConsoleNode, args, single_threaded=True))
+
+
+if __name__ == "__main__":
+    main()
