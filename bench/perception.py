@@ -10,7 +10,9 @@ Tables:
    --rate; camera->profile latency p50/p95 and profiled fps, against a raw rclpy pub/sub of the
    same images (a relay process echoing them back; one way = half the round trip).
 3. the clip backend's image encoder (ViT-B/16-sized, random weights) per crop on CPU: torch
-   eager vs onnxruntime, ratio against torch.
+   eager vs onnxruntime fp32 and int8 (`uservlm export profiler --quantize int8`), one crop and
+   a frame of 3 crops batched, ratio against torch; the int8 graph's fidelity to fp32 on real
+   face crops (embedding cosine, top-1 agreement per attribute).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +96,97 @@ def bench_in_process(frames: int) -> dict[str, list[float]]:
     fps = 1000.0 / statistics.mean(totals)
     print(f"\nsustained serial pipeline: {fps:.1f} fps (frames of 1-3 faces, detector + profiler)")
     return stages
+
+
+def three_person_scene(fps: float, seconds: float, arrivals=(0.0, 2.0, 4.0)) -> list:
+    """(stamp, frame) at `fps`: three real faces at fixed places, person i appearing at
+    arrivals[i] seconds (640x480, 150 px heads)."""
+    from uservlm_ros.sim.photos import heads
+
+    people = [*heads(150), heads(150)[0][:, ::-1]]
+    frames = []
+    for index in range(round(seconds * fps)):
+        stamp = index / fps
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        for slot, (head, arrival) in enumerate(zip(people, arrivals, strict=True)):
+            if stamp >= arrival:
+                frame[165:315, 40 + slot * 200 : 190 + slot * 200] = head
+        frames.append((stamp, frame))
+    return frames
+
+
+def bench_schedule(seconds: float, fps: float = 15.0) -> None:
+    """The profiler's CPU in a 3-person scene with and without profile.* scheduling, as the
+    user_profiler_node runs it (detector outside the measurement)."""
+    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_pipeline import FacePipeline
+    from uservlm_ros.backends.profiler import create_profiler
+    from uservlm_ros.core import labels
+    from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+    from uservlm_ros.core.profile_schedule import PROFILED, ProfileScheduler, ScheduleConfig
+
+    arrivals = (0.0, 2.0, 4.0)
+    pipeline = FacePipeline(create_face_detector("blazeface_full"))
+    frames = [
+        (stamp, pipeline.process(frame, stamp).faces)
+        for stamp, frame in three_person_scene(fps, seconds, arrivals)
+    ]
+    profiler = create_profiler("attributes")
+    attributes = frozenset(labels.ATTRIBUTES)
+    profiler.estimate([frames[-1][1][0].crop.image], attributes)  # warm-up
+    thresholds = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
+    results = {}
+    for mode in ("every crop (before)", "scheduled (after)"):
+        fusion = ProfileFusion(FusionConfig(thresholds=thresholds), profiler.supported)
+        scheduler = ProfileScheduler(ScheduleConfig(enabled=mode.startswith("scheduled")))
+        first_seen: dict[int, float] = {}
+        first_profile_ms: list[float] = []
+        frame_ms, profiled = [], 0
+        cpu_start = time.process_time()
+        for stamp, faces in frames:
+            start = time.perf_counter()
+            chosen = []
+            for face in faces:
+                first_seen.setdefault(face.track_id, stamp)
+                size = min(face.detection.box.width, face.detection.box.height)
+                reason = scheduler.decide(
+                    face.track_id,
+                    stamp,
+                    fusion,
+                    size,
+                    face.detection.landmarks,
+                    face.crop.roll_deg,
+                    face.crop.image,
+                )
+                if reason in PROFILED:
+                    chosen.append(face)
+            estimates = profiler.estimate([f.crop.image for f in chosen], attributes)
+            for face, estimate in zip(chosen, estimates, strict=True):
+                if fusion.current(face.track_id) is None:  # this person's first profile
+                    waited = (stamp - first_seen[face.track_id]) * 1e3
+                    first_profile_ms.append(waited + (time.perf_counter() - start) * 1e3)
+                fusion.update(face.track_id, stamp, estimate)
+            profiled += len(chosen)
+            frame_ms.append((time.perf_counter() - start) * 1e3)
+        cpu = time.process_time() - cpu_start
+        results[mode] = (cpu * 60.0 / seconds, profiled, first_profile_ms, frame_ms)
+    before = results["every crop (before)"][0]
+    print(
+        f"\n1b. profiler CPU in a 3-person scene, {fps:g} fps, {seconds:g} s of camera time "
+        f"(people appear at {', '.join(f'{a:g}' for a in arrivals)} s; attributes backend)\n"
+    )
+    print(
+        "| mode                  | CPU s / minute | ratio | crops profiled | first profile ms "
+        "(per person) | frame p95 ms |"
+    )
+    print(f"|{'-' * 23}|{'-' * 16}|{'-' * 7}|{'-' * 16}|{'-' * 31}|{'-' * 14}|")
+    for mode, (cpu_per_minute, profiled, first, frame_ms) in results.items():
+        firsts = ", ".join(f"{ms:.0f}" for ms in first)
+        print(
+            f"| {mode:<21} | {cpu_per_minute:14.2f} | {cpu_per_minute / before:5.2f} | "
+            f"{profiled:14d} | {firsts:<29} | {percentile(frame_ms, 95):12.2f} |"
+        )
+    print(f"\nof {sum(len(faces) for _, faces in frames)} crops in {len(frames)} frames")
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -232,7 +326,258 @@ def bench_dds(seconds: float, rate: float, image_qos: str) -> None:
                 os.killpg(process.pid, 9)
 
 
-def bench_clip(size: str, repeats: int, threads: int) -> None:
+def group_scene(face_px: int, shape=(720, 1280), seed: int = 0) -> tuple[np.ndarray, list]:
+    """A group photo built from the package photos: as many heads as fit (astronaut, Hopper and
+    mirrored copies) with faces about `face_px` wide, on one of skimage's face-free photos;
+    returns (frame, [(x0, y0, x1, y1) of each face])."""
+    import skimage.data
+
+    from uservlm_ros.sim.photos import heads
+
+    rng = np.random.default_rng(seed)
+    background = [skimage.data.coffee(), skimage.data.rocket(), skimage.data.coins()][seed % 3]
+    if background.ndim == 2:
+        background = np.stack([background] * 3, axis=-1)
+    frame = cv2.resize(background, shape[::-1], interpolation=cv2.INTER_AREA)
+    side = face_px * 2  # the head patches hold the face in about their central half
+    people = [*heads(side), *(h[:, ::-1] for h in heads(side))]
+    faces, gap = [], max(side // 4, 4)
+    for y in range(gap, shape[0] - side, side + gap):
+        for x in range(gap, shape[1] - side, side + gap):
+            dx, dy = rng.integers(0, gap // 2 + 1, 2)
+            x0, y0 = x + dx, y + dy
+            frame[y0 : y0 + side, x0 : x0 + side] = people[len(faces) % len(people)]
+            faces.append((x0 + side / 4, y0 + side / 4, x0 + 3 * side / 4, y0 + 3 * side / 4))
+            if len(faces) >= 40:
+                return frame, faces
+    return frame, faces
+
+
+def face_free_images() -> list[np.ndarray]:
+    """skimage photos without faces, and a mosaic of lfw_subset's 100 non-face patches."""
+    import skimage.data
+
+    images = [skimage.data.coffee(), skimage.data.rocket(), skimage.data.chelsea()]
+    images += [np.stack([skimage.data.coins()] * 3, -1), skimage.data.immunohistochemistry()]
+    patches = (skimage.data.lfw_subset()[100:] * 255).astype(np.uint8)
+    tiles = [cv2.resize(p, (64, 64), interpolation=cv2.INTER_CUBIC) for p in patches]
+    mosaic = np.vstack([np.hstack(tiles[row * 10 : row * 10 + 10]) for row in range(10)])
+    return [*images, np.stack([mosaic] * 3, -1)]
+
+
+# Detector settings compared: (label, create_face_detector keyword arguments).
+DETECTOR_VARIANTS = (
+    ("default (whole frame)", {}),
+    ("min_score 0.5", {"min_score": 0.5}),
+    ("tiles 2", {"tiles": 2}),
+    ("tiles 3", {"tiles": 3}),
+)
+RECALL_SIZES = (24, 32, 48, 64, 96)
+
+
+def bench_recall(shape: tuple[int, int]) -> None:
+    """Detection recall by face size on group scenes, false positives on face-free images."""
+    from uservlm_ros.backends.face_detector import create_face_detector
+
+    scenes = {size: [group_scene(size, shape, seed) for seed in range(2)] for size in RECALL_SIZES}
+    clean = face_free_images()
+    print(
+        f"\n5. detection recall by face width on {shape[1]}x{shape[0]} group scenes (package "
+        f"photos on face-free backgrounds); false positives on {len(clean)} face-free images\n"
+    )
+    print(
+        "| detector            | "
+        + " | ".join(f"{s:>3} px" for s in RECALL_SIZES)
+        + " | FP | ms/frame |"
+    )
+    print(f"|{'-' * 21}|" + "|".join("-" * 8 for _ in RECALL_SIZES) + "|----|----------|")
+    for label, kwargs in DETECTOR_VARIANTS:
+        detector = create_face_detector("blazeface_full", **kwargs)
+        cells, times = [], []
+        for size in RECALL_SIZES:
+            found = total = 0
+            for frame, faces in scenes[size]:
+                start = time.perf_counter()
+                detections = detector.detect(frame)
+                times.append((time.perf_counter() - start) * 1e3)
+                total += len(faces)
+                found += sum(any(_matches(d.box, face) for d in detections) for face in faces)
+            cells.append(f"{found / total:6.2f}")
+        false = sum(len(detector.detect(image)) for image in clean)
+        print(
+            f"| {label:<19} | " + " | ".join(cells) + f" | {false:2d} | "
+            f"{percentile(times, 50):8.1f} |"
+        )
+    counts = ", ".join(f"{s} px: {len(scenes[s][0][1])}" for s in RECALL_SIZES)
+    print(f"\nfaces per scene (2 scenes per size): {counts}")
+
+
+def _matches(box, face: tuple[float, float, float, float]) -> bool:
+    """A detection counts for a face if its centre lies in the face and its width is within
+    half to twice the face's."""
+    cx, cy = box.centre
+    x0, y0, x1, y1 = face
+    return x0 <= cx <= x1 and y0 <= cy <= y1 and 0.5 <= box.width / (x1 - x0) <= 2.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Full-graph variants: (label, node parameter overrides on top of config/demo.yaml). The first is
+# the same-run baseline: every crop of every frame profiled, as before issue 12.
+GRAPH_VARIANTS = (
+    ("every crop profiled (before)", {"user_profiler_node": {"profile.schedule": False}}),
+    ("profile.* schedule (after)", {}),
+    # speech recognition bursts take every thread it has; on 2 cores one leaves perception one
+    ("schedule, ASR on 1 thread", {"speech_node": {"model.threads": 1}}),
+)
+
+
+SPOKEN_QUESTIONS = ("hello_how_are_you.wav", "what_do_you_see.wav", "tell_me_a_joke.wav")
+
+
+def bench_graph(seconds: float, rate: float, question_period: float) -> None:
+    """The demo graph (config/demo.yaml: camera_node on the simulated Pepper's camera,
+    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node and
+    speech_node on the simulated Pepper, and any node added to demo.yaml later) with three
+    people in view at `rate` fps while questions are spoken into the microphones, transcribed,
+    answered and spoken: camera -> profile latency and each node's CPU."""
+    import qi
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from uservlm.msg import Response, UserProfile
+
+    from uservlm_ros.bringup.graph import load_graph
+    from uservlm_ros.bringup.runner import GraphRunner
+    from uservlm_ros.ros.conversions import stamp_to_seconds
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+    from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS
+    from uservlm_ros.ros.respond_client import RespondClient
+    from uservlm_ros.sim.audio_device import SPEECH_DIR
+    from uservlm_ros.sim.pepper import SimulatedPepper
+
+    qi.logging.setLevel(qi.logging.WARNING)
+    use_uservlm_dds_profile()
+    os.environ.setdefault("ROS_DOMAIN_ID", "77")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    scene = [frame for _, frame in three_person_scene(rate, 1.0, arrivals=(0.0, 0.0, 0.0))]
+    results = []
+    for label, variant in GRAPH_VARIANTS:
+        pepper = SimulatedPepper(port=0, frames=scene[:1])
+        pepper.start()
+        overrides = {
+            "camera_node": {"naoqi.port": pepper.port, "rate_hz": rate},
+            "naoqi_bridge_node": {"robot.port": pepper.port},
+            "speech_node": {"naoqi.port": pepper.port},
+        }
+        for node, params in variant.items():
+            overrides.setdefault(node, {}).update(params)
+        # every profiled frame published, so each one gives a latency sample
+        overrides.setdefault("user_profiler_node", {})["publish.max_rate_hz"] = 1000.0
+        graph = load_graph("demo", overrides)
+        log_path = Path(tempfile.mkdtemp(prefix="bench-graph-")) / "nodes.log"
+        log = log_path.open("w")  # closed in the finally below
+        runner = GraphRunner(graph, out=log, colour=False)
+        rclpy.init()
+        node = rclpy.create_node("bench_graph")
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        latency, seen, measuring = [], set(), threading.Event()
+        stages: dict[str, list[float]] = {}
+
+        def on_profile(
+            msg: UserProfile, latency=latency, seen=seen, stages=stages, measuring=measuring
+        ) -> None:
+            stamp = stamp_to_seconds(msg.header.stamp)
+            if stamp not in seen:  # the first profile of a frame
+                seen.add(stamp)
+                if measuring.is_set():
+                    latency.append((time.time() - stamp) * 1e3)
+                    for timing in msg.timings:
+                        stages.setdefault(timing.stage, []).append(timing.duration_ms)
+
+        node.create_subscription(UserProfile, "/uservlm/user_profile", on_profile, LATCHED_QOS)
+        client = RespondClient(node)
+        answered: list[bool] = []
+        asked = 0
+        # With a speech_node in the graph, questions are spoken into Pepper's microphones and
+        # reach the responder as transcripts; otherwise they are Respond goals.
+        by_voice = any(spec.name == "speech_node" for spec in graph.nodes)
+        node.create_subscription(
+            Response,
+            "/uservlm/response",
+            lambda r, answered=answered: r.final and answered.append(not r.error),
+            REQUEST_QOS,
+        )
+        try:
+            runner.start()
+            if not client.wait_for_server(90):
+                raise RuntimeError(f"the responder did not come up; see {log_path}")
+            deadline = time.monotonic() + 60
+            while len(seen) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2.0)  # past start-up: new tracks settled
+            cpu_before = {c.spec.name: _cpu_seconds(c.popen.pid) for c in runner.children}
+            bench_cpu = time.process_time()
+            measuring.set()
+            begin = time.monotonic()
+            while time.monotonic() - begin < seconds:
+                if by_voice:
+                    clip = SPOKEN_QUESTIONS[asked % len(SPOKEN_QUESTIONS)]
+                    pepper.microphones.play_file(SPEECH_DIR / clip).done.wait(30)
+                else:
+                    client.ask("Hello! How are you today?", track_id=1, mode="profile_prompt")
+                asked += 1
+                time.sleep(question_period)
+            time.sleep(3.0 if by_voice else 0.5)  # the last answer
+            measuring.clear()
+            elapsed = time.monotonic() - begin
+            cpu = {
+                c.spec.name: (_cpu_seconds(c.popen.pid) - cpu_before[c.spec.name]) / elapsed
+                for c in runner.children
+            }
+            cpu["bench (simulated Pepper, observer)"] = (time.process_time() - bench_cpu) / elapsed
+            failed = [c.spec.name for c in runner.children if c.popen.poll() is not None]
+            if failed:
+                raise RuntimeError(f"{', '.join(failed)} exited; see {log_path}")
+            results.append((label, latency, cpu, asked, sum(answered), elapsed, stages))
+        finally:
+            runner.stop()
+            log.close()
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+            pepper.stop()
+    baseline = percentile(results[0][1], 50)
+    header(
+        f"4. full demo graph, 3 people at {rate:g} fps, a question every {question_period:g} s, "
+        f"{seconds:g} s per variant (ratio: p50 against the first's p50)"
+    )
+    for label, values, *_, stages in results:
+        print(row(f"camera -> profile, {label}"[:34], values, baseline=baseline))
+        for stage, durations in stages.items():
+            print(row(f"  of which {stage}", durations, baseline=baseline))
+    print("\nCPU per node, cores (1.0 = one core busy), and questions answered:\n")
+    names = list(results[0][2])
+    print("| node " + " " * 30 + "| " + " | ".join(f"{r[0][:28]:<28}" for r in results) + " |")
+    print(f"|{'-' * 36}|" + "|".join("-" * 30 for _ in results) + "|")
+    for name in [*names, "total"]:
+        cells = [
+            sum(r[2].values()) if name == "total" else r[2].get(name, float("nan")) for r in results
+        ]
+        print(f"| {name[:34]:<34} | " + " | ".join(f"{c:28.2f}" for c in cells) + " |")
+    cells = [f"{r[4]}/{r[3]} in {r[5]:.0f} s" for r in results]
+    print(f"| {'questions answered / asked':<34} | " + " | ".join(f"{c:<28}" for c in cells) + " |")
+
+
+def bench_clip(size: str, repeats: int, threads: int, fidelity_faces: int = 40) -> None:
     import onnxruntime as ort
     import torch
     from transformers import CLIPConfig, CLIPModel
@@ -286,28 +631,65 @@ def bench_clip(size: str, repeats: int, threads: int) -> None:
             clip_profiler.attribute_logits(model, pixels, heads)
             if index >= 2:
                 torch_ms.append((time.perf_counter() - start) * 1e3)
-    with tempfile.TemporaryDirectory() as folder:
-        clip_profiler.export_onnx(model, heads, Path(folder), "bench-clip")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(
-            str(Path(folder) / clip_profiler.ONNX_FILE), options, providers=["CPUExecutionProvider"]
-        )
-        onnx_ms = []
+    from uservlm_ros.sim.photos import face_crops
+    from uservlm_ros.training.export import int8_fidelity, quantize_int8
+
+    frame = [face_crops(lfw_faces=0)[index] for index in (0, 6, 1)]  # one frame of 3 people
+    frame_pixels = clip_profiler.preprocess_crops(frame).numpy()
+
+    def timed(session, pixels: np.ndarray) -> list[float]:
+        values = []
         for index in range(repeats + 2):
             start = time.perf_counter()
-            session.run(None, {"pixel_values": pixels.numpy()})
+            session.run(["gender"], {"pixel_values": pixels})
             if index >= 2:
-                onnx_ms.append((time.perf_counter() - start) * 1e3)
-    header(f"3. clip image encoder {size} (random weights) + 4 heads, 1 crop, {threads} thread(s)")
-    print(row(f"torch {torch.__version__} eager fp32", torch_ms, baseline=percentile(torch_ms, 50)))
-    print(row(f"onnxruntime {ort.__version__} fp32", onnx_ms, baseline=percentile(torch_ms, 50)))
+                values.append((time.perf_counter() - start) * 1e3 / len(pixels))
+        return values
+
+    with tempfile.TemporaryDirectory() as folder:
+        fp32, int8 = Path(folder) / clip_profiler.ONNX_FILE, Path(folder) / "int8.onnx"
+        clip_profiler.export_onnx(model, heads, Path(folder), "bench-clip")
+        quantize_int8(fp32, int8)
+        rows = []
+        for path, name in ((fp32, "fp32"), (int8, "int8")):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            rows.append((f"onnxruntime {name}", timed(session, pixels.numpy())))
+            rows.append((f"  {name}, 3 crops batched, per crop", timed(session, frame_pixels)))
+        fidelity = int8_fidelity(fp32, int8, face_crops(lfw_faces=fidelity_faces))
+    header(
+        f"3. clip image encoder {size} (RANDOM weights) + 4 heads, per crop, {threads} thread(s)"
+    )
+    baseline = percentile(torch_ms, 50)
+    print(row(f"torch {torch.__version__} eager fp32", torch_ms, baseline=baseline))
+    for name, values in rows:
+        print(row(name, values, baseline=baseline))
+    agreement = ", ".join(f"{k} {v:.3f}" for k, v in fidelity["top1_agreement"].items())
+    print(
+        f"\nint8 vs fp32 on {fidelity['crops']} real face crops (random weights): embedding "
+        f"cosine min {fidelity['embedding_cosine_min']:.4f}, mean "
+        f"{fidelity['embedding_cosine_mean']:.4f}; top-1 agreement {agreement}"
+    )
+
+
+PHASES = ("in-process", "schedule", "dds", "graph", "recall", "clip")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150, help="in-process frames")
+    parser.add_argument(
+        "--schedule-seconds", type=float, default=20.0, help="camera seconds of the 3-person scene"
+    )
     parser.add_argument("--dds-seconds", type=float, default=20.0, help="seconds per DDS phase")
+    parser.add_argument(
+        "--graph-seconds", type=float, default=30.0, help="seconds per full-graph variant"
+    )
+    parser.add_argument(
+        "--question-period", type=float, default=2.0, help="full graph: seconds between questions"
+    )
     parser.add_argument("--rate", type=float, default=15.0, help="camera rate over DDS, Hz")
     parser.add_argument(
         "--image-qos", nargs="+", choices=("sensor", "reliable"), default=["reliable", "sensor"]
@@ -315,12 +697,25 @@ def main() -> None:
     parser.add_argument("--clip-size", choices=("vit-b16", "tiny"), default="vit-b16")
     parser.add_argument("--clip-repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads")
+    parser.add_argument(
+        "--phases", nargs="+", choices=PHASES, default=list(PHASES), help="tables to measure"
+    )
     args = parser.parse_args()
-    print(f"perception benchmark on {os.cpu_count()} CPU cores")
-    bench_in_process(args.frames)
-    for image_qos in args.image_qos:
-        bench_dds(args.dds_seconds, args.rate, image_qos)
-    bench_clip(args.clip_size, args.clip_repeats, args.threads)
+    print(f"perception benchmark on {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}")
+    if "in-process" in args.phases:
+        bench_in_process(args.frames)
+    if "schedule" in args.phases:
+        bench_schedule(args.schedule_seconds)
+    if "dds" in args.phases:
+        for image_qos in args.image_qos:
+            bench_dds(args.dds_seconds, args.rate, image_qos)
+    if "graph" in args.phases:
+        bench_graph(args.graph_seconds, args.rate, args.question_period)
+    if "recall" in args.phases:
+        bench_recall((480, 640))
+        bench_recall((720, 1280))
+    if "clip" in args.phases:
+        bench_clip(args.clip_size, args.clip_repeats, args.threads)
 
 
 if __name__ == "__main__":

@@ -97,12 +97,15 @@ def test_onnx_export_matches_torch_and_writes_a_verified_manifest(model, heads, 
 
     session = ort.InferenceSession(str(tmp_path / "tiny" / clip_profiler.ONNX_FILE))
     assert [i.name for i in session.get_inputs()] == ["pixel_values"]
-    assert [o.name for o in session.get_outputs()] == list(labels.ATTRIBUTES)
+    outputs = [o.name for o in session.get_outputs()]
+    assert outputs == [*labels.ATTRIBUTES, clip_profiler.EMBEDDING_OUTPUT]
     crops = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8) for i in range(4)]
     pixels = clip_profiler.preprocess_crops(crops, 32)
-    onnx_probs = session.run(None, {"pixel_values": pixels.numpy()})
+    *onnx_probs, embeds = session.run(None, {"pixel_values": pixels.numpy()})
     with torch.no_grad():
         torch_logits = clip_profiler.attribute_logits(model, pixels, heads)
+        expected_embeds = clip_profiler.image_embeddings(model, pixels).numpy()
+    np.testing.assert_allclose(embeds, expected_embeds, atol=1e-5)
     for attribute, probs in zip(labels.ATTRIBUTES, onnx_probs, strict=True):
         assert probs.shape == (4, len(labels.LABEL_SETS[attribute]))
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)

@@ -19,11 +19,12 @@ from perception_images import astronaut, grace_hopper, moving_faces_frames
 from sensor_msgs.msg import Image
 from uservlm.msg import Face, FaceArray
 
-from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_detector import create_face_detector, tile_boxes
 from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
 from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.faces import LEFT_EYE, RIGHT_EYE
 from uservlm_ros.ros.qos import RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.sim.photos import heads
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,36 @@ def test_track_ids_stay_stable_over_30_frames_of_two_moving_faces(blazeface):
     # one id per person for the whole sequence, and two different people
     assert sorted(ids_by_person[0] | ids_by_person[1]) == [1, 2]
     assert len(ids_by_person[0]) == len(ids_by_person[1]) == 1
+
+
+def test_tiles_cover_the_frame_with_overlap():
+    assert tile_boxes(1280, 720, 1) == []
+    boxes = tile_boxes(1280, 720, 2)
+    assert len(boxes) == 4 and boxes[0] == (0, 0, 736, 414)  # 640 + 15 % of 640, clamped at 0
+    assert boxes[-1] == (544, 306, 1280, 720)
+    assert all(0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 720 for x0, y0, x1, y1 in boxes)
+    with pytest.raises(ValueError, match="tiles"):
+        create_face_detector("blazeface_full", tiles=0)
+
+
+def test_tiling_finds_small_faces_of_a_group_without_duplicates():
+    # 12 faces of ~50 px (heads of 100 px) in a 1280x720 frame: too small at full-frame scale
+    people = [*heads(100), *(h[:, ::-1] for h in heads(100))]
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    centres = []
+    for index in range(12):
+        x, y = 60 + (index % 6) * 200, 120 + (index // 6) * 320
+        frame[y : y + 100, x : x + 100] = people[index % 4]
+        centres.append((x + 50, y + 50))
+    plain = create_face_detector("blazeface_full").detect(frame)
+    tiled = create_face_detector("blazeface_full", tiles=3).detect(frame)
+    assert len(plain) < 6
+    assert len(tiled) == 12  # every face once: the overlapping tiles' boxes merged
+    for cx, cy in centres:
+        assert any(abs(d.box.centre[0] - cx) < 30 and abs(d.box.centre[1] - cy) < 30 for d in tiled)
+    assert not create_face_detector("blazeface_full", tiles=3).detect(
+        np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
+    )
 
 
 def test_missing_or_corrupt_detector_file_names_the_file(tmp_path):

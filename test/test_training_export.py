@@ -99,6 +99,53 @@ def test_the_clip_profiler_backend_loads_the_onnx_export(profiler_run, tmp_path)
         assert np.allclose(estimate.probabilities["gender"], expected, atol=1e-4)
 
 
+def test_int8_profiler_export_records_its_fidelity_and_runs_in_the_backend(profiler_run, tmp_path):
+    from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+
+    best, _ = profiler_run
+    fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
+    export_profiler(best, fp32, "profiler")
+    export_profiler(best, int8, "profiler", quantize="int8", min_cosine=0.9)
+    manifest = read_manifest(int8)
+    assert manifest.metrics["quantization"] == "int8-dynamic"
+    fidelity = manifest.metrics["int8_fidelity"]
+    assert fidelity["crops"] == 12 + 40  # the photos' 12 head crops and 40 lfw faces
+    assert 0.9 <= fidelity["embedding_cosine_min"] <= fidelity["embedding_cosine_mean"] <= 1.0001
+    assert set(fidelity["top1_agreement"]) == set(labels.ATTRIBUTES)
+    assert all(0.0 <= v <= 1.0 for v in fidelity["top1_agreement"].values())
+    assert manifest.metrics["onnx_parity_max_abs_diff"] < 1e-4  # of the fp32 graph it came from
+    assert "profiler.int8.onnx" not in manifest.files and "profiler.onnx" in manifest.files
+    # the int8 graph's matrix products run on int8 weights
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(int8 / "profiler.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+
+    crops = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8) for i in range(3)]
+    attributes = frozenset(labels.ATTRIBUTES)
+    full = create_profiler("clip", ProfilerOptions(path=str(fp32))).estimate(crops, attributes)
+    quant = create_profiler(
+        "clip",
+        ProfilerOptions(path=str(int8)),
+    ).estimate(crops, attributes)
+    for a, b in zip(full, quant, strict=True):
+        for name in labels.ATTRIBUTES:
+            assert np.allclose(a.probabilities[name], b.probabilities[name], atol=0.05)
+
+
+def test_int8_export_below_the_cosine_limit_fails_and_leaves_the_fp32_export(
+    profiler_run, tmp_path
+):
+    best, _ = profiler_run
+    out = tmp_path / "int8"
+    with pytest.raises(ExportError, match=r"int8 check failed: .* cosine .* fp32 export .* usable"):
+        export_profiler(best, out, "profiler", quantize="int8", min_cosine=1.01)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "profiler.onnx"]
+    assert read_manifest(out).metrics.get("quantization") is None
+    with pytest.raises(ExportError, match="unknown quantization 'int4'"):
+        export_profiler(best, out, "profiler", quantize="int4")
+
+
 def test_profiler_torch_export_is_a_verified_clip_folder(profiler_run, tmp_path):
     best, _ = profiler_run
     out = tmp_path / "profiler-torch"

@@ -28,6 +28,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ONNX_FILE = "profiler.onnx"
 ONNX_KIND = "profiler-clip-onnx"
+# Extra output of exports: the L2-normalised image embedding, for fidelity checks (int8 vs fp32);
+# the backend does not fetch it.
+EMBEDDING_OUTPUT = "image_embeds"
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -97,7 +100,8 @@ def preprocess_crops(rgb_crops: Sequence[np.ndarray], image_size: int = 224) -> 
 
 
 class _ProbabilityGraph(torch.nn.Module):
-    """Image encoder + fixed heads -> one softmax output per attribute (the exported graph)."""
+    """Image encoder + fixed heads -> one softmax output per attribute, then the normalised
+    image embedding (the exported graph)."""
 
     def __init__(self, model: Any, heads: dict[str, torch.Tensor]) -> None:
         super().__init__()
@@ -107,9 +111,13 @@ class _ProbabilityGraph(torch.nn.Module):
             self.register_buffer(f"head_{name}", head.detach().float().clone())
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        heads = {name: getattr(self, f"head_{name}") for name in self.names}
-        logits = attribute_logits(self.model, pixel_values, heads)
-        return tuple(torch.softmax(logits[name], dim=-1) for name in self.names)
+        embeds = image_embeddings(self.model, pixel_values)
+        scale = self.model.logit_scale.exp().float()
+        probs = []
+        for name in self.names:
+            logits = scale * embeds @ getattr(self, f"head_{name}").T
+            probs.append(torch.softmax(logits, dim=-1))
+        return (*probs, embeds)
 
 
 def export_onnx(
@@ -125,14 +133,15 @@ def export_onnx(
     metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write `out_dir/profiler.onnx` (input `pixel_values`, one probability output per attribute,
-    named after it) and its manifest (kind profiler-clip-onnx); returns the manifest path."""
+    named after it, and `image_embeds`) and its manifest (kind profiler-clip-onnx); returns the
+    manifest path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = image_size or int(model.config.vision_config.image_size)
     graph = _ProbabilityGraph(model, heads).eval()
     parameter = next(model.parameters())
     dummy = torch.zeros(1, 3, size, size, device=parameter.device, dtype=parameter.dtype)
-    names = list(heads)
+    names = [*heads, EMBEDDING_OUTPUT]
     with torch.no_grad(), warnings.catch_warnings():
         # shape checks traced as constants are fine: the image size is fixed by the model
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -152,8 +161,8 @@ def export_onnx(
         kind=ONNX_KIND,
         version=version,
         base=base,
-        labels={attribute: list(labels.LABEL_SETS[attribute]) for attribute in names},
-        templates={attribute: list(labels.PROMPT_TEMPLATES[attribute]) for attribute in names},
+        labels={attribute: list(labels.LABEL_SETS[attribute]) for attribute in heads},
+        templates={attribute: list(labels.PROMPT_TEMPLATES[attribute]) for attribute in heads},
         training=training or {},
         metrics=metrics or {},
     )
@@ -326,6 +335,7 @@ class ClipProfiler:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # one branch at a time: the graph is a single chain
         try:
             self._session = ort.InferenceSession(
                 str(folder / ONNX_FILE), options, providers=providers
@@ -334,7 +344,8 @@ class ClipProfiler:
             reason = " ".join(str(error).split())
             raise ModelLoadError(f"{folder / ONNX_FILE} cannot be loaded: {reason}") from error
         self.image_size = int(self._session.get_inputs()[0].shape[-1])
-        self._outputs = [o.name for o in self._session.get_outputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        self._outputs = [name for name in outputs if name != EMBEDDING_OUTPUT]
         for name in self._outputs:
             if manifest.labels.get(name) != list(labels.LABEL_SETS.get(name, ())):
                 raise ModelLoadError(
@@ -373,7 +384,8 @@ class ClipProfiler:
         """Per supported attribute, [len(crops), num_classes] softmax probabilities."""
         pixels = preprocess_crops(crops, self.image_size)
         if self._session is not None:
-            values = self._session.run(None, {"pixel_values": pixels.numpy()})
+            # One run for all crops of a frame: batching amortises the per-run overhead.
+            values = self._session.run(self._outputs, {"pixel_values": pixels.numpy()})
             return dict(zip(self._outputs, values, strict=True))
         with torch.no_grad():
             logits = attribute_logits(self.model, pixels.to(self.device, self.dtype), self.heads)

@@ -48,6 +48,9 @@ BLAZEFACE = {
     ),
 }
 DETECTORS = (*BLAZEFACE, "haar")
+# Tiles overlap by this fraction of their side on each inner edge: a face up to ~1/3 of a tile
+# wide that a seam cuts still lies whole in the neighbouring tile.
+TILE_OVERLAP = 0.15
 
 
 def package_file(package: str, relative: str) -> Path | None:
@@ -96,9 +99,13 @@ class BlazeFaceDetector:
         min_score: float | None = None,
         nms_iou: float = 0.3,
         threads: int = 1,
+        tiles: int = 1,
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        if tiles < 1:
+            raise ValueError(f"tiles must be >= 1, got {tiles}")
+        self.tiles = tiles
         self.name = variant
         self.spec = BLAZEFACE[variant]
         path = (
@@ -132,6 +139,24 @@ class BlazeFaceDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         height, width = rgb.shape[:2]
+        rows, scores = self._candidates(rgb)
+        for x0, y0, x1, y1 in tile_boxes(width, height, self.tiles):
+            tile_rows, tile_scores = self._candidates(rgb[y0:y1, x0:x1])
+            tile_rows[:, 0::2] += x0  # x of the box corners and landmarks
+            tile_rows[:, 1::2] += y0
+            rows, scores = np.concatenate([rows, tile_rows]), np.concatenate([scores, tile_scores])
+        detections = []
+        for row in weighted_nms(rows, scores, self.nms_iou):
+            box = Box(*map(float, row[:4])).clamped(width, height)
+            if box is not None:
+                landmarks = row[4:-1].reshape(NUM_LANDMARKS, 2).astype(np.float32)
+                detections.append(Detection(box, float(row[-1]), landmarks))
+        return detections
+
+    def _candidates(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (box corners then landmarks, pixels of `rgb`) and scores of the anchors scoring
+        at least min_score, before suppression."""
+        height, width = rgb.shape[:2]
         size = self.spec.input_size
         # Letterbox: keep the aspect ratio, pad right/bottom; the model expects RGB in [-1, 1].
         scale = size / max(height, width)
@@ -147,19 +172,30 @@ class BlazeFaceDetector:
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))
         keep = np.nonzero(scores >= self.min_score)[0]
         if keep.size == 0:
-            return []
+            return np.zeros((0, 4 + 2 * NUM_LANDMARKS), np.float32), np.zeros(0, np.float32)
         raw, scores, anchors = raw[keep] / size, scores[keep], self.anchors[keep]
         centres = raw[:, :2] + anchors
         half = raw[:, 2:4] / 2
         points = raw[:, 4 : 4 + 2 * NUM_LANDMARKS].reshape(-1, NUM_LANDMARKS, 2) + anchors[:, None]
         rows = np.concatenate([centres - half, centres + half, points.reshape(len(keep), -1)], 1)
-        detections = []
-        for row in weighted_nms(rows * (size / scale), scores, self.nms_iou):
-            box = Box(*map(float, row[:4])).clamped(width, height)
-            if box is not None:
-                landmarks = row[4:-1].reshape(NUM_LANDMARKS, 2).astype(np.float32)
-                detections.append(Detection(box, float(row[-1]), landmarks))
-        return detections
+        return rows * (size / scale), scores
+
+
+def tile_boxes(width: int, height: int, tiles: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of a tiles x tiles grid over the frame, each tile grown by TILE_OVERLAP
+    of its side so a face on a seam lies whole in one tile; none for tiles == 1."""
+    if tiles <= 1:
+        return []
+    boxes = []
+    tile_w, tile_h = width / tiles, height / tiles
+    grow_w, grow_h = tile_w * TILE_OVERLAP, tile_h * TILE_OVERLAP
+    for row in range(tiles):
+        for column in range(tiles):
+            x0, y0 = max(0, round(column * tile_w - grow_w)), max(0, round(row * tile_h - grow_h))
+            x1 = min(width, round((column + 1) * tile_w + grow_w))
+            y1 = min(height, round((row + 1) * tile_h + grow_h))
+            boxes.append((x0, y0, x1, y1))
+    return boxes
 
 
 class HaarCascadeDetector:
@@ -206,10 +242,13 @@ def create_face_detector(
     min_score: float | None = None,
     nms_iou: float = 0.3,
     threads: int = 1,
+    tiles: int = 1,
 ) -> FaceDetector:
-    """The detector called `name` (one of DETECTORS); raises ModelLoadError if it cannot load."""
+    """The detector called `name` (one of DETECTORS); raises ModelLoadError if it cannot load.
+    `tiles` > 1 (BlazeFace): the frame is also searched in a tiles x tiles grid of overlapping
+    tiles, each scaled to the model's input, which finds faces too small at full-frame scale."""
     if name in BLAZEFACE:
-        return BlazeFaceDetector(name, model_path, min_score, nms_iou, threads)
+        return BlazeFaceDetector(name, model_path, min_score, nms_iou, threads, tiles)
     if name == "haar":
         return HaarCascadeDetector(model_path)
     raise ValueError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}")

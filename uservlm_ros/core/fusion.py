@@ -82,6 +82,7 @@ class _TrackState:
     sums: dict[str, np.ndarray] = field(default_factory=dict)  # decayed sums of probabilities
     age_sum: float = 0.0
     age_weight: float = 0.0
+    seen: float = -math.inf  # latest camera stamp the face was seen at, profiled or not
 
 
 class ProfileFusion:
@@ -108,6 +109,7 @@ class ProfileFusion:
             state.age_sum = state.age_sum * decay + estimate.age_years
             state.age_weight = state.age_weight * decay + 1.0
         state.last_seen = max(state.last_seen, stamp)
+        state.seen = max(state.seen, stamp)
         state.observations += 1
         return self.profile(track_id)
 
@@ -146,9 +148,20 @@ class ProfileFusion:
             tuple(float(p) for p in probs),
         )
 
+    def current(self, track_id: int) -> FusedProfile | None:
+        """The track's fused profile, or None if it has none (never profiled, or expired)."""
+        return self.profile(track_id) if track_id in self._tracks else None
+
+    def touch(self, track_id: int, stamp: float) -> None:
+        """The face was seen at `stamp` but not profiled: keep its profile from expiring. The
+        evidence keeps its weight (it decays only when a new observation is fused)."""
+        state = self._tracks.get(track_id)
+        if state is not None:
+            state.seen = max(state.seen, stamp)
+
     def expire(self, now: float) -> list[int]:
         """Drop tracks unseen for longer than expiry_s; returns their ids."""
-        gone = [t for t, s in self._tracks.items() if now - s.last_seen > self.config.expiry_s]
+        gone = [t for t, s in self._tracks.items() if now - s.seen > self.config.expiry_s]
         for track_id in gone:
             del self._tracks[track_id]
         return gone

@@ -66,6 +66,15 @@ PARAMS = [
     Param("detector.min_confidence", 0.6, "Minimum detector score of a face", min=0.0, max=1.0),
     Param("detector.nms_iou", 0.3, "IoU above which BlazeFace candidates merge", min=0.05, max=1.0),
     Param("detector.threads", 1, "CPU threads of the detector", min=1, max=64),
+    Param(
+        "detector.tiles",
+        1,
+        "BlazeFace: also search an NxN grid of overlapping tiles (N > 1) for faces too small at "
+        "full-frame scale; 3 finds faces of 48 px in 1280x720 frames (docs/benchmarks.md) at "
+        "~1 + N*N detector runs per frame",
+        min=1,
+        max=4,
+    ),
     Param("min_face_size", 24, "Smaller faces (box side, pixels) are ignored", min=1, max=4096),
     Param(
         "tracker.iou_threshold",
@@ -143,6 +152,7 @@ class FaceCropNode(ModelNode):
                 p["detector.min_confidence"],
                 p["detector.nms_iou"],
                 p["detector.threads"],
+                p["detector.tiles"],
             )
         except UservlmError as error:
             self.get_logger().error(f"cannot load the face detector: {error}")

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, UserProfile
@@ -28,6 +29,7 @@ from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
+from uservlm_ros.core.profile_schedule import PROFILED, ProfileScheduler, ScheduleConfig
 from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
@@ -202,6 +204,77 @@ PARAMS = [
         max=100,
         live=True,
     ),
+    *[
+        Param(
+            f"profile.{name}",
+            default,
+            description,
+            live=True,
+            **limits,
+        )
+        for name, default, description, limits in (
+            (
+                "schedule",
+                True,
+                "Profile only crops that help (new tracks at once, unsettled ones at "
+                "`profile.unsettled_hz`, settled ones at `profile.refresh_hz`, quality gate); "
+                "false profiles every crop of every frame",
+                {},
+            ),
+            (
+                "refresh_hz",
+                1.0,
+                "Profiles per second of a settled track (enough crops fused, every attribute "
+                "above its threshold)",
+                {"min": 0.01, "max": 1000.0},
+            ),
+            (
+                "unsettled_hz",
+                5.0,
+                "Profiles per second of a track whose profile has not settled yet",
+                {"min": 0.01, "max": 1000.0},
+            ),
+            (
+                "settle_observations",
+                3,
+                "Crops fused before a track's profile can count as settled",
+                {"min": 1, "max": 1000},
+            ),
+            (
+                "max_per_frame",
+                1,
+                "Crops of known tracks (unsettled or refresh) profiled per frame at most; due "
+                "ones wait for the next frame, so refreshes spread out (new tracks: no limit)",
+                {"min": 1, "max": 100},
+            ),
+            (
+                "min_face_px",
+                40.0,
+                "Quality gate: faces with a smaller box side (source pixels) are not profiled",
+                {"min": 0.0, "max": 4096.0},
+            ),
+            (
+                "min_sharpness",
+                60.0,
+                "Quality gate: crops with a lower variance of the Laplacian (at 64 px; sharp "
+                "faces score 300-5000) are not profiled as blurred",
+                {"min": 0.0, "max": 1e6},
+            ),
+            (
+                "max_turn",
+                0.5,
+                "Quality gate: nose offset from the eyes' midline in inter-eye distances "
+                "(0.5 ~ 45 degrees of yaw); more is turned away and not profiled",
+                {"min": 0.0, "max": 100.0},
+            ),
+            (
+                "max_roll_deg",
+                60.0,
+                "Quality gate: faces rolled further (lying, upside down) are not profiled",
+                {"min": 0.0, "max": 180.0},
+            ),
+        )
+    ],
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
@@ -213,6 +286,7 @@ class UserProfilerNode(ModelNode):
         super().__init__("user_profiler_node", PARAMS, **kwargs)
         self.profiler = None
         self.fusion: ProfileFusion | None = None
+        self.scheduler = ProfileScheduler()
         self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
             lambda item: self._process(*item),
             "profiler_worker",
@@ -258,6 +332,7 @@ class UserProfilerNode(ModelNode):
         except ValueError as error:
             self.get_logger().error(f"bad engagement parameters: {error}")
             return TransitionCallbackReturn.FAILURE
+        self.scheduler = ProfileScheduler(self._schedule_config())
         self.start_diagnostics(self.profiler.model_id)
         estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
         self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
@@ -286,9 +361,24 @@ class UserProfilerNode(ModelNode):
             enabled=self.enabled,
         )
 
+    def _schedule_config(self) -> ScheduleConfig:
+        p = self.params
+        return ScheduleConfig(
+            enabled=p["profile.schedule"],
+            refresh_hz=p["profile.refresh_hz"],
+            unsettled_hz=p["profile.unsettled_hz"],
+            settle_observations=p["profile.settle_observations"],
+            max_per_frame=p["profile.max_per_frame"],
+            min_face_px=p["profile.min_face_px"],
+            min_sharpness=p["profile.min_sharpness"],
+            max_turn=p["profile.max_turn"],
+            max_roll_deg=p["profile.max_roll_deg"],
+        )
+
     def _apply_live(self, changed: dict) -> None:
         if self.fusion is not None:  # thresholds, privacy switches, fusion: from the next crop on
             self.fusion.config = self._fusion_config()
+        self.scheduler.config = self._schedule_config()
 
     def _release_model(self) -> None:
         self.profiler = self.fusion = self.engagement = None
@@ -304,6 +394,7 @@ class UserProfilerNode(ModelNode):
         for track_id in self.fusion.expire(self._camera_now()):
             self._last_published.pop(track_id, None)
             self._last_profiles.pop(track_id, None)
+            self.scheduler.forget(track_id)
             self.diagnostics.count("tracks_expired")
         self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
 
@@ -338,25 +429,46 @@ class UserProfilerNode(ModelNode):
             valid = valid[:limit]
         return valid
 
+    def _scheduled(self, msg: FaceArray, face, crop, camera: float) -> bool:
+        """Whether this crop is profiled now (profile.* schedule and quality gate); a skipped
+        crop is counted by reason and still keeps its track's profile alive."""
+        if not self.scheduler.config.enabled:
+            return True
+        landmarks = np.array([(p.x, p.y) for p in face.landmarks], np.float32).reshape(-1, 2)
+        reason = self.scheduler.decide(
+            face.track_id,
+            camera,
+            self.fusion,
+            _face_px(face, msg.image_width, msg.image_height),
+            landmarks,
+            face.roll_deg,
+            crop,
+        )
+        self.diagnostics.count(f"crops_{reason}")
+        return reason in PROFILED
+
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
+        # Frames without a stamp count as seen on arrival.
+        camera = stamp_to_seconds(msg.header.stamp) or received
+        self._last_camera = (camera, received)
         faces, crops = [], []
         for face in self._faces_to_profile(msg):
             try:
-                crops.append(image_to_rgb(face.crop))
-                faces.append(face)
+                crop = image_to_rgb(face.crop)
             except UservlmError as error:
                 self.diagnostics.count("crops_rejected")
                 log_rejection(
                     self, self._rejections, f"rejected crop of track {face.track_id}: {error}"
                 )
+                continue
+            if self._scheduled(msg, face, crop, camera):
+                crops.append(crop)
+                faces.append(face)
         if not faces:
             return
         estimates = self.profiler.estimate(crops, self.enabled)
         profiled = time.time()
-        # Frames without a stamp count as seen on arrival.
-        camera = stamp_to_seconds(msg.header.stamp) or received
-        self._last_camera = (camera, received)
         upstream = sum(t.duration_ms for t in msg.timings)
         timings = {
             "faces_transport": max((received - camera) * 1e3 - upstream, 0.0),
@@ -427,6 +539,14 @@ class UserProfilerNode(ModelNode):
             return
         self._publisher.publish(self._with_engagement(self._last_profiles[former]))
         self.diagnostics.count("profiles_published")
+
+
+def _face_px(face, image_width: int, image_height: int) -> float:
+    """Side of the face box in source pixels (roi, else the normalised box); NaN if unknown."""
+    if face.roi.width > 0 and face.roi.height > 0:
+        return float(min(face.roi.width, face.roi.height))
+    side = min((face.xmax - face.xmin) * image_width, (face.ymax - face.ymin) * image_height)
+    return float(side) if side > 0 else math.nan
 
 
 def _face_area(face) -> float:

@@ -82,3 +82,28 @@ def frame_with_people(placements: list[tuple[int, int, int, int]], shape=(480, 6
         head = heads(size)[person]
         frame[y : y + size, x : x + size] = head
     return frame
+
+
+def face_crops(size: int = 224, lfw_faces: int = 40) -> list[np.ndarray]:
+    """Real face crops, size x size RGB, for calibrating and checking models: the two photos'
+    heads (as cut, zoomed in, shifted and mirrored) and the first `lfw_faces` faces of
+    skimage's lfw_subset (25x25 grey Labeled Faces in the Wild crops, upscaled)."""
+    import skimage.data
+
+    crops = []
+    for photo, (x0, y0, x1, y1) in ((astronaut(), ASTRONAUT_HEAD), (grace_hopper(), HOPPER_HEAD)):
+        side = x1 - x0
+        for box in (
+            (x0, y0, x1, y1),
+            (x0 + side // 8, y0 + side // 8, x1 - side // 8, y1 - side // 8),
+            (x0 + side // 10, y0, x1 + side // 10, y1),
+        ):
+            crop = face_patch(photo, box, size)
+            crops += [crop, np.ascontiguousarray(crop[:, ::-1])]
+    faces = skimage.data.lfw_subset()[: min(lfw_faces, 100)]  # the first 100 are faces
+    for face in faces:
+        grey = cv2.resize(
+            (face * 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
+        )
+        crops.append(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB))
+    return crops

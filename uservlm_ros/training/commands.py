@@ -3,6 +3,7 @@
 uservlm train profiler|align|sft|dpo --config config/training/<stage>.yaml [--set KEY=VALUE ...]
 uservlm train sft --help-config          every key of a stage's config, default and meaning
 uservlm export profiler --checkpoint runs/profiler/best --name profiler [--format torch]
+                       [--quantize int8]
 uservlm export vlm --checkpoint runs/sft/final --name user-vlm-sft [--merge] [--base PATH]
 """
 
@@ -39,7 +40,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = args.out or Path("models") / args.name
     if args.what == "profiler":
         path = export.export_profiler(
-            args.checkpoint, out, args.name, args.version, args.format, tolerance=args.tolerance
+            args.checkpoint,
+            out,
+            args.name,
+            args.version,
+            args.format,
+            tolerance=args.tolerance,
+            quantize=args.quantize,
+            min_cosine=args.min_cosine,
         )
     else:
         path = export.export_vlm(
@@ -74,6 +82,18 @@ def add_commands(commands) -> None:
     export.add_argument("--version", default="0.1.0")
     export.add_argument("--format", choices=("onnx", "torch"), default="onnx", help="profiler")
     export.add_argument("--tolerance", type=float, default=1e-4, help="ONNX parity limit")
+    export.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default="",
+        help="profiler, onnx: int8 weights (dynamic quantization, ~5x faster on CPU)",
+    )
+    export.add_argument(
+        "--min-cosine",
+        type=float,
+        default=0.99,
+        help="int8: least cosine of int8 vs fp32 embeddings on real face crops",
+    )
     export.add_argument("--merge", action="store_true", help="vlm: merge LoRA into the base")
     export.add_argument("--base", default="", help="vlm: base model folder of an adapter")
     export.set_defaults(func=_cmd_export)

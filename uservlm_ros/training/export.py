@@ -6,7 +6,11 @@
 profiler, onnx (default): image encoder + zero-shot heads rebuilt from the text encoder, one
 probability output per attribute (`backends.clip_profiler.export_onnx`); the ONNX outputs are
 checked against torch on random images and the largest difference is recorded in the manifest
-(metrics.onnx_parity_max_abs_diff); above `tolerance` the export fails. profiler, torch: the
+(metrics.onnx_parity_max_abs_diff); above `tolerance` the export fails. With --quantize int8
+the ONNX graph's weights become int8 (dynamic quantization: activations are quantized per run,
+so no calibration set can go stale); its fidelity against the fp32 graph on real face crops
+(`sim.photos.face_crops`: cosine of the image embeddings, top-1 agreement per attribute) is
+recorded in metrics.int8_fidelity, and below `min_cosine` the export fails. profiler, torch: the
 CLIP folder itself. vlm: an sft/dpo adapter folder is copied as is (kind vlm-adapter, `base` =
 the model it was trained on) or, with --merge, merged into its base and saved as safetensors
 (kind vlm-merged); a full model folder (align) is saved as vlm-merged.
@@ -70,6 +74,70 @@ def onnx_parity(model, heads, onnx_path: Path, image_size: int, count: int = 4) 
     )
 
 
+QUANTIZATIONS = ("", "int8")
+# Cosine similarity of int8 vs fp32 image embeddings below which an int8 export is refused.
+MIN_COSINE = 0.99
+
+
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """Dynamic int8 quantization of an ONNX graph's MatMul/Gemm weights (per output channel)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    staged = int8.with_suffix(".pre.onnx")
+    try:
+        # shapes and fused ops first, so the quantizer sees whole MatMuls
+        quant_pre_process(str(fp32), str(staged), skip_symbolic_shape=True)
+        quantize_dynamic(
+            str(staged),
+            str(int8),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=True,
+        )
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def int8_fidelity(fp32: Path, int8: Path, crops: list[np.ndarray], batch: int = 8) -> dict:
+    """int8 vs fp32 ONNX profiler graphs on RGB face crops: cosine of the image embeddings
+    (min, mean) and per attribute the fraction of crops whose top-1 class agrees."""
+    import onnxruntime as ort
+
+    from uservlm_ros.backends import clip_profiler
+
+    sessions = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)
+    ]
+    size = int(sessions[0].get_inputs()[0].shape[-1])
+    names = [o.name for o in sessions[0].get_outputs()]
+    if clip_profiler.EMBEDDING_OUTPUT not in names:
+        raise ExportError(f"{fp32} has no {clip_profiler.EMBEDDING_OUTPUT} output; export it again")
+    results: list[dict[str, list[np.ndarray]]] = [{n: [] for n in names} for _ in sessions]
+    for start in range(0, len(crops), batch):
+        pixels = clip_profiler.preprocess_crops(crops[start : start + batch], size).numpy()
+        for session, result in zip(sessions, results, strict=True):
+            for name, value in zip(
+                names, session.run(names, {"pixel_values": pixels}), strict=True
+            ):
+                result[name].append(value)
+    full, quant = ({n: np.concatenate(v) for n, v in r.items()} for r in results)
+    embed = clip_profiler.EMBEDDING_OUTPUT
+    cosine = np.sum(full[embed] * quant[embed], axis=1) / (
+        np.linalg.norm(full[embed], axis=1) * np.linalg.norm(quant[embed], axis=1)
+    )
+    return {
+        "crops": len(crops),
+        "embedding_cosine_min": float(cosine.min()),
+        "embedding_cosine_mean": float(cosine.mean()),
+        "top1_agreement": {
+            name: float(np.mean(full[name].argmax(1) == quant[name].argmax(1)))
+            for name in names
+            if name != embed
+        },
+    }
+
+
 def export_profiler(
     checkpoint: Path,
     out_dir: Path,
@@ -78,6 +146,8 @@ def export_profiler(
     export_format: str = "onnx",
     attributes: tuple[str, ...] = labels.ATTRIBUTES,
     tolerance: float = 1e-4,
+    quantize: str = "",
+    min_cosine: float = MIN_COSINE,
 ) -> Path:
     """Export a profiler checkpoint (a CLIP folder); returns the manifest path."""
     from uservlm_ros.backends import clip_profiler
@@ -107,6 +177,8 @@ def export_profiler(
         return write_manifest(out_dir, manifest)
     if export_format != "onnx":
         raise ExportError(f"unknown profiler export format {export_format!r} (onnx or torch)")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r} (int8, or none)")
     heads = clip_profiler.zero_shot_heads(model, tokenizer, attributes)
     clip_profiler.export_onnx(
         model, heads, out_dir, name, version, base=base, training=training, metrics=metrics
@@ -120,7 +192,32 @@ def export_profiler(
         )
     manifest = read_manifest(out_dir)
     manifest.metrics = {**manifest.metrics, "onnx_parity_max_abs_diff": difference}
+    if quantize == "int8":
+        manifest.metrics.update(_quantize_export(out_dir, min_cosine))
     return write_manifest(out_dir, manifest)
+
+
+def _quantize_export(out_dir: Path, min_cosine: float) -> dict[str, Any]:
+    """Replace out_dir's fp32 profiler.onnx by its int8 version if it is faithful enough;
+    returns the metrics to record."""
+    from uservlm_ros.backends import clip_profiler
+    from uservlm_ros.sim.photos import face_crops
+
+    fp32 = out_dir / clip_profiler.ONNX_FILE
+    int8 = out_dir / "profiler.int8.onnx"
+    try:
+        quantize_int8(fp32, int8)
+        fidelity = int8_fidelity(fp32, int8, face_crops())
+        if fidelity["embedding_cosine_min"] < min_cosine:
+            raise ExportError(
+                f"int8 check failed: image embeddings of real face crops have cosine "
+                f"{fidelity['embedding_cosine_min']:.4f} with fp32 (< {min_cosine}); "
+                f"the fp32 export in {out_dir} is usable, the int8 one is not written"
+            )
+        int8.replace(fp32)
+    finally:
+        int8.unlink(missing_ok=True)
+    return {"quantization": "int8-dynamic", "int8_fidelity": fidelity}
 
 
 def _copy_files(source: Path, target: Path, names: tuple[str, ...]) -> None:
