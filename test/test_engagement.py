@@ -150,6 +150,18 @@ def test_speech_boosts_the_person_who_spoke():
     assert estimator.partner == 2
 
 
+def test_speech_is_credited_to_the_partner_else_the_most_engaged_visible_person():
+    estimator = EngagementEstimator()
+    assert estimator.likely_speaker() is None  # nobody in view
+    near_and_far = [obs(1, cx=0.5, height=0.35), obs(2, cx=0.85, height=0.1)]
+    t, _ = run(estimator, 0.2, near_and_far, 0.0)
+    assert estimator.partner is None and estimator.likely_speaker() == 1
+    t, _ = run(estimator, 5.0, near_and_far, t)
+    assert estimator.partner == 1 and estimator.likely_speaker() == 1
+    t, _ = run(estimator, 0.2, [obs(2, cx=0.85, height=0.1)], t)  # 1 left the picture
+    assert estimator.likely_speaker() == (estimator.partner or 2)
+
+
 def test_at_most_one_partner_and_switching_needs_a_clear_margin_for_the_dwell():
     config = EngagementConfig(switch_margin=0.15, switch_dwell_s=2.0)
     estimator = EngagementEstimator(config)

@@ -165,8 +165,17 @@ def assert_close(got, expected, path="report"):
 @pytest.mark.graph
 def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     """The scene bag played into live face_crop + profiler nodes, recorded, then evaluated."""
-    for node in ("face_crop_node", "user_profiler_node"):
-        processes.start_python(node, "-m", f"uservlm_ros.nodes.{node}")
+    processes.start_python("face_crop_node", "-m", "uservlm_ros.nodes.face_crop_node")
+    # Every crop profiled: this checks that fusion accumulates over replayed stamps, not the
+    # scheduler (which refreshes settled profiles once a second).
+    processes.start_python(
+        "user_profiler_node",
+        "-m",
+        "uservlm_ros.nodes.user_profiler_node",
+        "--ros-args",
+        "-p",
+        "profile.schedule:=false",
+    )
     ros.wait_for_publishers("/uservlm/faces", timeout=60)
     ros.wait_for_publishers("/uservlm/user_profile", timeout=60)
     recorded = tmp_path / "session"

@@ -229,6 +229,15 @@ class EngagementEstimator:
         if track is not None:
             track.spoke_at = stamp
 
+    def likely_speaker(self) -> int | None:
+        """Whom to credit with speech heard now. The robot has one microphone channel and no
+        sound localisation, so: the partner if there is one (keeps a talking partner engaged),
+        else the visible person with the highest score (the likeliest to address the robot)."""
+        if self.partner is not None:
+            return self.partner
+        visible = [(s.score, t) for t, s in self._tracks.items() if s.visible]
+        return max(visible)[1] if visible else None
+
     def forget(self, track_id: int) -> None:
         self._tracks.pop(track_id, None)
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
-from uservlm.msg import FaceArray, UserProfile
+from uservlm.msg import FaceArray, Transcript, UserProfile
 
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
@@ -343,6 +343,9 @@ class UserProfilerNode(ModelNode):
         self._io = [
             self._publisher,
             self.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
+            self.create_subscription(
+                Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
+            ),
         ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
@@ -522,6 +525,15 @@ class UserProfilerNode(ModelNode):
             self.engagement.update(stamp, observations)
             partner = self.engagement.partner
         self.diagnostics.values["engaged_track"] = partner if partner is not None else "none"
+
+    def _on_transcript(self, msg: Transcript) -> None:
+        """Someone spoke to the robot (not the robot itself): the engagement speech cue."""
+        if msg.dropped in ("", "noise", "low_confidence") and msg.text.strip():
+            with self._engagement_lock:
+                speaker = self.engagement.likely_speaker()
+                if speaker is not None:
+                    self.engagement.heard_speech(speaker, self._camera_now())
+            self.diagnostics.count("speech_cues")
 
     def _with_engagement(self, profile: UserProfile) -> UserProfile:
         with self._engagement_lock:
