@@ -436,6 +436,8 @@ GRAPH_VARIANTS = (
     ("profile.* schedule (after)", {}),
     # speech recognition bursts take every thread it has; on 2 cores one leaves perception one
     ("schedule, ASR on 1 thread", {"speech_node": {"model.threads": 1}}),
+    # the default speech_node runs at cpu.nice 10: this is it at normal priority
+    ("schedule, ASR at nice 0", {"speech_node": {"cpu.nice": 0}}),
 )
 
 

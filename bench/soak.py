@@ -13,7 +13,6 @@ Robot restarts are measured by bench/robot_restarts.py.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -38,14 +37,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    from harness import ProcessManager, RosTestNode, claim_domain_id
+    from harness import ProcessManager, RosTestNode, isolate_ros
 
-    domain_id, _lock = claim_domain_id()
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
-
-    use_uservlm_dds_profile()
+    _lock = isolate_ros()
     import rclpy
     import test_robustness
 

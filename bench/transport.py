@@ -91,14 +91,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     args = parser.parse_args()
 
-    from harness import ProcessManager, RosTestNode, claim_domain_id
+    from harness import ProcessManager, RosTestNode, isolate_ros
 
-    domain_id, _lock = claim_domain_id()
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
-
-    use_uservlm_dds_profile()
+    _lock = isolate_ros()
     import rclpy
 
     rclpy.init()

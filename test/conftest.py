@@ -5,21 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness import ProcessManager, RosTestNode, claim_domain_id
+from harness import ProcessManager, RosTestNode, isolate_ros
 
 _DOMAIN_LOCK = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Before anything imports rclpy: an id of our own, and discovery kept on this host.
     global _DOMAIN_LOCK
-    domain_id, _DOMAIN_LOCK = claim_domain_id()
-    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
-
-    use_uservlm_dds_profile()  # the transports the nodes use; inherited by node processes
+    _DOMAIN_LOCK = isolate_ros()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -38,6 +38,20 @@ def claim_domain_id() -> tuple[int, IO[str]]:
     raise RuntimeError("all ROS domain ids 1..100 are held by other test sessions")
 
 
+def isolate_ros() -> IO[str]:
+    """Before rclpy is imported: a ROS domain of our own, discovery kept on this host, and the
+    DDS transports the nodes use (inherited by node processes). Returns the domain's lock,
+    held for as long as the caller keeps it. conftest.py and the bench scripts use this."""
+    domain_id, lock = claim_domain_id()
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+
+    use_uservlm_dds_profile()
+    return lock
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

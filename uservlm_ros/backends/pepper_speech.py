@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
+from uservlm_ros.core.parameters import Param
 
 EARLY = "early"  # the first sentence, published before the answer is complete
 REST = "rest"  # the final answer minus the early sentence already spoken
@@ -53,6 +54,72 @@ class RobotAddress:
     @property
     def url(self) -> str:
         return f"{'tcps' if self.tls else 'tcp'}://{self.ip}:{self.port}"
+
+
+def connection_params(prefix: str) -> list[Param]:
+    """The parameters of one connection to Pepper (`<prefix>.ip`, `.port`, `.tls`, `.user`,
+    `.password_env`, `.password_file`, timeouts), shared by the nodes that talk to the robot."""
+    return [
+        Param(f"{prefix}.ip", "127.0.0.1", "Pepper's address; 127.0.0.1 when run on the robot"),
+        Param(
+            f"{prefix}.port",
+            9559,
+            "NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)",
+            min=1,
+            max=65535,
+        ),
+        Param(
+            f"{prefix}.tls",
+            False,
+            f"Connect with tcps:// (NAOqi 2.9; use port 9503 and {prefix}.user)",
+        ),
+        Param(f"{prefix}.user", "", "NAOqi 2.9 user name (e.g. nao); empty = no authentication"),
+        Param(
+            f"{prefix}.password_env",
+            "PEPPER_PASSWORD",
+            "Environment variable holding the robot password (never a parameter, never logged)",
+        ),
+        Param(
+            f"{prefix}.password_file",
+            "",
+            f"File whose first line is the robot password; takes precedence over "
+            f"{prefix}.password_env",
+        ),
+        Param(
+            f"{prefix}.connect_timeout_s",
+            5.0,
+            "Give up one connection attempt after, s",
+            min=0.1,
+            max=60.0,
+        ),
+        Param(
+            f"{prefix}.reconnect_min_s",
+            0.25,
+            "First wait before reconnecting, s; doubles per failure up to "
+            f"{prefix}.reconnect_max_s",
+            min=0.05,
+            max=60.0,
+        ),
+        Param(
+            f"{prefix}.reconnect_max_s",
+            1.0,
+            "Longest wait between reconnections, s: bounds how long after the robot is back the "
+            "node notices (a refused connection costs nothing, so retry often)",
+            min=0.1,
+            max=600.0,
+        ),
+    ]
+
+
+def robot_address(values: Mapping[str, Any], prefix: str) -> RobotAddress:
+    """The RobotAddress that connection_params(prefix) describe (reads the password)."""
+    return RobotAddress(
+        values[f"{prefix}.ip"],
+        values[f"{prefix}.port"],
+        values[f"{prefix}.tls"],
+        values[f"{prefix}.user"],
+        read_password(values[f"{prefix}.password_env"], values[f"{prefix}.password_file"]),
+    )
 
 
 def read_password(env_var: str, file: str) -> str:

@@ -31,10 +31,10 @@ from uservlm_ros.backends.pepper_speech import (
     REST,
     LibqiSpeech,
     NaoqiDriverSpeech,
-    RobotAddress,
     RobotUnavailable,
     Utterance,
-    read_password,
+    connection_params,
+    robot_address,
 )
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.gestures import parse_animation_map
@@ -66,44 +66,7 @@ PARAMS: list[Param] = [
         "text on /speech for a running naoqi_driver2)",
         choices=("libqi", "naoqi_driver"),
     ),
-    Param("robot.ip", "127.0.0.1", "Pepper's address (libqi); 127.0.0.1 when run on the robot"),
-    Param(
-        "robot.port",
-        9559,
-        "NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)",
-        min=1,
-        max=65535,
-    ),
-    Param("robot.tls", False, "Connect with tcps:// (NAOqi 2.9; use port 9503 and robot.user)"),
-    Param("robot.user", "", "NAOqi 2.9 user name (e.g. nao); empty = no authentication"),
-    Param(
-        "robot.password_env",
-        "PEPPER_PASSWORD",
-        "Environment variable holding the robot password (never a parameter, never logged)",
-    ),
-    Param(
-        "robot.password_file",
-        "",
-        "File whose first line is the robot password; takes precedence over robot.password_env",
-    ),
-    Param(
-        "robot.connect_timeout_s", 5.0, "Give up one connection attempt after, s", min=0.1, max=60
-    ),
-    Param(
-        "robot.reconnect_min_s",
-        0.25,
-        "First wait before reconnecting, s; doubles per failure up to robot.reconnect_max_s",
-        min=0.05,
-        max=60.0,
-    ),
-    Param(
-        "robot.reconnect_max_s",
-        1.0,
-        "Longest wait between reconnections, s: bounds how long after the robot is back the "
-        "bridge notices (a refused connection costs nothing, so retry often)",
-        min=0.1,
-        max=600,
-    ),
+    *connection_params("robot"),
     Param(
         "robot.services_timeout_s",
         30.0,
@@ -159,13 +122,7 @@ class NaoqiBridgeNode(Node):
             self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
             where = self.resolve_topic_name(topics.SPEECH)
         else:
-            address = RobotAddress(
-                p["robot.ip"],
-                p["robot.port"],
-                p["robot.tls"],
-                p["robot.user"],
-                read_password(p["robot.password_env"], p["robot.password_file"]),
-            )
+            address = robot_address(p, "robot")
             self.speech = LibqiSpeech(
                 address,
                 parse_animation_map(p["speech.animations"]),

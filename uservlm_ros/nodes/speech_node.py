@@ -15,6 +15,7 @@ recognition; none blocks the executor.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from uservlm_ros.backends.audio_sources import (
     NaoqiAudioSource,
 )
 from uservlm_ros.backends.listener import HeardUtterance, Listener
-from uservlm_ros.backends.pepper_speech import RobotAddress, read_password
+from uservlm_ros.backends.pepper_speech import connection_params, robot_address
 from uservlm_ros.backends.vad import SileroVad
 from uservlm_ros.core import health
 from uservlm_ros.core.errors import UservlmError
@@ -97,16 +98,7 @@ PARAMS: list[Param] = [
         "microphone (a local input device through PortAudio) or file (file.path)",
         choices=SOURCES,
     ),
-    Param("naoqi.ip", "127.0.0.1", "Pepper's address (source naoqi)"),
-    Param("naoqi.port", 9559, "NAOqi port: 9559, or 9503 with TLS", min=1, max=65535),
-    Param("naoqi.tls", False, "Connect with tcps:// (NAOqi 2.9)"),
-    Param("naoqi.user", "", "NAOqi 2.9 user name; empty = no authentication"),
-    Param(
-        "naoqi.password_env",
-        "PEPPER_PASSWORD",
-        "Environment variable holding the robot password (never a parameter, never logged)",
-    ),
-    Param("naoqi.password_file", "", "File whose first line is the robot password"),
+    *connection_params("naoqi"),
     Param(
         "naoqi.channel",
         "front",
@@ -118,17 +110,6 @@ PARAMS: list[Param] = [
         "uservlm_speech",
         "Name of the qi service NAOqi sends the audio to (unique per robot)",
     ),
-    Param(
-        "naoqi.connect_timeout_s", 5.0, "Give up one connection attempt after, s", min=0.1, max=60
-    ),
-    Param(
-        "naoqi.reconnect_min_s",
-        0.5,
-        "First wait before reconnecting, s; doubles per failure up to naoqi.reconnect_max_s",
-        min=0.05,
-        max=60.0,
-    ),
-    Param("naoqi.reconnect_max_s", 10.0, "Longest wait between reconnections, s", min=0.1, max=600),
     Param(
         "naoqi.audio_timeout_s",
         3.0,
@@ -256,6 +237,15 @@ PARAMS: list[Param] = [
     ),
     Param("model.threads", 2, "CPU threads of the recogniser", min=1, max=64),
     Param(
+        "cpu.nice",
+        10,
+        "Scheduling niceness of this node's process (0 = normal, 19 = lowest): recognition bursts "
+        "yield the cores to perception when both want them and still use every thread when the "
+        "CPU is idle",
+        min=0,
+        max=19,
+    ),
+    Param(
         "asr.language",
         "en",
         'Language code spoken to the robot ("" = detect; needs a multilingual model)',
@@ -370,6 +360,10 @@ class SpeechNode(ModelNode):
     def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         log = self.get_logger()
+        try:  # raising niceness needs no privilege; lowering it back does
+            os.setpriority(os.PRIO_PROCESS, 0, p["cpu.nice"])
+        except PermissionError:
+            log.warning(f"cannot set cpu.nice to {p['cpu.nice']} (lowering niceness needs root)")
         try:
             config = VadConfig(
                 start_threshold=p["vad.start_threshold"],
@@ -423,13 +417,7 @@ class SpeechNode(ModelNode):
         if p["source"] == "naoqi":
             return NaoqiAudioSource(
                 NaoqiAudioOptions(
-                    address=RobotAddress(
-                        p["naoqi.ip"],
-                        p["naoqi.port"],
-                        p["naoqi.tls"],
-                        p["naoqi.user"],
-                        read_password(p["naoqi.password_env"], p["naoqi.password_file"]),
-                    ),
+                    address=robot_address(p, "naoqi"),
                     channel=p["naoqi.channel"],
                     client_name=p["naoqi.client_name"],
                     connect_timeout_s=p["naoqi.connect_timeout_s"],
