@@ -160,6 +160,10 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
         question_topic = topics.absolute(topics.QUESTION, "robot1")
         questions = ros.publisher(String, question_topic, RELIABLE_QOS)
         ros.wait_for_subscribers(question_topic, timeout=60)
+        # The bridge too must hear the answer: responses are not latched (a restarted bridge
+        # must not repeat old answers), so ask only once its subscription has matched.
+        response_topic = topics.absolute(topics.RESPONSE, "robot1")
+        ros.wait_for_subscribers(response_topic, count=2, timeout=60)  # this test + the bridge
         questions.publish(String(data="Hello! How are you?"))
         wait_until(lambda: any(r.final for r in responses.messages), 30, "the final answer")
         final = next(r for r in responses.messages if r.final)
