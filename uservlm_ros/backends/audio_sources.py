@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.backends.audio import AudioBlock, AudioError, read_wav
-from uservlm_ros.backends.pepper_speech import RobotAddress, RobotUnavailable, _AuthenticatorFactory
+from uservlm_ros.backends.pepper_speech import RobotAddress, RobotUnavailable, open_session
 from uservlm_ros.core.errors import ConfigError, UservlmError
 
 BlockCallback = Callable[[AudioBlock], None]
@@ -142,21 +142,8 @@ class NaoqiAudioSource(AudioSource):
         self._on_block(AudioBlock(data.copy(), NAOQI_RATE, channels, now - duration))
 
     def _connect(self) -> None:
-        import qi
-
         o = self.options
-        session = qi.Session()
-        if o.address.user:
-            session.setClientAuthenticatorFactory(
-                _AuthenticatorFactory(o.address.user, o.address.password)
-            )
-        future = session.connect(o.address.url, _async=True)
-        future.wait(int(o.connect_timeout_s * 1000))
-        if not future.isFinished() or future.hasError():
-            reason = future.error() if future.isFinished() else "timed out"
-            with contextlib.suppress(RuntimeError):
-                session.close()
-            raise RobotUnavailable(f"cannot reach Pepper at {o.address.url}: {reason}")
+        session = open_session(o.address, o.connect_timeout_s)
         try:
             self._service_id = session.registerService(o.client_name, _remote_audio_client(self))
             device = session.service("ALAudioDevice")

@@ -167,6 +167,24 @@ class _AuthenticatorFactory:
         return _Authenticator(self._user, self._password)
 
 
+def open_session(address: RobotAddress, timeout_s: float) -> Any:
+    """A qi session connected to Pepper (logging in on NAOqi 2.9 when a user is set);
+    RobotUnavailable when it cannot be reached within `timeout_s`."""
+    import qi
+
+    session = qi.Session()
+    if address.user:
+        session.setClientAuthenticatorFactory(_AuthenticatorFactory(address.user, address.password))
+    future = session.connect(address.url, _async=True)
+    future.wait(int(timeout_s * 1000))
+    if not future.isFinished() or future.hasError():
+        reason = future.error() if future.isFinished() else "timed out"
+        with contextlib.suppress(RuntimeError):
+            session.close()
+        raise RobotUnavailable(f"cannot reach Pepper at {address.url}: {reason}")
+    return session
+
+
 class LibqiSpeech:
     """Speech and gestures through NAOqi services; see the module docstring."""
 
@@ -199,20 +217,8 @@ class LibqiSpeech:
         return self._session is not None and self._session.isConnected()
 
     def connect(self) -> None:
-        import qi
-
         self.close()
-        session = qi.Session()
-        if self.address.user:
-            session.setClientAuthenticatorFactory(
-                _AuthenticatorFactory(self.address.user, self.address.password)
-            )
-        future = session.connect(self.address.url, _async=True)
-        future.wait(int(self.connect_timeout_s * 1000))
-        if not future.isFinished() or future.hasError():
-            reason = future.error() if future.isFinished() else "timed out"
-            session.close()
-            raise RobotUnavailable(f"cannot reach Pepper at {self.address.url}: {reason}")
+        session = open_session(self.address, self.connect_timeout_s)
         try:
             self._wait_for_services(session, self.needed_services)
             wanted = (

@@ -122,8 +122,7 @@ class ModelNode(LifecycleNode):
         self.diagnostics.values["items_failed"] = sum(s.failed for s in states)
         verdicts = []
         now = time.monotonic()
-        for worker in self.workers:
-            state = worker.state()
+        for worker, state in zip(self.workers, states, strict=True):
             if worker.ensure_running():
                 self._restarted_at[worker.name] = now
                 self.get_logger().error(
