@@ -8,11 +8,12 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 # One console script per node file, so `ros2 run uservlm <x>_node` (colcon) and
-# `uservlm-<x>-node` (pip) start the same code.
+# `uservlm-<x>-node` (pip) start the same code; likewise the container of several nodes
+# (`uservlm-container`, `ros2 run uservlm container`).
 NODE_SCRIPTS = [
     f"uservlm-{path.stem.replace('_', '-')}=uservlm_ros.nodes.{path.stem}:main"
     for path in sorted((HERE / "uservlm_ros" / "nodes").glob("*_node.py"))
-]
+] + ["uservlm-container=uservlm_ros.nodes.container:main"]
 
 # Files the package reads at run time (deployments, the Fast DDS profile, the .msg definitions
 # for bags). config/ and msg/ stay the one source of truth; a pip build copies them into

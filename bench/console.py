@@ -103,7 +103,7 @@ def main() -> int:
     runner.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        pids = {c.spec.name: c.popen.pid for c in runner.children}
+        pids = {c.process.name: c.popen.pid for c in runner.children}
         deadline = time.monotonic() + 120
         while True:
             try:

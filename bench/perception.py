@@ -429,38 +429,93 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# Full-graph variants: (label, node parameter overrides on top of config/demo.yaml). The first is
-# the same-run baseline: every crop of every frame profiled, as before issue 12.
+# Full-graph variants: (key, label, node parameter overrides on top of config/demo.yaml, whether
+# camera, face_crop and profiler share a process). The first is the same-run baseline: every crop
+# of every frame profiled, a process per node, as before issue 12.
 GRAPH_VARIANTS = (
-    ("every crop profiled (before)", {"user_profiler_node": {"profile.schedule": False}}),
-    ("profile.* schedule (after)", {}),
-    # speech recognition bursts take every thread it has; on 2 cores one leaves perception one
-    ("schedule, ASR on 1 thread", {"speech_node": {"model.threads": 1}}),
+    (
+        "before",
+        "before: every crop, per process",
+        {"user_profiler_node": {"profile.schedule": False}},
+        False,
+    ),
+    ("separate", "schedule, process per node", {}, False),
+    ("composed", "schedule, composed (default)", {}, True),
     # the default speech_node runs at cpu.nice 10: this is it at normal priority
-    ("schedule, ASR at nice 0", {"speech_node": {"cpu.nice": 0}}),
+    ("nice0", "composed, ASR at nice 0", {"speech_node": {"cpu.nice": 0}}, True),
 )
 
 
 SPOKEN_QUESTIONS = ("hello_how_are_you.wav", "what_do_you_see.wav", "tell_me_a_joke.wav")
 
+# The full graph's subscriber, a process of its own (like any node that uses the profiles), so
+# that the simulated Pepper's threads in the benchmark process do not delay what it measures.
+# stdin: `count` (-> frames profiled so far), `start`, `stop` (-> one JSON line of results).
+OBSERVER = """
+import json, sys, threading, time
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from uservlm.msg import Response, UserProfile
+from uservlm_ros.ros.conversions import stamp_to_seconds
+from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS
+rclpy.init()
+node = rclpy.create_node("bench_observer")
+seen, latency, stages, frames, answered = set(), [], {}, [], [0]
+measuring = threading.Event()
+def on_profile(msg):
+    stamp = stamp_to_seconds(msg.header.stamp)
+    if stamp in seen:  # only the first profile of a frame
+        return
+    seen.add(stamp)
+    if measuring.is_set():
+        total = (time.time() - stamp) * 1e3
+        latency.append(total)
+        for timing in msg.timings:
+            stages.setdefault(timing.stage, []).append(timing.duration_ms)
+        # the last hop: profile published -> this subscriber's callback
+        stages.setdefault("to subscriber", []).append(
+            total - sum(timing.duration_ms for timing in msg.timings))
+        frames.append((total, {t.stage: t.duration_ms for t in msg.timings}))
+def on_response(msg):
+    if msg.final and not msg.error and measuring.is_set():
+        answered[0] += 1
+node.create_subscription(UserProfile, "/uservlm/user_profile", on_profile, LATCHED_QOS)
+node.create_subscription(Response, "/uservlm/response", on_response, REQUEST_QOS)
+executor = SingleThreadedExecutor()
+executor.add_node(node)
+threading.Thread(target=executor.spin, daemon=True).start()
+print("ready", flush=True)
+for line in sys.stdin:
+    command = line.strip()
+    if command == "count":
+        print(len(seen), flush=True)
+    elif command == "start":
+        measuring.set()
+    elif command == "stop":
+        measuring.clear()
+        slowest = sorted(frames, key=lambda f: f[0], reverse=True)[:max(len(frames) // 20, 1)]
+        print(json.dumps({"latency": latency, "stages": stages, "answered": answered[0],
+                          "slowest": slowest}), flush=True)
+        break
+"""
 
-def bench_graph(seconds: float, rate: float, question_period: float) -> None:
+
+def bench_graph(
+    seconds: float, rate: float, question_period: float, variants: list[str] | None = None
+) -> None:
     """The demo graph (config/demo.yaml: camera_node on the simulated Pepper's camera,
-    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node and
-    speech_node on the simulated Pepper, and any node added to demo.yaml later) with three
-    people in view at `rate` fps while questions are spoken into the microphones, transcribed,
-    answered and spoken: camera -> profile latency and each node's CPU."""
+    face_crop_node, user_profiler_node, vlm_responder_node (fallback), naoqi_bridge_node,
+    speech_node on the simulated Pepper, console_node, and any node added to demo.yaml later)
+    with three people in view at `rate` fps while questions are spoken into the microphones,
+    transcribed, answered and spoken: camera -> profile latency as a subscriber process sees it,
+    and each process's CPU."""
+    import json
+
     import qi
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from uservlm.msg import Response, UserProfile
 
     from uservlm_ros.bringup.graph import load_graph
     from uservlm_ros.bringup.runner import GraphRunner
-    from uservlm_ros.ros.conversions import stamp_to_seconds
     from uservlm_ros.ros.node_main import use_uservlm_dds_profile
-    from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS
-    from uservlm_ros.ros.respond_client import RespondClient
     from uservlm_ros.sim.audio_device import SPEECH_DIR
     from uservlm_ros.sim.pepper import SimulatedPepper
 
@@ -470,7 +525,9 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     scene = [frame for _, frame in three_person_scene(rate, 1.0, arrivals=(0.0, 0.0, 0.0))]
     results = []
-    for label, variant in GRAPH_VARIANTS:
+    for key, label, variant, composed in GRAPH_VARIANTS:
+        if variants and key not in variants:
+            continue
         pepper = SimulatedPepper(port=0, frames=scene[:1])
         pepper.start()
         overrides = {
@@ -482,92 +539,94 @@ def bench_graph(seconds: float, rate: float, question_period: float) -> None:
             overrides.setdefault(node, {}).update(params)
         # every profiled frame published, so each one gives a latency sample
         overrides.setdefault("user_profiler_node", {})["publish.max_rate_hz"] = 1000.0
-        graph = load_graph("demo", overrides)
+        graph = load_graph("demo", overrides, use_composition=composed)
         log_path = Path(tempfile.mkdtemp(prefix="bench-graph-")) / "nodes.log"
         log = log_path.open("w")  # closed in the finally below
         runner = GraphRunner(graph, out=log, colour=False)
-        rclpy.init()
-        node = rclpy.create_node("bench_graph")
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        latency, seen, measuring = [], set(), threading.Event()
-        stages: dict[str, list[float]] = {}
-
-        def on_profile(
-            msg: UserProfile, latency=latency, seen=seen, stages=stages, measuring=measuring
-        ) -> None:
-            stamp = stamp_to_seconds(msg.header.stamp)
-            if stamp not in seen:  # the first profile of a frame
-                seen.add(stamp)
-                if measuring.is_set():
-                    latency.append((time.time() - stamp) * 1e3)
-                    for timing in msg.timings:
-                        stages.setdefault(timing.stage, []).append(timing.duration_ms)
-
-        node.create_subscription(UserProfile, "/uservlm/user_profile", on_profile, LATCHED_QOS)
-        client = RespondClient(node)
-        answered: list[bool] = []
-        asked = 0
-        # With a speech_node in the graph, questions are spoken into Pepper's microphones and
-        # reach the responder as transcripts; otherwise they are Respond goals.
-        by_voice = any(spec.name == "speech_node" for spec in graph.nodes)
-        node.create_subscription(
-            Response,
-            "/uservlm/response",
-            lambda r, answered=answered: r.final and answered.append(not r.error),
-            REQUEST_QOS,
+        observer = subprocess.Popen(
+            [sys.executable, "-c", OBSERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
+
+        def ask(command: str, observer=observer) -> str:
+            observer.stdin.write(command + "\n")
+            observer.stdin.flush()
+            return observer.stdout.readline().strip() if command != "start" else ""
+
+        asked = 0
         try:
+            if observer.stdout.readline().strip() != "ready":
+                raise RuntimeError("the observer process did not start")
             runner.start()
-            if not client.wait_for_server(90):
-                raise RuntimeError(f"the responder did not come up; see {log_path}")
-            deadline = time.monotonic() + 60
-            while len(seen) < 3 and time.monotonic() < deadline:
+            deadline = time.monotonic() + 120
+            while int(ask("count") or 0) < 3 and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(2.0)  # past start-up: new tracks settled
-            cpu_before = {c.spec.name: _cpu_seconds(c.popen.pid) for c in runner.children}
+            cpu_before = {c.process.name: _cpu_seconds(c.popen.pid) for c in runner.children}
+            cpu_before["observer"] = _cpu_seconds(observer.pid)
             bench_cpu = time.process_time()
-            measuring.set()
+            ask("start")
             begin = time.monotonic()
             while time.monotonic() - begin < seconds:
-                if by_voice:
-                    clip = SPOKEN_QUESTIONS[asked % len(SPOKEN_QUESTIONS)]
-                    pepper.microphones.play_file(SPEECH_DIR / clip).done.wait(30)
-                else:
-                    client.ask("Hello! How are you today?", track_id=1, mode="profile_prompt")
+                clip = SPOKEN_QUESTIONS[asked % len(SPOKEN_QUESTIONS)]
+                pepper.microphones.play_file(SPEECH_DIR / clip).done.wait(30)
                 asked += 1
                 time.sleep(question_period)
-            time.sleep(3.0 if by_voice else 0.5)  # the last answer
-            measuring.clear()
+            time.sleep(3.0)  # the last answer
             elapsed = time.monotonic() - begin
             cpu = {
-                c.spec.name: (_cpu_seconds(c.popen.pid) - cpu_before[c.spec.name]) / elapsed
+                c.process.name: (_cpu_seconds(c.popen.pid) - cpu_before[c.process.name]) / elapsed
                 for c in runner.children
             }
-            cpu["bench (simulated Pepper, observer)"] = (time.process_time() - bench_cpu) / elapsed
-            failed = [c.spec.name for c in runner.children if c.popen.poll() is not None]
+            cpu["observer (profile subscriber)"] = (
+                _cpu_seconds(observer.pid) - cpu_before["observer"]
+            ) / elapsed
+            cpu["bench (simulated Pepper)"] = (time.process_time() - bench_cpu) / elapsed
+            measured = json.loads(ask("stop"))
+            failed = [c.process.name for c in runner.children if c.popen.poll() is not None]
             if failed:
                 raise RuntimeError(f"{', '.join(failed)} exited; see {log_path}")
-            results.append((label, latency, cpu, asked, sum(answered), elapsed, stages))
+            results.append(
+                (
+                    label,
+                    measured["latency"],
+                    cpu,
+                    asked,
+                    measured["answered"],
+                    elapsed,
+                    measured["stages"],
+                    measured["slowest"],
+                )
+            )
         finally:
             runner.stop()
             log.close()
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown()
+            observer.kill()
+            observer.wait()
             pepper.stop()
     baseline = percentile(results[0][1], 50)
     header(
         f"4. full demo graph, 3 people at {rate:g} fps, a question every {question_period:g} s, "
         f"{seconds:g} s per variant (ratio: p50 against the first's p50)"
     )
-    for label, values, *_, stages in results:
-        print(row(f"camera -> profile, {label}"[:34], values, baseline=baseline))
+    for label, values, *_, stages, _slowest in results:
+        print(row(f"{label}: camera -> profile"[:34], values, baseline=baseline))
         for stage, durations in stages.items():
             print(row(f"  of which {stage}", durations, baseline=baseline))
-    print("\nCPU per node, cores (1.0 = one core busy), and questions answered:\n")
-    names = list(results[0][2])
+    print("\nThe slowest 5 % of frames, ms: total (its two largest stages)\n")
+    for label, *_, slowest in results:
+        frames = [
+            f"{total:.0f} ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])[:2])
+            + ")"
+            for total, parts in slowest
+        ]
+        print(f"- {label}: {'; '.join(frames)}")
+    print("\nCPU per process, cores (1.0 = one core busy), and questions answered:\n")
+    names = list(dict.fromkeys(name for result in results for name in result[2]))
     print("| node " + " " * 30 + "| " + " | ".join(f"{r[0][:28]:<28}" for r in results) + " |")
     print(f"|{'-' * 36}|" + "|".join("-" * 30 for _ in results) + "|")
     for name in [*names, "total"]:
@@ -692,6 +751,13 @@ def main() -> None:
     parser.add_argument(
         "--question-period", type=float, default=2.0, help="full graph: seconds between questions"
     )
+    parser.add_argument(
+        "--graph-variants",
+        nargs="+",
+        choices=[key for key, *_ in GRAPH_VARIANTS],
+        help="full graph: run only these variants (default: all); the first run is the "
+        "baseline of the ratios",
+    )
     parser.add_argument("--rate", type=float, default=15.0, help="camera rate over DDS, Hz")
     parser.add_argument(
         "--image-qos", nargs="+", choices=("sensor", "reliable"), default=["reliable", "sensor"]
@@ -712,7 +778,7 @@ def main() -> None:
         for image_qos in args.image_qos:
             bench_dds(args.dds_seconds, args.rate, image_qos)
     if "graph" in args.phases:
-        bench_graph(args.graph_seconds, args.rate, args.question_period)
+        bench_graph(args.graph_seconds, args.rate, args.question_period, args.graph_variants)
     if "recall" in args.phases:
         bench_recall((480, 640))
         bench_recall((720, 1280))

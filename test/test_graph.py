@@ -8,9 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 
 from uservlm_ros.bringup.graph import (
+    COMPOSITION,
+    CONTAINER_EXECUTABLE,
     LAUNCH_ARGUMENTS,
+    composition_enabled,
     launch_overrides,
     load_graph,
     parse_launch_arguments,
@@ -86,28 +90,101 @@ def run_launch_file(deployment: str, arguments: dict[str, str]) -> list[_Recorde
     return opaque[0].kwargs["function"](context)
 
 
+@pytest.mark.parametrize("composition", ["true", "false"])
 @pytest.mark.parametrize("deployment", LAUNCHED)
-def test_launch_file_and_uservlm_run_start_the_same_nodes(fake_launch, deployment):
-    arguments = {"robot_ip": "10.0.0.7", "device": "cpu"}
+def test_launch_file_and_uservlm_run_start_the_same_processes(fake_launch, deployment, composition):
+    arguments = {"robot_ip": "10.0.0.7", "device": "cpu", "use_composition": composition}
     launched = run_launch_file(deployment, arguments)
     config = ROOT / "config" / f"{deployment}.yaml"
-    graph = load_graph(config, launch_overrides(config, arguments))
+    graph = load_graph(
+        config, launch_overrides(config, arguments), use_composition=composition == "true"
+    )
     commands = dict(GraphRunner(graph).commands())
 
-    assert [n.kwargs["name"] for n in launched] == [spec.name for spec in graph.nodes]
-    for node, spec in zip(launched, graph.nodes, strict=True):
-        assert node.kwargs["package"] == "uservlm"
-        assert node.kwargs["executable"] == spec.executable
-        params_file, overrides = node.kwargs["parameters"]
+    assert len(launched) == len(graph.processes)
+    for action, process in zip(launched, graph.processes, strict=True):
+        assert action.kwargs["package"] == "uservlm"
+        command = commands[process.name]
+        if process.is_container:
+            # the same arguments as `uservlm run`'s command line, after the module
+            assert action.kwargs["executable"] == CONTAINER_EXECUTABLE
+            assert "name" not in action.kwargs  # __node:= would rename every node inside
+            # (each load_graph writes its own copy of the overrides file)
+            launched_args, run_args = action.kwargs["arguments"], command[3:]
+            assert len(launched_args) == len(run_args)
+            for launched_arg, run_arg in zip(launched_args, run_args, strict=True):
+                if launched_arg.endswith("_overrides.yaml"):
+                    assert Path(launched_arg).read_text() == Path(run_arg).read_text()
+                else:
+                    assert launched_arg == run_arg
+            assert command[:3] == [sys.executable, "-m", "uservlm_ros.nodes.container"]
+            continue
+        spec = process.nodes[0]
+        assert action.kwargs["name"] == spec.name
+        assert action.kwargs["executable"] == spec.executable
+        params_file, overrides = action.kwargs["parameters"]
         assert Path(params_file) == graph.params_file
         assert overrides == spec.overrides
-        assert node.kwargs["remappings"] == list(spec.remappings)
+        assert action.kwargs["remappings"] == list(spec.remappings)
         # uservlm run passes the same file and the same overrides on the command line.
-        command = commands[spec.name]
         assert command[command.index("--params-file") + 1] == str(graph.params_file)
         assert command[command.index("-r") + 1] == f"__node:={spec.name}"
         given = {command[i + 1] for i, word in enumerate(command) if word == "-p"}
         assert given == {f"{k}:={yaml_scalar(v)}" for k, v in spec.overrides.items()}
+
+
+def test_the_perception_nodes_share_a_process_unless_composition_is_off(tmp_path):
+    overrides = {"face_crop_node": {"crop_size": 160, "detector.min_confidence": 0.5}}
+    graph = load_graph("demo", overrides, namespace="robot1")
+    container = graph.processes[0]
+    assert container.name == "perception"
+    assert container.node_names() == list(COMPOSITION["perception"])
+    assert [p.name for p in graph.processes[1:]] == [
+        n.name for n in graph.nodes if n.name not in COMPOSITION["perception"]
+    ]
+    command = container.command(graph.params_file)
+    assert command[3:6] == ["camera_node", "face_crop_node", "user_profiler_node"]
+    assert "-p" not in command  # it would reach every node of the container
+    assert not any(arg.startswith("__node:=") for arg in command)
+    assert command[command.index("-r") + 1] == "__ns:=/robot1"
+    files = [command[i + 1] for i, word in enumerate(command) if word == "--params-file"]
+    assert files == [str(graph.params_file), str(container.overrides_file)]
+    # the overrides file holds each node's values, nested and keyed for the namespace
+    assert yaml.safe_load(container.overrides_file.read_text()) == {
+        "/robot1/face_crop_node": {
+            "ros__parameters": {"crop_size": 160, "detector": {"min_confidence": 0.5}}
+        }
+    }
+
+    separate = load_graph("demo", use_composition=False)
+    assert [p.name for p in separate.processes] == [n.name for n in separate.nodes]
+    assert not any(p.is_container for p in separate.processes)
+    # a bag replay has no camera_node: face_crop_node and user_profiler_node share a process
+    replay = load_graph("replay")
+    assert replay.processes[0].node_names() == ["face_crop_node", "user_profiler_node"]
+    # a deployment with only one node of the group runs it on its own
+    single = tmp_path / "profiler_only.yaml"
+    single.write_text("user_profiler_node:\n  ros__parameters: {}\n")
+    assert [p.is_container for p in load_graph(single).processes] == [False]
+
+
+def test_node_specific_remappings_in_a_container(monkeypatch):
+    from uservlm_ros.bringup import graph as graph_module
+
+    kinds = dict(graph_module.CATALOGUE)
+    kinds["face_crop_node"] = graph_module.NodeKind("face_crop_node", (("in", "out"),))
+    monkeypatch.setattr(graph_module, "CATALOGUE", kinds)
+    command = load_graph("demo").processes[0].command(Path("p.yaml"))
+    assert command[command.index("-r") + 1] == "face_crop_node:in:=out"
+
+
+def test_use_composition_values():
+    assert composition_enabled("true") and composition_enabled("True") and composition_enabled("")
+    assert not composition_enabled("false") and not composition_enabled("0")
+    with pytest.raises(ConfigError, match="use_composition:='maybe': expected true or false"):
+        composition_enabled("maybe")
+    # it is not a node parameter: launch_overrides leaves it to load_graph
+    assert launch_overrides("demo", {"use_composition": "false"}) == {}
 
 
 def test_launch_arguments_reach_the_nodes_that_take_them():

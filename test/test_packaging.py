@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RUFF = Path(sys.executable).parent / "ruff"
@@ -136,9 +137,16 @@ def test_run_takes_several_set_overrides_and_launch_arguments_after_them(tmp_pat
         env=_env(ROOT),
     )
     assert result.returncode == 0, result.stderr
-    lines = {line.split("__node:=")[1].split()[0]: line for line in result.stdout.splitlines()}
-    assert lines["face_crop_node"].endswith("-p crop_size:=160")
-    assert lines["user_profiler_node"].endswith("-p profiler:=attributes")
+    container, *others = result.stdout.splitlines()
+    # the perception container takes its nodes' values in a params file of its own
+    overrides = Path(container.split("--params-file ")[-1])
+    assert overrides.name == "perception_overrides.yaml"
+    assert yaml.safe_load(overrides.read_text()) == {
+        "camera_node": {"ros__parameters": {"naoqi": {"ip": "10.1.2.3"}}},
+        "face_crop_node": {"ros__parameters": {"crop_size": 160}},
+        "user_profiler_node": {"ros__parameters": {"profiler": "attributes"}},
+    }
+    lines = {line.split("__node:=")[1].split()[0]: line for line in others}
     assert "-p robot.ip:=10.1.2.3" in lines["naoqi_bridge_node"]
 
 

@@ -60,15 +60,18 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
         lambda: all(f"[{name}" in runner.output() for name in NODES), 90, "every node's output"
     )
     output = runner.output()
-    for name in NODES:
+    # camera, face_crop and profiler share the perception container; the others run alone
+    assert "started perception (camera_node, face_crop_node, user_profiler_node) (pid" in output
+    for name in NODES[3:]:
         assert f"started {name} (pid" in output
-        assert f"[{name}" in output  # node output is prefixed with its name
+    for name in NODES:
+        assert f"[{name}" in output  # each node's log lines carry its name
     children = [
         int(line.rsplit("pid ", 1)[1].rstrip(")"))
         for line in output.splitlines()
         if "[uservlm run] started" in line
     ]
-    assert len(children) == len(NODES)
+    assert len(children) == len(NODES) - 2
 
     os.killpg(runner.popen.pid, signal.SIGINT)
     assert runner.popen.wait(30) == 0
@@ -100,10 +103,28 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
     assert "/nonexistent/user-vlm" in output  # the node's own message names what failed
 
 
-def test_dry_run_prints_one_command_per_node(capsys):
+def test_dry_run_prints_one_command_per_process(capsys):
     from uservlm_ros.cli import main
 
     assert main(["run", "--config", "pepper", "robot_ip:=10.1.2.3", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(
+        f"{sys.executable} -m uservlm_ros.nodes.container "
+        "camera_node face_crop_node user_profiler_node --ros-args "
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                "pepper",
+                "robot_ip:=10.1.2.3",
+                "--dry-run",
+                "use_composition:=false",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     graph = load_graph("pepper")
     assert len(lines) == len(graph.nodes)

@@ -59,6 +59,8 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from uservlm_ros.bringup.graph import (
+        COMPOSITION_ARGUMENT,
+        composition_enabled,
         launch_overrides,
         load_graph,
         parse_launch_arguments,
@@ -70,10 +72,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # arguments that follow it; they are told apart by `:=`.
     arguments = args.arguments + [item for item in args.set if ":=" in item]
     settings = [item for item in args.set if ":=" not in item]
-    overrides = launch_overrides(args.config, parse_launch_arguments(arguments))
+    values = parse_launch_arguments(arguments)
+    overrides = launch_overrides(args.config, values)
     for node, params in parse_overrides(settings).items():
         overrides.setdefault(node, {}).update(params)
-    graph = load_graph(args.config, overrides, namespace=args.namespace)
+    graph = load_graph(
+        args.config,
+        overrides,
+        namespace=args.namespace,
+        use_composition=composition_enabled(values.get(COMPOSITION_ARGUMENT, "true")),
+    )
     runner = GraphRunner(graph)
     if args.dry_run:
         for _, command in runner.commands():
@@ -663,7 +671,15 @@ def _use_dds_profile() -> None:
 def main(argv: list[str] | None = None) -> int:
     from uservlm_ros.core.errors import UservlmError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes `run`'s NAME:=VALUE positionals only before the first option; accept them
+    # anywhere (`uservlm run --dry-run robot_ip:=10.0.0.2`), as ros2 launch does.
+    if getattr(args, "command", None) == "run":
+        args.arguments += [item for item in extra if ":=" in item and not item.startswith("-")]
+        extra = [item for item in extra if item not in args.arguments]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _use_dds_profile()
     try:
         code = args.func(args)

@@ -4,7 +4,8 @@ A deployment is a standard ROS 2 parameter file (`config/<deployment>.yaml`): ea
 names a node to start (`<node name>: {ros__parameters: {...}}`). The catalogue below says which
 executable runs under a node name and how its topics are remapped. `launch/*.launch.py`
 (ros2 launch, on robots) and `uservlm run` (anywhere, without the ros2 CLI) both build their
-processes from `load_graph`, so they start the same nodes with the same parameters.
+processes from `load_graph`, so they start the same nodes with the same parameters, grouped
+into the same processes (COMPOSITION).
 
 Pure Python: no rclpy, no launch.
 """
@@ -45,6 +46,30 @@ CATALOGUE: Mapping[str, NodeKind] = {
     "speech_node": NodeKind("speech_node"),
     "console_node": NodeKind("console_node"),
 }
+
+
+# Nodes that share one process (nodes/container.py) when a deployment starts two or more of
+# them: camera frames and faces then pass from node to node without DDS (ros/intra_process.py),
+# which takes the two transport hops out of camera -> profile (docs/benchmarks.md).
+# `use_composition:=false` starts every node in a process of its own.
+COMPOSITION: Mapping[str, tuple[str, ...]] = {
+    "perception": ("camera_node", "face_crop_node", "user_profiler_node"),
+}
+COMPOSITION_ARGUMENT = "use_composition"
+COMPOSITION_DESCRIPTION = (
+    "true: camera_node, face_crop_node and user_profiler_node share one process and hand frames "
+    "and faces over directly; false: a process per node"
+)
+
+
+def composition_enabled(value: str) -> bool:
+    """The use_composition launch argument's value (true/false, as ros2 launch spells them)."""
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", ""):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{COMPOSITION_ARGUMENT}:={value!r}: expected true or false")
 
 
 @dataclass(frozen=True)
@@ -103,10 +128,11 @@ def launch_overrides(config: str | Path, values: Mapping[str, str]) -> dict[str,
     started = _node_names(resolve_config(config))
     overrides: dict[str, dict[str, Any]] = {}
     for name, raw in values.items():
+        if name == COMPOSITION_ARGUMENT:  # says how nodes are grouped into processes: load_graph
+            continue
         if name not in LAUNCH_ARGUMENTS:
-            raise ConfigError(
-                f"unknown launch argument {name!r}; known: {', '.join(LAUNCH_ARGUMENTS)}"
-            )
+            known = [*LAUNCH_ARGUMENTS, COMPOSITION_ARGUMENT]
+            raise ConfigError(f"unknown launch argument {name!r}; known: {', '.join(known)}")
         if raw == "":
             continue
         for node, param in LAUNCH_ARGUMENTS[name].targets:
@@ -146,9 +172,51 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class Process:
+    """One process of a deployment: a node, or a container of several (nodes/container.py)."""
+
+    name: str  # the node's name, or the container's (a key of COMPOSITION)
+    nodes: tuple[NodeSpec, ...]
+    # A container's per-node overrides as a params file (`-p` would reach all of its nodes).
+    overrides_file: Path | None = None
+
+    @property
+    def is_container(self) -> bool:
+        return len(self.nodes) > 1
+
+    def command(self, params_file: Path, python: str = sys.executable) -> list[str]:
+        if not self.is_container:
+            return self.nodes[0].command(params_file, python)
+        return [python, "-m", CONTAINER_MODULE, *self.node_names(), *self.ros_args(params_file)]
+
+    def node_names(self) -> list[str]:
+        return [spec.name for spec in self.nodes]
+
+    def ros_args(self, params_file: Path) -> list[str]:
+        """A container's ROS arguments: node names stay the nodes' own; remappings carry the
+        node-name prefix so that each applies to its node only."""
+        args = ["--ros-args"]
+        namespace = self.nodes[0].namespace
+        if namespace:
+            args += ["-r", f"__ns:={namespace}"]
+        for spec in self.nodes:
+            for source, target in spec.remappings:
+                args += ["-r", f"{spec.name}:{source}:={target}"]
+        args += ["--params-file", str(params_file)]
+        if self.overrides_file is not None:
+            args += ["--params-file", str(self.overrides_file)]
+        return args
+
+
+CONTAINER_MODULE = "uservlm_ros.nodes.container"
+CONTAINER_EXECUTABLE = "container"
+
+
+@dataclass(frozen=True)
 class Graph:
     params_file: Path
     nodes: tuple[NodeSpec, ...]
+    processes: tuple[Process, ...] = ()
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -241,8 +309,9 @@ def load_graph(
     config: str | Path,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     namespace: str = "",
+    use_composition: bool = True,
 ) -> Graph:
-    """Read a deployment's params file and describe its node processes."""
+    """Read a deployment's params file and describe its nodes and their processes."""
     namespace = normalise_namespace(namespace)
     path = resolve_config(config)
     document = _read_params_file(path)
@@ -279,7 +348,61 @@ def load_graph(
         raise ConfigError(f"{path} starts no node")
     if namespace:
         path = _namespaced_params_file(path, document, namespace)
-    return Graph(params_file=path, nodes=tuple(nodes))
+    processes = _processes(nodes, namespace) if use_composition else None
+    processes = processes or tuple(Process(spec.name, (spec,)) for spec in nodes)
+    return Graph(params_file=path, nodes=tuple(nodes), processes=processes)
+
+
+def _processes(nodes: list[NodeSpec], namespace: str) -> tuple[Process, ...]:
+    """Nodes grouped by COMPOSITION: a container where two or more of a group are started (in
+    the group's order: producers first), a process of its own for every other node; the
+    container takes the place of its first node."""
+    by_name = {spec.name: spec for spec in nodes}
+    container_of: dict[str, Process] = {}
+    for container, members in COMPOSITION.items():
+        specs = tuple(by_name[name] for name in members if name in by_name)
+        if len(specs) < 2:
+            continue
+        overrides = {spec.name: spec.overrides for spec in specs if spec.overrides}
+        process = Process(container, specs, _overrides_params_file(container, overrides, namespace))
+        for spec in specs:
+            container_of[spec.name] = process
+    processes: list[Process] = []
+    for spec in nodes:
+        process = container_of.get(spec.name, Process(spec.name, (spec,)))
+        if process not in processes:
+            processes.append(process)
+    return tuple(processes)
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted ROS parameter names -> the nested maps of a params file (inverse of flatten)."""
+    nested: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        level = nested
+        for part in parents:
+            level = level.setdefault(part, {})
+        level[leaf] = value
+    return nested
+
+
+def _overrides_params_file(
+    container: str, overrides: Mapping[str, Mapping[str, Any]], namespace: str
+) -> Path | None:
+    """A container's per-node overrides as a params file, loaded after the deployment's."""
+    if not overrides:
+        return None
+    document = {
+        f"{namespace}/{node}" if namespace else node: {"ros__parameters": nest(params)}
+        for node, params in overrides.items()
+    }
+    path = Path(tempfile.mkdtemp(prefix="uservlm-params-")) / f"{container}_overrides.yaml"
+    path.write_text(
+        f"# --set and launch-argument values for the {container} container (written by uservlm)\n"
+        + yaml.safe_dump(document, sort_keys=False)
+    )
+    return path
 
 
 def _namespaced_params_file(path: Path, document: Mapping[str, Any], namespace: str) -> Path:

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uservlm_ros.bringup.graph import LAUNCH_ARGUMENTS, PACKAGE, launch_overrides, load_graph
+from uservlm_ros.bringup.graph import (
+    COMPOSITION_ARGUMENT,
+    COMPOSITION_DESCRIPTION,
+    CONTAINER_EXECUTABLE,
+    LAUNCH_ARGUMENTS,
+    PACKAGE,
+    Process,
+    composition_enabled,
+    launch_overrides,
+    load_graph,
+)
 
 
 def _config_dir() -> Path:
@@ -28,24 +38,42 @@ def deployment_launch_description(deployment: str):
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
-    def nodes(context):
-        values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
-        config = LaunchConfiguration("config").perform(context)
-        namespace = LaunchConfiguration("namespace").perform(context)
-        graph = load_graph(config, launch_overrides(config, values), namespace=namespace)
-        return [
-            Node(
+    def process_action(process: Process, params_file: str):
+        spec = process.nodes[0]
+        if not process.is_container:
+            return Node(
                 package=PACKAGE,
                 executable=spec.executable,
                 name=spec.name,
                 namespace=spec.namespace or None,
-                parameters=[str(graph.params_file), spec.overrides],
+                parameters=[params_file, spec.overrides],
                 remappings=list(spec.remappings),
                 output="screen",
                 emulate_tty=True,
             )
-            for spec in graph.nodes
-        ]
+        # No name= (it would rename every node of the container); the container's own ROS
+        # arguments carry the per-node remappings and overrides file.
+        return Node(
+            package=PACKAGE,
+            executable=CONTAINER_EXECUTABLE,
+            arguments=[*process.node_names(), *process.ros_args(params_file)],
+            output="screen",
+            emulate_tty=True,
+        )
+
+    def nodes(context):
+        values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+        config = LaunchConfiguration("config").perform(context)
+        namespace = LaunchConfiguration("namespace").perform(context)
+        graph = load_graph(
+            config,
+            launch_overrides(config, values),
+            namespace=namespace,
+            use_composition=composition_enabled(
+                LaunchConfiguration(COMPOSITION_ARGUMENT).perform(context)
+            ),
+        )
+        return [process_action(process, str(graph.params_file)) for process in graph.processes]
 
     arguments = [
         DeclareLaunchArgument(
@@ -54,6 +82,9 @@ def deployment_launch_description(deployment: str):
             description="ROS 2 params file describing the deployment",
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of all nodes"),
+        DeclareLaunchArgument(
+            COMPOSITION_ARGUMENT, default_value="true", description=COMPOSITION_DESCRIPTION
+        ),
     ]
     arguments += [
         DeclareLaunchArgument(name, default_value="", description=argument.description)

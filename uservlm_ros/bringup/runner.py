@@ -1,8 +1,9 @@
 """`uservlm run`: start a deployment's nodes as processes, without the ros2 CLI.
 
-One process per node with standard `--ros-args --params-file`, output prefixed with the node
-name (coloured on a terminal), and every child stopped cleanly on Ctrl-C, on SIGTERM, or as soon
-as one node dies -- which is reported with its exit code and last output lines.
+One process per node, or per container of nodes (graph.COMPOSITION), with standard
+`--ros-args --params-file`, output prefixed with the process name (coloured on a terminal), and
+every child stopped cleanly on Ctrl-C, on SIGTERM, or as soon as one process dies -- which is
+reported with its exit code and last output lines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from uservlm_ros.bringup.graph import Graph, NodeSpec
+from uservlm_ros.bringup.graph import Graph, Process
 
 _COLOURS = ("36", "32", "33", "35", "34", "31")  # cyan, green, yellow, magenta, blue, red
 _TAIL_LINES = 15
@@ -26,7 +27,7 @@ _TAIL_LINES = 15
 
 @dataclass
 class _Child:
-    spec: NodeSpec
+    process: Process
     popen: subprocess.Popen
     prefix: str
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_TAIL_LINES))
@@ -34,7 +35,7 @@ class _Child:
 
 
 class GraphRunner:
-    """Runs the node processes of a Graph and supervises them."""
+    """Runs the processes of a Graph and supervises them."""
 
     def __init__(
         self,
@@ -53,8 +54,8 @@ class GraphRunner:
 
     def commands(self) -> list[tuple[str, list[str]]]:
         return [
-            (spec.name, spec.command(self.graph.params_file, self.python))
-            for spec in self.graph.nodes
+            (process.name, process.command(self.graph.params_file, self.python))
+            for process in self.graph.processes
         ]
 
     def _print(self, prefix: str, line: str) -> None:
@@ -73,11 +74,13 @@ class GraphRunner:
             self._print(child.prefix, line)
 
     def start(self) -> None:
-        width = max(len(spec.name) for spec in self.graph.nodes)
+        width = max(len(process.name) for process in self.graph.processes)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.colour:
             env.setdefault("RCUTILS_COLORIZED_OUTPUT", "1")
-        for index, (name, command) in enumerate(self.commands()):
+        for index, (process, (name, command)) in enumerate(
+            zip(self.graph.processes, self.commands(), strict=True)
+        ):
             prefix = f"[{name:<{width}}]"
             if self.colour:
                 prefix = f"\033[{_COLOURS[index % len(_COLOURS)]}m{prefix}\033[0m"
@@ -91,12 +94,12 @@ class GraphRunner:
                 env=env,
                 start_new_session=True,
             )  # Ctrl-C reaches us, not them
-            spec = self.graph.node(name)
-            child = _Child(spec=spec, popen=popen, prefix=prefix)
+            child = _Child(process=process, popen=popen, prefix=prefix)
             child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
             child.reader.start()
             self.children.append(child)
-            self._print("[uservlm run]", f"started {name} (pid {popen.pid})")
+            held = f" ({', '.join(process.node_names())})" if process.is_container else ""
+            self._print("[uservlm run]", f"started {name}{held} (pid {popen.pid})")
 
     def request_stop(self, *_: object) -> None:
         self._stop_requested.set()
@@ -118,7 +121,7 @@ class GraphRunner:
 
     def _report_exit(self, child: _Child, code: int) -> None:
         why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self._print("[uservlm run]", f"{child.spec.name} exited ({why}); last output:")
+        self._print("[uservlm run]", f"{child.process.name} exited ({why}); last output:")
         for line in child.tail:
             self._print("[uservlm run]", f"  | {line}")
         self._print("[uservlm run]", "stopping the other nodes")
@@ -133,7 +136,7 @@ class GraphRunner:
             try:
                 child.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._print("[uservlm run]", f"{child.spec.name} ignored SIGINT; killing it")
+                self._print("[uservlm run]", f"{child.process.name} ignored SIGINT; killing it")
                 _signal_group(child.popen, signal.SIGKILL)
                 child.popen.wait()
         for child in self.children:

@@ -258,7 +258,8 @@ def run_demo(
     try:
         runner.start()
         say(
-            f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}); "
+            f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}) in "
+            f"{len(graph.processes)} processes; "
             f"their output: {folder / 'nodes.log'}"
         )
         say(
@@ -270,7 +271,9 @@ def run_demo(
             raise UservlmError("the responder did not come up; see nodes.log")
 
         def failed_node() -> str | None:
-            return next((c.spec.name for c in runner.children if c.popen.poll() is not None), None)
+            return next(
+                (c.process.name for c in runner.children if c.popen.poll() is not None), None
+            )
 
         def settled() -> bool:  # two users, each profile fused over several frames
             users = observer.known_users()

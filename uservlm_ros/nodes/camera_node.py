@@ -31,6 +31,7 @@ from uservlm_ros.core.parameters import Param
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import rgb_to_image
 from uservlm_ros.ros.diagnostics import Diagnostics
+from uservlm_ros.ros.intra_process import IntraProcessPublisher
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
@@ -83,7 +84,10 @@ class CameraNode(Node):
         watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["source"])
         self.source = self._open_source()
-        self._image_pub = self.create_publisher(Image, topics.IMAGE, IMAGE_QOS[p["image_qos"]])
+        # In a container, face_crop_node takes the frames directly (ros/intra_process.py).
+        self._image_pub = IntraProcessPublisher(
+            self, Image, topics.IMAGE, IMAGE_QOS[p["image_qos"]]
+        )
         self._info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, SENSOR_QOS)
         self._timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.diagnostics.set_status(DiagnosticStatus.OK, f"streaming {self.source.description}")
@@ -155,6 +159,10 @@ class CameraNode(Node):
         if hasattr(self, "source"):  # absent when the source failed to open in __init__
             self.source.close()
         super().destroy_node()
+
+
+# What a container (nodes/container.py) builds under this node's name.
+NODE = CameraNode
 
 
 def main(args=None):

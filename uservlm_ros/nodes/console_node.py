@@ -363,6 +363,10 @@ class ConsoleNode(Node):
         super().destroy_node()
 
 
+# What a container (nodes/container.py) builds under this node's name.
+NODE = ConsoleNode
+
+
 def main(args=None):
     # Every callback is short (the answer streams on its own thread): one executor thread.
     sys.exit(run_node(ConsoleNode, args, single_threaded=True))

@@ -36,6 +36,7 @@ from uservlm_ros.ros.conversions import (
     stamp_to_seconds,
 )
 from uservlm_ros.ros.diagnostics import log_rejection, loss_counter
+from uservlm_ros.ros.intra_process import IntraProcessPublisher, intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
@@ -178,10 +179,13 @@ class FaceCropNode(ModelNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._faces_pub = self.create_publisher(FaceArray, topics.FACES, RELIABLE_QOS)
+        # In a container, frames come from camera_node and faces go to user_profiler_node
+        # directly (ros/intra_process.py).
+        self._faces_pub = IntraProcessPublisher(self, FaceArray, topics.FACES, RELIABLE_QOS)
         self._io = [
             self._faces_pub,
-            self.create_subscription(
+            intra_process_subscription(
+                self,
                 Image,
                 topics.IMAGE,
                 self._on_image,
@@ -263,6 +267,10 @@ class FaceCropNode(ModelNode):
                 )
             )
         return draw_people(rgb, people)
+
+
+# What a container (nodes/container.py) builds under this node's name.
+NODE = FaceCropNode
 
 
 def main(args=None):

@@ -264,6 +264,10 @@ class NaoqiBridgeNode(Node):
         super().destroy_node()
 
 
+# What a container (nodes/container.py) builds under this node's name.
+NODE = NaoqiBridgeNode
+
+
 def main(args=None):
     sys.exit(run_node(NaoqiBridgeNode, args))
 

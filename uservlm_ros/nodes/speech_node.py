@@ -699,6 +699,10 @@ class SpeechNode(ModelNode):
         )
 
 
+# No NODE: speech_node does not join a container (nodes/container.py), since `cpu.nice` lowers
+# the priority of its whole process.
+
+
 def main(args=None):
     sys.exit(run_node(SpeechNode, args))
 

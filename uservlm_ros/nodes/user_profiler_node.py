@@ -41,6 +41,7 @@ from uservlm_ros.ros.conversions import (
     stamp_to_seconds,
 )
 from uservlm_ros.ros.diagnostics import log_rejection
+from uservlm_ros.ros.intra_process import intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
@@ -342,7 +343,8 @@ class UserProfilerNode(ModelNode):
         self._publisher = self.create_publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
         self._io = [
             self._publisher,
-            self.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
+            # in a container, straight from face_crop_node (ros/intra_process.py)
+            intra_process_subscription(self, FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS),
             self.create_subscription(
                 Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
             ),
@@ -564,6 +566,10 @@ def _face_px(face, image_width: int, image_height: int) -> float:
 def _face_area(face) -> float:
     area = (face.xmax - face.xmin) * (face.ymax - face.ymin)
     return area if math.isfinite(area) else 0.0
+
+
+# What a container (nodes/container.py) builds under this node's name.
+NODE = UserProfilerNode
 
 
 def main(args=None):

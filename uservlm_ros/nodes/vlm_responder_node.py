@@ -653,6 +653,10 @@ def _known_labels(profile: UserProfile | None) -> dict[str, str]:
     return {e.name: e.label for e in estimates if e.known and e.name}
 
 
+# What a container (nodes/container.py) builds under this node's name.
+NODE = VlmResponderNode
+
+
 def main(args=None):
     sys.exit(run_node(VlmResponderNode, args))
 

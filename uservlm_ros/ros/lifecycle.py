@@ -17,6 +17,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.publisher import Publisher
+from rclpy.subscription import Subscription
 
 from uservlm_ros.core import health
 from uservlm_ros.core.errors import ConfigError
@@ -86,8 +87,10 @@ class ModelNode(LifecycleNode):
         for entity in self._io:
             if isinstance(entity, Publisher):
                 self.destroy_publisher(entity)
-            else:
+            elif isinstance(entity, Subscription):
                 self.destroy_subscription(entity)
+            else:  # intra-process publishers and subscriptions (ros/intra_process.py)
+                entity.destroy()
         self._io = []
         self.diagnostics.set_status(DiagnosticStatus.OK, "inactive")
         return TransitionCallbackReturn.SUCCESS
