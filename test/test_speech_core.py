@@ -3,7 +3,10 @@ speech gate, WER; and audio files, mixing and resampling (no model, no ROS)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +29,7 @@ from uservlm_ros.core.utterances import (
     word_error_rate,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 FRAME = 512
 FRAME_S = FRAME / 16000  # 32 ms
 
@@ -264,3 +268,26 @@ def test_a_tentative_copy_goes_stale_when_speech_resumes():
     assert final.key != early.key and final.key == second_early.key
     with pytest.raises(ValueError, match="early_ms"):
         VadConfig(hangover_ms=100, early_ms=128)
+
+
+def test_niceness_reaches_the_threads_that_already_run():
+    # In a child process: niceness cannot be lowered back without root.
+    probe = (
+        "import os, threading, time\n"
+        "from pathlib import Path\n"
+        "from uservlm_ros.core.cpu import set_niceness\n"
+        "stop = threading.Event()\n"
+        "early = threading.Thread(target=stop.wait); early.start()\n"
+        "print(set_niceness(7))\n"
+        "late = threading.Thread(target=stop.wait); late.start()\n"
+        "print(sorted({int(p.joinpath('stat').read_text().rsplit(')', 1)[1].split()[16])\n"
+        "              for p in Path('/proc/self/task').iterdir()}))\n"
+        "stop.set()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    threads, niceness = result.stdout.splitlines()
+    assert int(threads) >= 2  # the main thread and the early one
+    assert niceness == "[7]"  # every thread, the early and the late one included

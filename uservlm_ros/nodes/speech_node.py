@@ -15,7 +15,6 @@ recognition; none blocks the executor.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from uservlm_ros.backends.listener import HeardUtterance, Listener
 from uservlm_ros.backends.pepper_speech import connection_params, robot_address
 from uservlm_ros.backends.vad import SileroVad
 from uservlm_ros.core import health
+from uservlm_ros.core.cpu import set_niceness
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
@@ -361,7 +361,7 @@ class SpeechNode(ModelNode):
         p = self.params
         log = self.get_logger()
         try:  # raising niceness needs no privilege; lowering it back does
-            os.setpriority(os.PRIO_PROCESS, 0, p["cpu.nice"])
+            set_niceness(p["cpu.nice"])
         except PermissionError:
             log.warning(f"cannot set cpu.nice to {p['cpu.nice']} (lowering niceness needs root)")
         try:
