@@ -14,6 +14,7 @@ from std_msgs.msg import String
 from uservlm.msg import FaceArray, UserProfile
 
 from uservlm_ros.nodes.container import COMPOSABLE, node_names
+from uservlm_ros.ros.diagnostics import Diagnostics
 from uservlm_ros.ros.intra_process import (
     IntraProcessPublisher,
     IntraProcessSubscription,
@@ -77,14 +78,16 @@ def test_a_failing_local_subscriber_is_logged_and_the_others_still_get_the_messa
     def broken(msg):
         raise ValueError("bad message")
 
-    failing = intra_process_subscription(
-        nodes("broken"), String, "composition/c", broken, RELIABLE_QOS
-    )
+    taker = nodes("broken")
+    taker.diagnostics = Diagnostics(taker, hardware_id="test")
+    failing = intra_process_subscription(taker, String, "composition/c", broken, RELIABLE_QOS)
     got: list[String] = []
     intra_process_subscription(nodes("ok"), String, "composition/c", got.append, RELIABLE_QOS)
     publisher.publish(String(data="x"))  # does not raise in the publisher's thread
     publisher.publish(String(data="y"))
     assert failing.failures == 2
+    assert taker.diagnostics.values["intra_process_errors"] == 2
+    taker.diagnostics.destroy()
     assert [m.data for m in got] == ["x", "y"]
 
 

@@ -193,8 +193,9 @@ class Process:
         return [spec.name for spec in self.nodes]
 
     def ros_args(self, params_file: Path) -> list[str]:
-        """A container's ROS arguments: node names stay the nodes' own; remappings carry the
-        node-name prefix so that each applies to its node only."""
+        """A container's ROS arguments (a single node's are NodeSpec.ros_args): node names stay
+        the nodes' own; remappings carry the node-name prefix so that each applies to its node
+        only."""
         args = ["--ros-args"]
         namespace = self.nodes[0].namespace
         if namespace:
@@ -216,7 +217,7 @@ CONTAINER_EXECUTABLE = "container"
 class Graph:
     params_file: Path
     nodes: tuple[NodeSpec, ...]
-    processes: tuple[Process, ...] = ()
+    processes: tuple[Process, ...]  # the same nodes, as they are started
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:

@@ -7,8 +7,7 @@ several nodes in one process. When one of them publishes a topic through an
 DDS wake-up, no executor callback, so the two hops of camera -> faces -> profile no longer wait
 for a core in another process (docs/benchmarks.md, full demo graph). Other processes still get
 the topic over DDS; while only local subscribers exist, a volatile topic is not published to
-DDS at all.
-In a process of one node nothing changes: every subscription is a DDS subscription.
+DDS at all. In a process of one node nothing changes: every subscription is a DDS subscription.
 
 A subscriber created before a publisher of the same topic in its process subscribes over DDS
 (the container starts producers first). Local handlers run in the publisher's thread, so they
@@ -79,6 +78,9 @@ class IntraProcessSubscription:
             self.callback(msg)
         except Exception as error:  # the publisher's thread goes on; the subscriber says why
             self.failures += 1
+            diagnostics = getattr(self.node, "diagnostics", None)  # uservlm nodes have them
+            if diagnostics is not None:
+                diagnostics.count("intra_process_errors")
             self.node.get_logger().error(
                 f"intra-process message on {self.topic} failed: {type(error).__name__}: {error}",
                 throttle_duration_sec=5.0,
