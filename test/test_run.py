@@ -202,3 +202,17 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
         assert said and "Hello" in said[0].args[0]
     finally:
         pepper.stop()
+
+
+def test_the_demo_sees_a_graph_already_running_on_its_domain(ros):
+    import rclpy
+
+    from uservlm_ros.demo.run import _already_running
+
+    # nothing of the demo's graph runs yet; then a node of that name appears (as another demo's)
+    assert _already_running(["vlm_responder_node"], discovery_s=0.3) == []
+    impostor = rclpy.create_node("vlm_responder_node")
+    try:
+        assert _already_running(["vlm_responder_node", "speech_node"]) == ["vlm_responder_node"]
+    finally:
+        impostor.destroy_node()

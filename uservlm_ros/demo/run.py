@@ -15,6 +15,7 @@ a folder it names.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import TextIO
 
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.metrics import percentiles
+from uservlm_ros.core.profile_schedule import ScheduleConfig
 from uservlm_ros.ros import topics
 
 
@@ -33,7 +35,9 @@ class SpokenQuestion:
     text: str  # what was said (the reference)
 
 
-MIN_OBSERVATIONS = 10  # frames fused into a profile before the questions start
+# Crops fused into a profile before the questions start: the profiler's own "settled" (its
+# schedule profiles a settled person once a second, so waiting for more took a minute).
+MIN_OBSERVATIONS = ScheduleConfig().settle_observations
 SPEECH_S_PER_WORD = 0.2  # the simulated robot talks (and hears itself) this long per word
 CONSOLE_PORT = 8088  # the console's page, unless the port is taken (then any free one)
 
@@ -151,6 +155,22 @@ class _Observer:
         self.node.destroy_node()
 
 
+def _already_running(names: list[str], discovery_s: float = 1.5) -> list[str]:
+    """Which of these node names another process already runs on this ROS domain."""
+    import rclpy
+
+    probe = rclpy.create_node("uservlm_demo_probe")
+    try:
+        deadline = time.monotonic() + discovery_s
+        while True:  # the probe need not spin: DDS discovery fills the graph by itself
+            found = sorted(set(names) & set(probe.get_node_names()))
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
+    finally:
+        probe.destroy_node()
+
+
 def _wait(predicate, timeout_s: float, step_s: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -256,6 +276,14 @@ def run_demo(
     noise_ok = False
     exchanges: list[Exchange] = []
     try:
+        running = _already_running([spec.name for spec in graph.nodes])
+        if running:
+            raise UservlmError(
+                f"{', '.join(running)} already running on ROS domain "
+                f"{os.environ.get('ROS_DOMAIN_ID', '0')} (another demo or uservlm graph): two "
+                "graphs on one domain answer each other's questions. Stop it, or give this demo "
+                "a domain of its own: ROS_DOMAIN_ID=42 make demo"
+            )
         runner.start()
         say(
             f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}) in "
@@ -275,14 +303,21 @@ def run_demo(
                 (c.process.name for c in runner.children if c.popen.poll() is not None), None
             )
 
-        def settled() -> bool:  # two users, each profile fused over several frames
+        def settled() -> bool:  # two users, each profile fused over several crops
             users = observer.known_users()
             return len(users) >= 2 and all(
                 observer.profiles[t].observations >= MIN_OBSERVATIONS for t in users[:2]
             )
 
-        if not _wait(lambda: settled() or failed_node(), profile_timeout_s):
-            say("warning: fewer than two users were profiled in time")
+        def engaged() -> bool:  # someone to answer: questions go to the engaged person
+            with observer.lock:
+                return any(p.engaged for p in observer.profiles.values())
+
+        if not _wait(lambda: (settled() and engaged()) or failed_node(), profile_timeout_s):
+            if not settled():
+                say("warning: fewer than two users were profiled in time")
+            else:
+                say("warning: nobody became engaged in time: answers go to nobody in particular")
         if failed_node():
             raise UservlmError(f"{failed_node()} exited; see {folder / 'nodes.log'}")
         users = observer.known_users()
@@ -358,7 +393,18 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
         return False
 
     if not _wait(transcribed, 30):
-        say("    nothing was heard (see nodes.log)")
+        t0 = played.start  # times below: seconds from the start of the question's clip
+        with observer.lock:
+            finished = [t for t, e in observer.speech if e.get("event") == "finished"]
+            dropped = [
+                f"{msg.text!r} ({msg.dropped}: audio {stamp_to_seconds(msg.audio_start) - t0:+.2f}"
+                f" to {stamp_to_seconds(msg.audio_end) - t0:+.2f} s from the question's start"
+                for msg in observer.transcripts
+                if msg.dropped and stamp_to_seconds(msg.audio_end) >= played.start
+            ]
+        last_word = f", the robot's last word {max(finished) - t0:+.2f} s" if finished else ""
+        why = f"; speech_node dropped {', '.join(dropped)}{last_word})" if dropped else ""
+        say(f"    no question was heard{why} (see nodes.log)")
         return exchange
     msg = exchange.transcript
     exchange.heard, exchange.request_id = msg.text, msg.request_id
@@ -398,7 +444,10 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
         f"    robot to user #{response.track_id} ({response.responder}, gesture "
         f"{response.gesture or 'none'}): {response.text!r}"
     )
-    time.sleep(0.8)  # the robot's voice tail fades before the next question
+    # The user waits for the robot's voice tail to fade: speech_node takes what it hears within
+    # `robot.speech_tail_s` (0.5 s) of the robot's last word, pre-roll (0.2 s) included, for the
+    # robot's own voice; 0.8 s left too little margin and lost a question now and then.
+    time.sleep(1.2)
     return exchange
 
 

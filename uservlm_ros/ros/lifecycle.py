@@ -67,6 +67,10 @@ class ModelNode(LifecycleNode):
         """An on_error for a Worker: log the failed item (as `describe` names it) and count it."""
 
         def on_error(item: Any, error: Exception) -> None:
+            if not self.context.ok():
+                # Ctrl-C shut ROS down under the worker ("publisher's context is invalid"):
+                # the items still in flight go with the process, nothing to report.
+                return
             what = describe(item) if item is not None else "periodic work"
             self.get_logger().error(f"failed on {what}: {type(error).__name__}: {error}")
 
