@@ -204,15 +204,22 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
         pepper.stop()
 
 
-def test_the_demo_sees_a_graph_already_running_on_its_domain(ros):
+def test_a_graph_already_running_on_the_domain_is_seen(ros):
     import rclpy
 
-    from uservlm_ros.demo.run import _already_running
+    from uservlm_ros.core.errors import UservlmError
+    from uservlm_ros.ros.graph_probe import already_running, refuse_a_second_graph
 
-    # nothing of the demo's graph runs yet; then a node of that name appears (as another demo's)
-    assert _already_running(["vlm_responder_node"], discovery_s=0.3) == []
+    probe = ros.node
+    # nothing of the graph runs yet; then a node of that name appears (as another graph's)
+    assert already_running(probe, ["vlm_responder_node"], discovery_s=0.3) == []
     impostor = rclpy.create_node("vlm_responder_node")
     try:
-        assert _already_running(["vlm_responder_node", "speech_node"]) == ["vlm_responder_node"]
+        names = ["vlm_responder_node", "speech_node"]
+        assert already_running(probe, names) == ["vlm_responder_node"]
+        with pytest.raises(UservlmError, match="vlm_responder_node already running on ROS domain"):
+            refuse_a_second_graph(probe, names, "", "make demo")
+        # the same names in another namespace are another graph
+        assert already_running(probe, names, "/robot2", discovery_s=0.3) == []
     finally:
         impostor.destroy_node()

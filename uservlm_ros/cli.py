@@ -63,6 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         composition_enabled,
         launch_overrides,
         load_graph,
+        normalise_namespace,
         parse_launch_arguments,
         parse_overrides,
     )
@@ -87,6 +88,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for _, command in runner.commands():
             print(" ".join(command))
         return 0
+    from uservlm_ros.ros.graph_probe import refuse_a_second_graph
+    from uservlm_ros.ros.spin import spinning_node
+
+    with spinning_node("uservlm_run_probe") as probe:
+        names = [spec.name for spec in graph.nodes]
+        refuse_a_second_graph(
+            probe,
+            names,
+            normalise_namespace(args.namespace),
+            "uservlm run ... (or --namespace robot2)",
+        )
     if args.no_who:
         return runner.run()
     return _run_printing_who(runner)

@@ -15,7 +15,6 @@ a folder it names.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -155,22 +154,6 @@ class _Observer:
         self.node.destroy_node()
 
 
-def _already_running(names: list[str], discovery_s: float = 1.5) -> list[str]:
-    """Which of these node names another process already runs on this ROS domain."""
-    import rclpy
-
-    probe = rclpy.create_node("uservlm_demo_probe")
-    try:
-        deadline = time.monotonic() + discovery_s
-        while True:  # the probe need not spin: DDS discovery fills the graph by itself
-            found = sorted(set(names) & set(probe.get_node_names()))
-            if found or time.monotonic() >= deadline:
-                return found
-            time.sleep(0.1)
-    finally:
-        probe.destroy_node()
-
-
 def _wait(predicate, timeout_s: float, step_s: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -222,6 +205,7 @@ def run_demo(
     from uservlm_ros.bringup.graph import load_graph
     from uservlm_ros.bringup.runner import GraphRunner
     from uservlm_ros.demo.scene import make_scene
+    from uservlm_ros.ros.graph_probe import refuse_a_second_graph
     from uservlm_ros.sim.pepper import SimulatedPepper
 
     out = out or sys.stdout
@@ -276,14 +260,11 @@ def run_demo(
     noise_ok = False
     exchanges: list[Exchange] = []
     try:
-        running = _already_running([spec.name for spec in graph.nodes])
-        if running:
-            raise UservlmError(
-                f"{', '.join(running)} already running on ROS domain "
-                f"{os.environ.get('ROS_DOMAIN_ID', '0')} (another demo or uservlm graph): two "
-                "graphs on one domain answer each other's questions. Stop it, or give this demo "
-                "a domain of its own: ROS_DOMAIN_ID=42 make demo"
-            )
+        probe = rclpy.create_node("uservlm_demo_probe")
+        try:
+            refuse_a_second_graph(probe, [s.name for s in graph.nodes], "", "make demo")
+        finally:
+            probe.destroy_node()
         runner.start()
         say(
             f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}) in "
