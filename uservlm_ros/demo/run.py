@@ -378,13 +378,18 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
         with observer.lock:
             finished = [t for t, e in observer.speech if e.get("event") == "finished"]
             dropped = [
-                f"{msg.text!r} ({msg.dropped}: audio {stamp_to_seconds(msg.audio_start) - t0:+.2f}"
-                f" to {stamp_to_seconds(msg.audio_end) - t0:+.2f} s from the question's start"
+                f"{msg.text!r} ({msg.dropped}, audio {stamp_to_seconds(msg.audio_start) - t0:+.2f}"
+                f" to {stamp_to_seconds(msg.audio_end) - t0:+.2f} s)"
                 for msg in observer.transcripts
                 if msg.dropped and stamp_to_seconds(msg.audio_end) >= played.start
             ]
-        last_word = f", the robot's last word {max(finished) - t0:+.2f} s" if finished else ""
-        why = f"; speech_node dropped {', '.join(dropped)}{last_word})" if dropped else ""
+        last_word = f"; the robot's last word at {max(finished) - t0:+.2f} s" if finished else ""
+        why = (
+            f"; speech_node dropped {', '.join(dropped)} (times from the question's start"
+            f"{last_word})"
+            if dropped
+            else ""
+        )
         say(f"    no question was heard{why} (see nodes.log)")
         return exchange
     msg = exchange.transcript
