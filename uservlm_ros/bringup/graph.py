@@ -219,12 +219,6 @@ class Graph:
     nodes: tuple[NodeSpec, ...]
     processes: tuple[Process, ...]  # the same nodes, as they are started
 
-    def node(self, name: str) -> NodeSpec:
-        for spec in self.nodes:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
 
 def yaml_scalar(value: Any) -> str:
     """A value as ROS `-p name:=value` expects it (YAML syntax)."""
