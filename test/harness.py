@@ -84,7 +84,12 @@ class Collector:
 
 
 class RosTestNode:
-    """A node of the test process, spun by its own executor thread."""
+    """A node of the test process, spun by its own executor thread.
+
+    Tests leave their action clients to `close()`: destroying one while this thread builds its
+    wait set kills the thread ("action client pointer is invalid", rclpy), and every later
+    future of the test then times out.
+    """
 
     def __init__(self, name: str) -> None:
         import rclpy

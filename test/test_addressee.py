@@ -220,7 +220,6 @@ def test_responder_addresses_the_asker_and_shows_the_model_their_region(ros, pro
     assert (only.track_id, only.addressee) == (1, Response.ADDRESSEE_ONLY_PERSON)
     assert only.image_roi.tolist() == [0, 0, 1, 1]  # one person: the whole frame
     assert ask(track_id=2).error == "unknown track 2: tracked are 1"
-    client.destroy()
 
 
 @pytest.mark.graph
@@ -250,4 +249,3 @@ def test_frame_mode_always_shows_the_whole_frame(ros, processes):
     response = client.ask("Hello?", track_id=1).result(30)
     assert response.error == "" and response.track_id == 1
     assert response.image_roi.tolist() == [0, 0, 1, 1]
-    client.destroy()

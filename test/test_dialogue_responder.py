@@ -231,7 +231,7 @@ def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_n
     feedback: list = []
     responses = ros.subscribe(Response, "/fb/uservlm/response", RELIABLE_QOS)
     ros.wait_for_publishers("/fb/uservlm/response")
-    client, handle = send_goal(
+    _client, handle = send_goal(
         ros, "/fb/uservlm/respond", Respond.Goal(question="Tell me a joke"), feedback
     )
     result = result_of(handle).result.response
@@ -239,12 +239,11 @@ def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_n
     wait_until(lambda: finals(responses), 10, "the published final")
     assert all(GUARDED not in f.partial_text for f in feedback)
     assert all(GUARDED not in r.text for r in responses.messages)
-    client.destroy()
 
 
 def test_action_cancel_stops_the_answer(ros, fallback_node):
     feedback: list = []
-    client, handle = send_goal(
+    _client, handle = send_goal(
         ros, "/fb/uservlm/respond", Respond.Goal(question="What should I do today?"), feedback
     )
     wait_until(lambda: len(feedback) >= 2, 15, "streaming feedback")
@@ -256,7 +255,6 @@ def test_action_cancel_stops_the_answer(ros, fallback_node):
     assert outcome.status == GoalStatus.STATUS_CANCELED
     assert outcome.result.response.error.startswith("cancelled after")
     assert len(feedback) < 20  # the full answer has 26 words
-    client.destroy()
 
 
 # ---------------------------------------------------------------- tiny PaliGemma
@@ -276,7 +274,7 @@ def test_action_streams_feedback_in_both_modes_and_matches_the_model(
     publish_inputs(ros)
     feedback: list = []
     goal = Respond.Goal(question="What am I wearing?", track_id=3, mode=mode, max_new_tokens=12)
-    client, handle = send_goal(ros, "/uservlm/respond", goal, feedback)
+    _client, handle = send_goal(ros, "/uservlm/respond", goal, feedback)
     response = result_of(handle).result.response
     profile = sample_messages.user_profile().profile_text
     expected = reference.generate(IMAGE, build_prompt(goal.question, mode, profile), 12)
@@ -299,7 +297,6 @@ def test_action_streams_feedback_in_both_modes_and_matches_the_model(
     wait_until(lambda: len(feedback) >= 12, 10, "every feedback message")
     assert [f.tokens_generated for f in feedback] == list(range(1, 13))
     assert feedback[-1].partial_text == response.text
-    client.destroy()
 
 
 def test_adapters_switch_per_request(ros, vlm_node, reference):
@@ -307,9 +304,8 @@ def test_adapters_switch_per_request(ros, vlm_node, reference):
     texts = {}
     for adapter in ("dpo", "instruct", ""):
         goal = Respond.Goal(question="Describe the room", adapter=adapter, max_new_tokens=10)
-        client, handle = send_goal(ros, "/uservlm/respond", goal)
+        _client, handle = send_goal(ros, "/uservlm/respond", goal)
         response = result_of(handle).result.response
-        client.destroy()
         name = adapter or "base"
         assert response.responder == f"paligemma:tiny-paligemma@{name}"
         prompt = build_prompt(goal.question, USER_AWARE)
@@ -319,7 +315,7 @@ def test_adapters_switch_per_request(ros, vlm_node, reference):
 
 
 def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
-    client, handle = send_goal(
+    _client, handle = send_goal(
         ros, "/uservlm/respond", Respond.Goal(question="Hi there", adapter="sft")
     )
     outcome = result_of(handle)
@@ -327,15 +323,13 @@ def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
 
     assert outcome.status == GoalStatus.STATUS_ABORTED
     assert outcome.result.response.error.startswith("unknown adapter 'sft'; loaded: base")
-    client.destroy()
 
     broken = camera_frame(IMAGE)
     broken.encoding = "yuv422_weird"
     publish_inputs(ros, broken)
-    client, handle = send_goal(ros, "/uservlm/respond", Respond.Goal(question="Hi there"))
+    _client, handle = send_goal(ros, "/uservlm/respond", Respond.Goal(question="Hi there"))
     response = result_of(handle).result.response
     assert response.error.startswith("the camera image is unusable: unsupported encoding")
-    client.destroy()
 
 
 def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
@@ -351,8 +345,6 @@ def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
     wait_until(lambda: len(finals(responses)) >= 2, 10, "two published finals")
     ids = [r.request_id for r in finals(responses)]
     assert ids == [r.request_id for r in results] and len(set(ids)) == 2
-    for client, _ in handles:
-        client.destroy()
 
 
 def test_without_weights_the_labelled_fallback_answers_and_says_so_once(ros, processes):

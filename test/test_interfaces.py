@@ -90,7 +90,6 @@ def test_respond_action_between_processes_with_feedback(ros, processes):
     assert result.response.mode == "profile_prompt"
     assert feedback[-1] == goal.question.upper()
     assert len(feedback) == len(goal.question.split())
-    client.destroy()
 
 
 def wait_future(future, timeout: float = 15.0):

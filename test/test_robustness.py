@@ -352,7 +352,6 @@ def test_respond_client_streams_partials_then_exactly_one_final(ros, fallback_re
     assert isinstance(final, Response) and final.final and not final.error
     assert final.request_id == call.request_id
     assert events[-2].text.strip() in final.text
-    client.destroy()
 
 
 @pytest.mark.graph
@@ -360,7 +359,6 @@ def test_respond_client_without_a_responder_gives_an_error_response(ros):
     client = RespondClient(ros.node, "/nobody/respond")
     final = client.ask("Anyone there?").result(timeout_s=5)
     assert final.final and "no responder serves" in final.error
-    client.destroy()
 
 
 # ---------------------------------------------------------------- fuzzing every node's inputs
@@ -497,4 +495,3 @@ def test_a_burst_of_50_goals_gets_50_final_responses(ros, fallback_responder):
     refused = [f for f in finals if f.error]
     assert len(finals) - len(refused) >= 5  # the queue's 4 plus the one being answered
     assert all("queue full" in f.error for f in refused)
-    client.destroy()
