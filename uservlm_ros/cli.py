@@ -63,7 +63,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         composition_enabled,
         launch_overrides,
         load_graph,
-        normalise_namespace,
         parse_launch_arguments,
         parse_overrides,
     )
@@ -91,33 +90,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from uservlm_ros.ros.graph_probe import refuse_a_second_graph
     from uservlm_ros.ros.spin import spinning_node
 
-    with spinning_node("uservlm_run_probe") as probe:
-        names = [spec.name for spec in graph.nodes]
+    # One node of the tool's own: it looks for another graph first, then (unless --no-who)
+    # watches who is here while the graph runs.
+    with spinning_node("uservlm_run") as node:
         refuse_a_second_graph(
-            probe,
-            names,
-            normalise_namespace(args.namespace),
+            node,
+            [spec.name for spec in graph.nodes],
+            graph.nodes[0].namespace,
             "uservlm run ... (or --namespace robot2)",
         )
-    if args.no_who:
-        return runner.run()
-    return _run_printing_who(runner)
+        if not args.no_who:
+            return _run_printing_who(runner, node)
+    return runner.run()
 
 
-def _run_printing_who(runner) -> int:
+def _run_printing_who(runner, node) -> int:
     """`uservlm run` that also prints who is here: a person appears, leaves, becomes engaged."""
     from uservlm_ros.core.presence import PROFILED
     from uservlm_ros.ros.presence import PresenceWatcher
-    from uservlm_ros.ros.spin import spinning_node
 
     def announce(changes, _presence) -> None:
         for change in changes:
             if change.kind != PROFILED:  # a label settling is not news here; `who` shows it
                 runner.announce(change.line(), prefix="[who is here]")
 
-    with spinning_node("uservlm_run") as node:
-        PresenceWatcher(node, announce)
-        return runner.run()
+    PresenceWatcher(node, announce)
+    return runner.run()
 
 
 def _cmd_record(args: argparse.Namespace) -> int:

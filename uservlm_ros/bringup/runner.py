@@ -78,9 +78,9 @@ class GraphRunner:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.colour:
             env.setdefault("RCUTILS_COLORIZED_OUTPUT", "1")
-        for index, (process, (name, command)) in enumerate(
-            zip(self.graph.processes, self.commands(), strict=True)
-        ):
+        for index, process in enumerate(self.graph.processes):
+            name = process.name
+            command = process.command(self.graph.params_file, self.python)
             prefix = f"[{name:<{width}}]"
             if self.colour:
                 prefix = f"\033[{_COLOURS[index % len(_COLOURS)]}m{prefix}\033[0m"

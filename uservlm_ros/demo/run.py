@@ -270,11 +270,8 @@ def run_demo(
     noise_ok = False
     exchanges: list[Exchange] = []
     try:
-        probe = rclpy.create_node("uservlm_demo_probe")
-        try:
-            refuse_a_second_graph(probe, [s.name for s in graph.nodes], "", "make demo")
-        finally:
-            probe.destroy_node()
+        observer = _Observer()  # also the probe for another graph on this domain
+        refuse_a_second_graph(observer.node, [s.name for s in graph.nodes], "", "make demo")
         runner.start()
         say(
             f"started {len(graph.nodes)} nodes ({', '.join(s.name for s in graph.nodes)}) in "
@@ -285,7 +282,6 @@ def run_demo(
             f"operator console: http://127.0.0.1:{console_port}/ (open it while the demo runs"
             + ("; Ctrl-C ends the demo)" if console else "; `uservlm demo --console` keeps it up)")
         )
-        observer = _Observer()
         if not observer.respond.wait_for_server(90):
             raise UservlmError("the responder did not come up; see nodes.log")
 
