@@ -658,10 +658,7 @@ NODE = VlmResponderNode
 
 
 def main(args=None):
-    # Every callback is short (answers are made on the worker thread; the action's execute
-    # callback awaits them): one executor thread costs about half the CPU of several, most of
-    # it spent on the 15 camera frames a second (docs/benchmarks.md).
-    sys.exit(run_node(VlmResponderNode, args, single_threaded=True))
+    sys.exit(run_node(VlmResponderNode, args))
 
 
 if __name__ == "__main__":
