@@ -62,16 +62,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 class Collector:
-    """Messages received on one subscription, safe to read from the test thread."""
+    """Messages received on one subscription, safe to read from the test thread.
 
-    def __init__(self, topic: str) -> None:
+    `keep` (optional) decides which messages are stored; the others are only counted in
+    `ignored` (probe messages a test sends to learn that a path is matched end to end).
+    """
+
+    def __init__(self, topic: str, keep: Callable[[Any], bool] | None = None) -> None:
         self.topic = topic
         self.messages: list[Any] = []
+        self.ignored = 0
+        self._keep = keep
         self._lock = threading.Lock()
 
     def __call__(self, msg: Any) -> None:
         with self._lock:
-            self.messages.append(msg)
+            if self._keep is None or self._keep(msg):
+                self.messages.append(msg)
+            else:
+                self.ignored += 1
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[Any]:
         wait_until(
@@ -101,8 +110,10 @@ class RosTestNode:
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
-    def subscribe(self, msg_type: Any, topic: str, qos: Any = 10) -> Collector:
-        collector = Collector(topic)
+    def subscribe(
+        self, msg_type: Any, topic: str, qos: Any = 10, keep: Callable[[Any], bool] | None = None
+    ) -> Collector:
+        collector = Collector(topic, keep)
         self.node.create_subscription(msg_type, topic, collector, qos)
         return collector
 

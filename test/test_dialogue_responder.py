@@ -24,7 +24,13 @@ from uservlm_ros.core.bias_guard import SAFE_REPLY
 from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
 from uservlm_ros.core.speakable import speakable
 from uservlm_ros.ros.conversions import rgb_to_image, seconds_to_stamp
-from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from uservlm_ros.ros.qos import (
+    FEEDBACK_QOS,
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    REQUEST_QOS,
+    SENSOR_QOS,
+)
 
 NODE = "uservlm_ros.nodes.vlm_responder_node"
 IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -101,11 +107,35 @@ def reference(tiny):
     return backend
 
 
-def ask_topic(ros, question: str, prefix: str = "/fb/uservlm"):
-    responses = ros.subscribe(Response, f"{prefix}/response", RELIABLE_QOS)
+# Every test makes new readers and writers, and a reply sent before the responder has matched
+# them is lost: its topics are volatile (nothing is resent to a late reader), and Fast DDS gives a
+# service reply 100 ms to find the client's reader, after which rclpy drops the goal unanswered.
+# How far the responder's side is cannot be seen from here (a match is per side: ours being
+# matched says nothing of theirs), so a test first sends probes, empty questions the responder
+# answers at once with an error and never queues, until one comes back; the collectors leave
+# the probes' answers out.
+PROBE = ""
+
+
+def not_a_probe(response: Response) -> bool:
+    return response.question != PROBE
+
+
+def answers(ros, prefix: str = "/fb/uservlm"):
+    """A Response collector and a question publisher the responder is known to have matched."""
+    responses = ros.subscribe(Response, f"{prefix}/response", RELIABLE_QOS, keep=not_a_probe)
     publisher = ros.publisher(String, f"{prefix}/question", RELIABLE_QOS)
-    ros.wait_for_subscribers(f"{prefix}/question")
-    ros.wait_for_publishers(f"{prefix}/response")
+    deadline = time.monotonic() + 30
+    while responses.ignored == 0:
+        assert time.monotonic() < deadline, f"no answer to a probe on {prefix}/question in 30 s"
+        if publisher.get_subscription_count() >= 1:
+            publisher.publish(String(data=PROBE))
+        time.sleep(0.5)
+    return responses, publisher
+
+
+def ask_topic(ros, question: str, prefix: str = "/fb/uservlm"):
+    responses, publisher = answers(ros, prefix)
     publisher.publish(String(data=question))
     return responses, publisher
 
@@ -115,11 +145,25 @@ def finals(collector) -> list[Response]:
 
 
 def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
-    client = ActionClient(ros.node, Respond, name)
+    client = ActionClient(
+        ros.node,
+        Respond,
+        name,
+        goal_service_qos_profile=REQUEST_QOS,
+        result_service_qos_profile=REQUEST_QOS,
+        feedback_sub_qos_profile=FEEDBACK_QOS,
+    )
     assert client.wait_for_server(timeout_sec=20)
-    # The feedback topic matches separately from the services: under load the first
-    # partials would go unseen.
     ros.wait_for_publishers(f"{name}/_action/feedback", timeout=20)
+    deadline = time.monotonic() + 30
+    while True:  # probes until one is acknowledged (see PROBE)
+        probe = client.send_goal_async(Respond.Goal(question=PROBE))
+        given_up = time.monotonic() + 2
+        while not probe.done() and time.monotonic() < given_up:
+            time.sleep(0.02)
+        if probe.done():
+            break
+        assert time.monotonic() < deadline, f"no probe goal on {name} acknowledged in 30 s"
     callback = (lambda f: feedback.append(f.feedback)) if feedback is not None else None
     sent = client.send_goal_async(goal, feedback_callback=callback)
     wait_until(sent.done, 20, "goal acceptance")
@@ -229,8 +273,7 @@ def test_bad_questions_get_a_clear_error_response(ros, fallback_node, question, 
 
 def test_guard_replaces_a_blocked_answer_and_nothing_of_it_leaks(ros, fallback_node):
     feedback: list = []
-    responses = ros.subscribe(Response, "/fb/uservlm/response", RELIABLE_QOS)
-    ros.wait_for_publishers("/fb/uservlm/response")
+    responses, _ = answers(ros)
     _client, handle = send_goal(
         ros, "/fb/uservlm/respond", Respond.Goal(question="Tell me a joke"), feedback
     )
@@ -334,8 +377,7 @@ def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
 
 def test_vlm_requests_queue_and_each_gets_one_final(ros, vlm_node):
     publish_inputs(ros)
-    responses = ros.subscribe(Response, "/uservlm/response", RELIABLE_QOS)
-    ros.wait_for_publishers("/uservlm/response")
+    responses, _ = answers(ros, "/uservlm")
     handles = []
     for index in range(2):
         goal = Respond.Goal(question=f"Question number {index}", max_new_tokens=40)
@@ -355,13 +397,7 @@ def test_without_weights_the_labelled_fallback_answers_and_says_so_once(ros, pro
     )
     node.wait_for_output("vlm_responder_node active (fallback", timeout=60)
     assert node.output().count("no VLM weights (model.path is empty)") == 1
-    responses = ros.subscribe(Response, "/nw/response", RELIABLE_QOS)
-    questions = ros.publisher(String, "/nw/question", RELIABLE_QOS)
-    ros.wait_for_subscribers("/nw/question")
-    # Matched, not only seen in the graph: a reliable question sent before the writer matched
-    # the responder's reader is never delivered (it happened once in a clean-clone CI run).
-    wait_until(lambda: questions.get_subscription_count() >= 1, 15, "the question reader matched")
-    questions.publish(String(data="Hello, who are you?"))
+    responses, _ = ask_topic(ros, "Hello, who are you?", prefix="/nw")
     wait_until(lambda: any(m.final for m in responses.messages), 30, "a final response")
     final = next(m for m in responses.messages if m.final)
     assert final.responder == "fallback-template" and final.text and not final.error

@@ -361,6 +361,64 @@ def test_respond_client_without_a_responder_gives_an_error_response(ros):
     assert final.final and "no responder serves" in final.error
 
 
+def slow_respond_server(ros, action: str, accept_delay_s: float, cancelled: list):
+    """A Respond server in the test node that acknowledges goals late and never answers."""
+    from rclpy.action import ActionServer, CancelResponse, GoalResponse
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from uservlm.action import Respond
+
+    def acknowledge_late(_goal):
+        time.sleep(accept_delay_s)
+        return GoalResponse.ACCEPT
+
+    async def never_answer(goal_handle):
+        while not goal_handle.is_cancel_requested:
+            time.sleep(0.05)
+        cancelled.append(goal_handle.request.question)
+        goal_handle.canceled()
+        return Respond.Result()
+
+    return ActionServer(
+        ros.node,
+        Respond,
+        action,
+        execute_callback=never_answer,
+        goal_callback=acknowledge_late,
+        cancel_callback=lambda _: CancelResponse.ACCEPT,
+        callback_group=ReentrantCallbackGroup(),
+    )
+
+
+@pytest.mark.graph
+def test_respond_client_ends_an_unacknowledged_question_and_cancels_it_if_acknowledged_late(ros):
+    cancelled: list[str] = []
+    slow_respond_server(ros, "/slow/respond", accept_delay_s=2.0, cancelled=cancelled)
+    client = RespondClient(ros.node, "/slow/respond", accept_timeout_s=0.5)
+    assert client.wait_for_server(15)
+    finals: list[Response] = []
+    call = client.ask("Are you there?")
+    call.add_done_callback(finals.append)  # no events() loop: the client's own watch ends it
+    wait_until(lambda: finals, 5, "the final Response of an unacknowledged question")
+    assert finals[0].request_id == call.request_id
+    assert "did not acknowledge the question within 0.5 s" in finals[0].error
+    # Acknowledged 2 s later: nobody waits for that answer, so the client cancels it.
+    wait_until(lambda: cancelled == ["Are you there?"], 10, "the late goal cancelled")
+    assert len(finals) == 1
+
+
+@pytest.mark.graph
+def test_respond_client_ends_an_unanswered_question_at_its_timeout_and_cancels_it(ros):
+    cancelled: list[str] = []
+    slow_respond_server(ros, "/mute/respond", accept_delay_s=0.0, cancelled=cancelled)
+    client = RespondClient(ros.node, "/mute/respond")
+    assert client.wait_for_server(15)
+    finals: list[Response] = []
+    client.ask("Anything?", timeout_s=1.0).add_done_callback(finals.append)
+    wait_until(lambda: finals, 5, "the final Response of an unanswered question")
+    assert finals[0].error == "no answer within 1 s"
+    wait_until(lambda: cancelled == ["Anything?"], 10, "the unanswered goal cancelled")
+
+
 # ---------------------------------------------------------------- fuzzing every node's inputs
 
 

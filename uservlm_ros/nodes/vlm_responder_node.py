@@ -56,7 +56,7 @@ from uservlm_ros.ros.diagnostics import loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
-from uservlm_ros.ros.qos import LATCHED_QOS, REQUEST_QOS, SENSOR_QOS
+from uservlm_ros.ros.qos import FEEDBACK_QOS, LATCHED_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import request_id_of
 
 
@@ -339,6 +339,7 @@ class VlmResponderNode(ModelNode):
             # Services keep 10 requests by default: a burst of goals would lose the rest.
             goal_service_qos_profile=REQUEST_QOS,
             result_service_qos_profile=REQUEST_QOS,
+            feedback_pub_qos_profile=FEEDBACK_QOS,
         )
         self.queue.reopen()
         self._worker.start()

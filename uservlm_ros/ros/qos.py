@@ -17,6 +17,12 @@ RELIABLE_QOS = QoSProfile(
 # Questions and responses: a burst must queue up, never overwrite (KEEP_LAST would silently drop
 # all but the newest `depth` of 50 questions published at once).
 REQUEST_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+# Respond feedback, one message per generated token (each the whole answer so far): deep enough
+# for a whole answer, so a burst of fast tokens is not overwritten before it is sent (with the
+# action default of 10, the first partials of a 12-token answer were lost on a loaded host).
+FEEDBACK_QOS = QoSProfile(
+    depth=256, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
 # Profiles: late subscribers get the current profile of each recent user.
 LATCHED_QOS = QoSProfile(
     depth=20,

@@ -2,8 +2,10 @@
 
 A call is a cancellable stream: `events()` yields `Partial` texts as the responder streams them
 and ends with exactly one final `Response`, also when the goal is rejected, the responder is
-missing or the wait times out (then `Response.error` says why). The request id is known when the
-goal is sent (the goal's UUID), so a caller can tie its own records (a transcript) to the answer.
+missing, never acknowledges the goal or does not answer in time (then `Response.error` says why).
+The client enforces those deadlines itself, so a caller that only adds a done-callback (the
+speech node) gets its final Response too. The request id is known when the goal is sent (the
+goal's UUID), so a caller can tie its own records (a transcript) to the answer.
 
 The node given to the client must be spun by an executor in another thread (every uservlm node
 is; `uservlm ask` spins its own).
@@ -25,9 +27,14 @@ from uservlm.action import Respond
 from uservlm.msg import Response
 
 from uservlm_ros.ros import topics
-from uservlm_ros.ros.qos import REQUEST_QOS
+from uservlm_ros.ros.qos import FEEDBACK_QOS, REQUEST_QOS
 
 DEFAULT_TIMEOUT_S = 120.0
+# The responder acknowledges a goal as soon as its executor takes the request (milliseconds).
+# An acknowledgement can still be lost: Fast DDS drops a service reply when the server has not
+# yet matched the new client's reply reader (it waits 100 ms for it), and rclpy then never runs
+# that goal. Without a deadline such a question would wait DEFAULT_TIMEOUT_S for nothing.
+ACCEPT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,22 @@ def request_id_of(goal_uuid: bytes | list[int]) -> str:
 class RespondCall:
     """One question in flight; see the module docstring."""
 
-    def __init__(self, request_id: str, question: str, track_id: int) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        question: str,
+        track_id: int,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        accept_timeout_s: float = ACCEPT_TIMEOUT_S,
+    ) -> None:
         self.request_id = request_id
         self.question = question
         self.track_id = track_id
+        sent = time.monotonic()
+        self._accept_deadline = sent + accept_timeout_s
+        self._deadline = sent + timeout_s
+        self._timeout_s = timeout_s
+        self._accept_timeout_s = accept_timeout_s
         self._events: queue.Queue[Partial | Response] = queue.Queue()
         self._final: Response | None = None
         self._lock = threading.Lock()
@@ -97,6 +116,23 @@ class RespondCall:
                 return
         callback(self._final)
 
+    def _enforce_deadlines(self, now: float) -> None:
+        """Finish the call if the responder missed a deadline (called by the client's watch)."""
+        with self._lock:
+            handle = self._goal_handle
+        if handle is None and now > self._accept_deadline:
+            self._finish(
+                self._error(
+                    f"the responder did not acknowledge the question within "
+                    f"{self._accept_timeout_s:g} s (its reply was lost or it is stalled); "
+                    "ask again"
+                )
+            )
+        elif now > self._deadline:
+            self._finish(self._error(f"no answer within {self._timeout_s:g} s"))
+            if handle is not None:
+                handle.cancel_goal_async()  # the responder need not finish an unwanted answer
+
     # -- fed by the client's ROS callbacks
 
     def _feedback(self, feedback: Respond.Feedback) -> None:
@@ -106,7 +142,8 @@ class RespondCall:
     def _accepted(self, goal_handle) -> None:
         with self._lock:
             self._goal_handle = goal_handle
-            cancel = self._cancel_wanted
+            # Acknowledged after its deadline: nobody waits for this answer any more.
+            cancel = self._cancel_wanted or self._final is not None
         if cancel:
             goal_handle.cancel_goal_async()
 
@@ -133,8 +170,21 @@ class RespondCall:
 class RespondClient:
     """Sends Respond goals for a node; see the module docstring."""
 
-    def __init__(self, node: Node, action: str = topics.RESPOND_ACTION) -> None:
+    def __init__(
+        self,
+        node: Node,
+        action: str = topics.RESPOND_ACTION,
+        accept_timeout_s: float = ACCEPT_TIMEOUT_S,
+    ) -> None:
         self._node = node
+        self._accept_timeout_s = accept_timeout_s
+        # Calls waiting for their final Response, watched by one thread for their deadlines;
+        # the thread sleeps while there are none.
+        self._pending: list[RespondCall] = []
+        self._pending_changed = threading.Condition()
+        self._closed = False
+        self._watch = threading.Thread(target=self._watch_deadlines, daemon=True)
+        self._watch.start()
         self._client = ActionClient(
             node,
             Respond,
@@ -142,6 +192,7 @@ class RespondClient:
             # As the server's: a burst of goals must queue, not overwrite each other.
             goal_service_qos_profile=REQUEST_QOS,
             result_service_qos_profile=REQUEST_QOS,
+            feedback_sub_qos_profile=FEEDBACK_QOS,
         )
 
     def wait_for_server(self, timeout_s: float) -> bool:
@@ -166,9 +217,14 @@ class RespondClient:
         adapter: str = "",
         max_new_tokens: int = 0,
         source: str = "",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> RespondCall:
+        """Send one question; the call ends with an error Response if the responder does not
+        acknowledge it within ACCEPT_TIMEOUT_S or does not answer within `timeout_s`."""
         goal_uuid = uuid.uuid4().bytes
-        call = RespondCall(request_id_of(goal_uuid), question, track_id)
+        call = RespondCall(
+            request_id_of(goal_uuid), question, track_id, timeout_s, self._accept_timeout_s
+        )
         if not self._client.server_is_ready():
             call._finish(call._error(f"no responder serves {self._client._action_name}"))
             return call
@@ -186,7 +242,24 @@ class RespondClient:
             goal_uuid=UUID(uuid=list(goal_uuid)),
         )
         sent.add_done_callback(lambda future: self._on_goal_response(call, future))
+        with self._pending_changed:
+            self._pending.append(call)
+            self._pending_changed.notify()
         return call
+
+    def _watch_deadlines(self) -> None:
+        while True:
+            with self._pending_changed:
+                self._pending = [call for call in self._pending if not call.done]
+                while not self._pending and not self._closed:
+                    self._pending_changed.wait()
+                if self._closed:
+                    return
+                pending = list(self._pending)
+            now = time.monotonic()
+            for call in pending:
+                call._enforce_deadlines(now)
+            time.sleep(0.1)
 
     def _on_goal_response(self, call: RespondCall, future) -> None:
         try:
@@ -209,4 +282,7 @@ class RespondClient:
             call._finish(call._error(f"the result could not be read: {error}"))
 
     def destroy(self) -> None:
+        with self._pending_changed:
+            self._closed = True
+            self._pending_changed.notify()
         self._client.destroy()
