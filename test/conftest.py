@@ -59,6 +59,23 @@ def processes(tmp_path, request):
             print(f"----- output of {process.name} -----\n{process.output()}")
 
 
+@pytest.fixture(scope="module")
+def module_processes(tmp_path_factory, request):
+    """`processes` for nodes a whole test module shares. Their logs are printed at the end of
+    the module if any of its tests failed (a module fixture's output is not part of a test's
+    report, so without this a CI failure would not show what the node said)."""
+    manager = ProcessManager(tmp_path_factory.mktemp("logs"))
+    failed_before = request.session.testsfailed
+    yield manager
+    manager.stop_all()
+    if request.session.testsfailed > failed_before:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            for process in manager.processes:
+                print(f"\n----- output of {process.name} (shared by the module) -----")
+                print(process.output())
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield

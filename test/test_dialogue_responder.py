@@ -5,16 +5,17 @@ fallback template responder)."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 import pytest
 import sample_messages
 from diagnostic_msgs.msg import DiagnosticArray
 from dialogue_fixtures import tiny_vlm_with_adapters
-from harness import ProcessManager, wait_until
-from rclpy.action import ActionClient
+from harness import wait_until
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
+from unique_identifier_msgs.msg import UUID
 from uservlm.action import Respond
 from uservlm.msg import Response, UserProfile
 
@@ -31,19 +32,13 @@ from uservlm_ros.ros.qos import (
     REQUEST_QOS,
     SENSOR_QOS,
 )
+from uservlm_ros.ros.respond_client import GoalSafeActionClient
 
 NODE = "uservlm_ros.nodes.vlm_responder_node"
 IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 GUARDED = "robot go on holiday"  # words of the fallback's joke, blocked by an extra pattern
 
 pytestmark = pytest.mark.graph
-
-
-@pytest.fixture(scope="module")
-def module_processes(tmp_path_factory):
-    manager = ProcessManager(tmp_path_factory.mktemp("logs"))
-    yield manager
-    manager.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +140,26 @@ def finals(collector) -> list[Response]:
 
 
 def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
-    client = ActionClient(
+    """Send `goal` once the server is known to answer this client; its partials are appended to
+    `feedback` (from the feedback topic itself: rclpy's client drops feedback that arrives after
+    the result, which travels on another DDS entity and can overtake the last partials)."""
+    goal_uuid = uuid.uuid4().bytes
+    if feedback is not None:
+
+        def collect(message) -> None:
+            if bytes(message.goal_id.uuid) == goal_uuid:
+                feedback.append(message.feedback)
+
+        # Made before the client: the probes below then also prove this reader matched.
+        ros.node.create_subscription(
+            Respond.Impl.FeedbackMessage, f"{name}/_action/feedback", collect, FEEDBACK_QOS
+        )
+    client = GoalSafeActionClient(
         ros.node,
         Respond,
         name,
         goal_service_qos_profile=REQUEST_QOS,
         result_service_qos_profile=REQUEST_QOS,
-        feedback_sub_qos_profile=FEEDBACK_QOS,
     )
     assert client.wait_for_server(timeout_sec=20)
     ros.wait_for_publishers(f"{name}/_action/feedback", timeout=20)
@@ -164,8 +172,7 @@ def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
         if probe.done():
             break
         assert time.monotonic() < deadline, f"no probe goal on {name} acknowledged in 30 s"
-    callback = (lambda f: feedback.append(f.feedback)) if feedback is not None else None
-    sent = client.send_goal_async(goal, feedback_callback=callback)
+    sent = client.send_goal_async(goal, goal_uuid=UUID(uuid=list(goal_uuid)))
     wait_until(sent.done, 20, "goal acceptance")
     handle = sent.result()
     assert handle.accepted
@@ -335,8 +342,7 @@ def test_action_streams_feedback_in_both_modes_and_matches_the_model(
     assert response.mode == mode and response.track_id == 3
     assert response.responder == "paligemma:tiny-paligemma@base"
     assert response.camera_stamp == sample_messages.STAMP
-    # Feedback and result travel on different DDS entities: the first feedback (sent while the
-    # new client's feedback subscription was still being matched) may come after the result.
+    # Feedback and result travel on different DDS entities: the last partials may come later.
     wait_until(lambda: len(feedback) >= 12, 10, "every feedback message")
     assert [f.tokens_generated for f in feedback] == list(range(1, 13))
     assert feedback[-1].partial_text == response.text

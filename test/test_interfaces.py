@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import sample_messages
-from rclpy.action import ActionClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from sample_messages import same_message
 from uservlm.action import Respond
 from uservlm.msg import FaceArray, UserProfile
+
+from uservlm_ros.ros.respond_client import GoalSafeActionClient
 
 PEER = str(Path(__file__).parent / "peers" / "interface_peer.py")
 LATCHED = QoSProfile(
@@ -75,7 +76,8 @@ def test_face_array_and_profile_travel_between_processes(ros, processes):
 def test_respond_action_between_processes_with_feedback(ros, processes):
     peer = processes.start_python("interface_peer", PEER)
     peer.wait_for_output("interface_peer ready")
-    client = ActionClient(ros.node, Respond, "/peer/respond")
+    # uservlm's client: rclpy's own can lose a fast reply (respond_client.GoalSafeActionClient).
+    client = GoalSafeActionClient(ros.node, Respond, "/peer/respond")
     assert client.wait_for_server(timeout_sec=15)
     feedback: list[str] = []
     goal = sample_messages.respond_goal()

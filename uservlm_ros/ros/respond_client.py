@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from rclpy.action import ActionClient
 from rclpy.node import Node
+from rclpy.task import Future
 from unique_identifier_msgs.msg import UUID
 from uservlm.action import Respond
 from uservlm.msg import Response
@@ -167,6 +168,35 @@ class RespondCall:
         )
 
 
+class GoalSafeActionClient(ActionClient):
+    """rclpy's ActionClient with a send_goal_async whose future always completes.
+
+    rclpy 9.1's send_goal_async registers the goal reply's future under the client's lock, then
+    creates a second future and registers it again outside the lock. When an executor thread
+    handles the reply in between (a fast server, a loaded host), it completes the first future
+    and the returned one never completes: the goal runs on the server, unseen by the caller
+    (ros2/rclpy#1123 and its backport). This registers one future, under the lock that taking
+    the reply also holds. Every action client in uservlm uses it.
+    """
+
+    def send_goal_async(self, goal, feedback_callback=None, goal_uuid=None) -> Future:
+        if not isinstance(goal, self._action_type.Goal):
+            raise TypeError(f"expected a {self._action_type.Goal.__name__} goal, got {goal!r}")
+        request = self._action_type.Impl.SendGoalService.Request()
+        request.goal_id = self._generate_random_uuid() if goal_uuid is None else goal_uuid
+        request.goal = goal
+        if feedback_callback is not None:  # before sending: a first partial can beat the reply
+            self._feedback_callbacks[bytes(request.goal_id.uuid)] = feedback_callback
+        future = Future()
+        with self._lock:
+            sequence_number = self._client_handle.send_goal_request(request)
+            self._pending_goal_requests[sequence_number] = future
+            self._goal_sequence_number_to_goal_id[sequence_number] = request.goal_id
+            future.add_done_callback(self._remove_pending_goal_request)
+            self.add_future(future)  # the executor then knows about it
+        return future
+
+
 class RespondClient:
     """Sends Respond goals for a node; see the module docstring."""
 
@@ -185,7 +215,7 @@ class RespondClient:
         self._closed = False
         self._watch = threading.Thread(target=self._watch_deadlines, daemon=True)
         self._watch.start()
-        self._client = ActionClient(
+        self._client = GoalSafeActionClient(
             node,
             Respond,
             action,
