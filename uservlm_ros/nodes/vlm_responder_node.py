@@ -659,7 +659,10 @@ NODE = VlmResponderNode
 
 
 def main(args=None):
-    sys.exit(run_node(VlmResponderNode, args))
+    # Every callback is short (answers are made on the worker thread; the action's execute
+    # callback awaits them): one executor thread costs about half the CPU of several, most of
+    # it spent on the 15 camera frames a second (docs/benchmarks.md).
+    sys.exit(run_node(VlmResponderNode, args, single_threaded=True))
 
 
 if __name__ == "__main__":
