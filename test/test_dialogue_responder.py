@@ -106,14 +106,27 @@ def reference(tiny):
 # them is lost: its topics are volatile (nothing is resent to a late reader), and Fast DDS gives a
 # service reply 100 ms to find the client's reader, after which rclpy drops the goal unanswered.
 # How far the responder's side is cannot be seen from here (a match is per side: ours being
-# matched says nothing of theirs), so a test first sends probes, empty questions the responder
-# answers at once with an error and never queues, until one comes back; the collectors leave
-# the probes' answers out.
+# matched says nothing of theirs), so a test first sends probes until one comes back: empty
+# questions, which the responder answers at once with an error and never queues, or, where a
+# test needs the feedback, a one-token question whose partial must arrive; each probe goal is
+# then cancelled too, which proves the cancel service. The collectors leave the probes' answers
+# out.
 PROBE = ""
+FEEDBACK_PROBE = "Are you there?"
 
 
 def not_a_probe(response: Response) -> bool:
-    return response.question != PROBE
+    return response.question not in (PROBE, FEEDBACK_PROBE)
+
+
+def within(seconds: float, predicate) -> bool:
+    """Wait up to `seconds` for `predicate()`; whether it came true (no exception)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def answers(ros, prefix: str = "/fb/uservlm"):
@@ -140,17 +153,18 @@ def finals(collector) -> list[Response]:
 
 
 def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
-    """Send `goal` once the server is known to answer this client; its partials are appended to
-    `feedback` (from the feedback topic itself: rclpy's client drops feedback that arrives after
-    the result, which travels on another DDS entity and can overtake the last partials)."""
+    """Send `goal` once probes show the server answers this client; its partials are appended
+    to `feedback` (from the feedback topic itself: rclpy's client drops feedback that arrives
+    after the result, which travels on another DDS entity and can overtake the last partials)."""
     goal_uuid = uuid.uuid4().bytes
+    partial_of: set[bytes] = set()  # goals whose partials arrived
     if feedback is not None:
 
         def collect(message) -> None:
+            partial_of.add(bytes(message.goal_id.uuid))
             if bytes(message.goal_id.uuid) == goal_uuid:
                 feedback.append(message.feedback)
 
-        # Made before the client: the probes below then also prove this reader matched.
         ros.node.create_subscription(
             Respond.Impl.FeedbackMessage, f"{name}/_action/feedback", collect, FEEDBACK_QOS
         )
@@ -162,16 +176,25 @@ def send_goal(ros, name: str, goal: Respond.Goal, feedback: list | None = None):
         result_service_qos_profile=REQUEST_QOS,
     )
     assert client.wait_for_server(timeout_sec=20)
-    ros.wait_for_publishers(f"{name}/_action/feedback", timeout=20)
-    deadline = time.monotonic() + 30
-    while True:  # probes until one is acknowledged (see PROBE)
-        probe = client.send_goal_async(Respond.Goal(question=PROBE))
-        given_up = time.monotonic() + 2
-        while not probe.done() and time.monotonic() < given_up:
-            time.sleep(0.02)
-        if probe.done():
+    probe_goal = (
+        Respond.Goal(question=FEEDBACK_PROBE, max_new_tokens=1)
+        if feedback is not None
+        else Respond.Goal(question=PROBE)
+    )
+    deadline = time.monotonic() + 45
+    while True:
+        assert time.monotonic() < deadline, f"no probe goal on {name} came back in 45 s"
+        probe_uuid = uuid.uuid4().bytes
+        probe = client.send_goal_async(probe_goal, goal_uuid=UUID(uuid=list(probe_uuid)))
+        if not within(2, probe.done):
+            continue  # its reply was lost, and then the goal never runs
+        # Its result before the goal: the fallback answers one question at a time.
+        wait_until(probe.result().get_result_async().done, 30, "a probe's result")
+        # And a cancel (of a finished goal: refused, but answered), for the cancel service.
+        if not within(2, probe.result().cancel_goal_async().done):
+            continue
+        if feedback is None or within(2, lambda probed=probe_uuid: probed in partial_of):
             break
-        assert time.monotonic() < deadline, f"no probe goal on {name} acknowledged in 30 s"
     sent = client.send_goal_async(goal, goal_uuid=UUID(uuid=list(goal_uuid)))
     wait_until(sent.done, 20, "goal acceptance")
     handle = sent.result()

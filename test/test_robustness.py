@@ -454,6 +454,21 @@ def test_respond_client_ends_an_unanswered_question_at_its_timeout_and_cancels_i
     wait_until(lambda: cancelled == ["Anything?"], 10, "the unanswered goal cancelled")
 
 
+@pytest.mark.graph
+def test_respond_client_abandons_pending_calls_and_can_ask_again(ros):
+    cancelled: list[str] = []
+    slow_respond_server(ros, "/stopping/respond", accept_delay_s=0.0, cancelled=cancelled)
+    client = RespondClient(ros.node, "/stopping/respond")
+    assert client.wait_for_server(15)
+    call = client.ask("Still there?")
+    wait_until(lambda: call._goal_handle is not None, 10, "the goal acknowledged")
+    client.abandon_pending("the asking node stopped")
+    assert call.result(timeout_s=1).error == "the asking node stopped"
+    wait_until(lambda: cancelled == ["Still there?"], 10, "the abandoned goal cancelled")
+    again = client.ask("And now?", timeout_s=1.0)  # the same client still works
+    assert again.result(timeout_s=5).error == "no answer within 1 s"
+
+
 # ---------------------------------------------------------------- fuzzing every node's inputs
 
 

@@ -370,8 +370,6 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             return 1 if failures else 0
         except KeyboardInterrupt:
             return 130
-        finally:
-            client.destroy()
 
 
 WHO_SETTLE_S = 1.0  # `uservlm who` collects the latched profiles this long before its first table

@@ -335,7 +335,9 @@ class SpeechNode(ModelNode):
         self._early: _AsrJob | None = None  # the early job of the open utterance
         self._wake = threading.Condition()
         self._rejections: dict[str, float] = {}
+        # Made at the first activation that asks, then kept (RespondClient.abandon_pending).
         self._respond: RespondClient | None = None
+        self._asking = False
         self._audio_pub = self._transcript_pub = None
         self._vad_worker: Worker[AudioBlock] = Worker(
             self._take_block,
@@ -454,7 +456,8 @@ class SpeechNode(ModelNode):
                 String, topics.SPEECH_EVENTS, self._on_speech_event, RELIABLE_QOS
             ),
         ]
-        if self.params["respond.enabled"]:
+        self._asking = self.params["respond.enabled"]
+        if self._asking and self._respond is None:
             self._respond = RespondClient(self)
         self.listener.reset()
         for worker in self.workers:
@@ -463,7 +466,7 @@ class SpeechNode(ModelNode):
         self.source.start(self._on_block, self._on_source_status)
         self.get_logger().info(
             f"speech_node active: {self.source.name} audio -> {topics.TRANSCRIPT}"
-            + (" -> Respond action" if self._respond else "")
+            + (" -> Respond action" if self._asking else "")
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -475,12 +478,20 @@ class SpeechNode(ModelNode):
         self._jobs.clear()
         self._early = None
         self._queued_s = 0.0
+        self._asking = False
         if self._respond is not None:
-            self._respond.destroy()
-            self._respond = None
+            self._respond.abandon_pending("speech_node stopped before the answer came")
 
     def _release_model(self) -> None:
         self.vad = self.asr = self.listener = self.source = None
+
+    def destroy_node(self) -> None:
+        # Kept across activations; the executor has stopped. Absent when the constructor failed.
+        respond = getattr(self, "_respond", None)
+        if respond is not None:
+            respond.destroy()
+            self._respond = None
+        super().destroy_node()
 
     def _apply_live(self, changed: dict) -> None:
         with self._gate_lock:
@@ -655,7 +666,7 @@ class SpeechNode(ModelNode):
             self._publish_transcript(item, result, dropped=dropped)
             return
         request_id = ""
-        if self._respond is not None:
+        if self._asking and self._respond is not None:
             call = self._respond.ask(
                 result.text,
                 track_id=p["respond.track_id"],

@@ -130,9 +130,15 @@ class RespondCall:
                 )
             )
         elif now > self._deadline:
-            self._finish(self._error(f"no answer within {self._timeout_s:g} s"))
-            if handle is not None:
-                handle.cancel_goal_async()  # the responder need not finish an unwanted answer
+            # Cancelled too: the responder need not finish an answer nobody waits for.
+            self._abandon(f"no answer within {self._timeout_s:g} s")
+
+    def _abandon(self, reason: str) -> None:
+        self._finish(self._error(reason))
+        with self._lock:
+            handle = self._goal_handle
+        if handle is not None:
+            handle.cancel_goal_async()
 
     # -- fed by the client's ROS callbacks
 
@@ -311,7 +317,23 @@ class RespondClient:
         except Exception as error:
             call._finish(call._error(f"the result could not be read: {error}"))
 
+    def abandon_pending(self, reason: str) -> None:
+        """Finish every call still waiting with an error Response saying `reason`, and cancel
+        their goals (a node that stops asking: its callers must not wait for those answers).
+
+        The client itself stays (ask again at any time): destroying an action client while an
+        executor thread builds its wait set kills that thread (rclpy); `destroy` it with its
+        node."""
+        with self._pending_changed:
+            pending, self._pending = self._pending, []
+        for call in pending:
+            call._abandon(reason)
+
     def destroy(self) -> None:
+        """Abandon what is pending, stop the deadline watch and release the action client (it
+        holds its node: the node stays in the graph until then). Only where no executor spins
+        the node any more, e.g. in the node's destroy_node."""
+        self.abandon_pending("the client was destroyed before the answer came")
         with self._pending_changed:
             self._closed = True
             self._pending_changed.notify()
