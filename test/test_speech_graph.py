@@ -215,7 +215,10 @@ def test_uservlm_record_captures_audio_and_transcripts(ros, processes, tmp_path)
         processes,
         "source:=file",
         f"file.path:={SPEECH_DIR / 'tell_me_a_joke.wav'}",
-        "file.gap_s:=0.5",
+        # 3 s of silence blocks before the speech: the new node's audio writer matches the
+        # recorder while they play (volatile: blocks sent before the match are never recorded;
+        # with 0.5 s a loaded CI run lost the first 7 blocks, speech included).
+        "file.gap_s:=3.0",
         "respond.enabled:=false",
     )
     wait_until(lambda: ros.node.count_subscribers("/uservlm/audio") >= 1, 120, "the recorder")
