@@ -104,11 +104,12 @@ class RosTestNode:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
+        from uservlm_ros.ros.spin import SpinThread
+
         self.node = rclpy.create_node(name)
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self._spin = SpinThread(self.executor, f"{name}_spin")
 
     def subscribe(
         self, msg_type: Any, topic: str, qos: Any = 10, keep: Callable[[Any], bool] | None = None
@@ -135,9 +136,9 @@ class RosTestNode:
         )
 
     def close(self) -> None:
+        self._spin.stop()  # before the shutdown: see SpinThread
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
-        self._thread.join(timeout=2.0)
 
 
 class NodeProcess:

@@ -76,6 +76,7 @@ class _Observer:
 
         from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
         from uservlm_ros.ros.respond_client import RespondClient
+        from uservlm_ros.ros.spin import SpinThread
 
         self.node = rclpy.create_node("uservlm_demo")
         self.lock = threading.Lock()
@@ -104,8 +105,7 @@ class _Observer:
         self.respond = RespondClient(self.node)
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spin = SpinThread(self.executor, "demo_observer_spin")
 
     def _add_timings(self, prefix: str, timings) -> None:
         for timing in timings:
@@ -160,7 +160,9 @@ class _Observer:
             return [t for t, p in self.profiles.items() if p.gender.known or p.age_group.known]
 
     def close(self) -> None:
+        self.spin.stop()
         self.executor.shutdown(timeout_sec=2)
+        self.respond.destroy()
         self.node.destroy_node()
 
 
