@@ -52,13 +52,19 @@ def isolate_ros() -> IO[str]:
     return lock
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def within(timeout: float, predicate: Callable[[], bool]) -> bool:
+    """Wait up to `timeout` s for `predicate()`; whether it came true (no exception)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
-            return
+            return True
         time.sleep(0.02)
-    raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+    return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    if not within(timeout, predicate):
+        raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
 
 
 class Collector:

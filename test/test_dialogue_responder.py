@@ -12,7 +12,7 @@ import pytest
 import sample_messages
 from diagnostic_msgs.msg import DiagnosticArray
 from dialogue_fixtures import tiny_vlm_with_adapters
-from harness import wait_until
+from harness import wait_until, within
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 from unique_identifier_msgs.msg import UUID
@@ -117,16 +117,6 @@ FEEDBACK_PROBE = "Are you there?"
 
 def not_a_probe(response: Response) -> bool:
     return response.question not in (PROBE, FEEDBACK_PROBE)
-
-
-def within(seconds: float, predicate) -> bool:
-    """Wait up to `seconds` for `predicate()`; whether it came true (no exception)."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def answers(ros, prefix: str = "/fb/uservlm"):

@@ -361,11 +361,14 @@ def test_respond_client_without_a_responder_gives_an_error_response(ros):
     assert final.final and "no responder serves" in final.error
 
 
-def slow_respond_server(ros, action: str, accept_delay_s: float, cancelled: list):
-    """A Respond server in the test node that acknowledges goals late and never answers."""
+def client_of_a_slow_server(ros, action: str, accept_delay_s: float, **client_options):
+    """A RespondClient matched to a Respond server in the test node that acknowledges goals
+    `accept_delay_s` late and never answers; returns it and the questions cancelled there."""
     from rclpy.action import ActionServer, CancelResponse, GoalResponse
     from rclpy.callback_groups import ReentrantCallbackGroup
     from uservlm.action import Respond
+
+    cancelled: list[str] = []
 
     def acknowledge_late(_goal):
         time.sleep(accept_delay_s)
@@ -378,7 +381,7 @@ def slow_respond_server(ros, action: str, accept_delay_s: float, cancelled: list
         goal_handle.canceled()
         return Respond.Result()
 
-    return ActionServer(
+    ActionServer(
         ros.node,
         Respond,
         action,
@@ -387,6 +390,9 @@ def slow_respond_server(ros, action: str, accept_delay_s: float, cancelled: list
         cancel_callback=lambda _: CancelResponse.ACCEPT,
         callback_group=ReentrantCallbackGroup(),
     )
+    client = RespondClient(ros.node, action, **client_options)
+    assert client.wait_for_server(15)
+    return client, cancelled
 
 
 @pytest.mark.graph
@@ -426,10 +432,7 @@ def test_goal_safe_action_client_completes_when_the_reply_beats_registration(ros
 
 @pytest.mark.graph
 def test_respond_client_ends_an_unacknowledged_question_and_cancels_it_if_acknowledged_late(ros):
-    cancelled: list[str] = []
-    slow_respond_server(ros, "/slow/respond", accept_delay_s=2.0, cancelled=cancelled)
-    client = RespondClient(ros.node, "/slow/respond", accept_timeout_s=0.5)
-    assert client.wait_for_server(15)
+    client, cancelled = client_of_a_slow_server(ros, "/slow/respond", 2.0, accept_timeout_s=0.5)
     finals: list[Response] = []
     call = client.ask("Are you there?")
     call.add_done_callback(finals.append)  # no events() loop: the client's own watch ends it
@@ -443,10 +446,7 @@ def test_respond_client_ends_an_unacknowledged_question_and_cancels_it_if_acknow
 
 @pytest.mark.graph
 def test_respond_client_ends_an_unanswered_question_at_its_timeout_and_cancels_it(ros):
-    cancelled: list[str] = []
-    slow_respond_server(ros, "/mute/respond", accept_delay_s=0.0, cancelled=cancelled)
-    client = RespondClient(ros.node, "/mute/respond")
-    assert client.wait_for_server(15)
+    client, cancelled = client_of_a_slow_server(ros, "/mute/respond", 0.0)
     finals: list[Response] = []
     client.ask("Anything?", timeout_s=1.0).add_done_callback(finals.append)
     wait_until(lambda: finals, 5, "the final Response of an unanswered question")
@@ -456,10 +456,7 @@ def test_respond_client_ends_an_unanswered_question_at_its_timeout_and_cancels_i
 
 @pytest.mark.graph
 def test_respond_client_abandons_pending_calls_and_can_ask_again(ros):
-    cancelled: list[str] = []
-    slow_respond_server(ros, "/stopping/respond", accept_delay_s=0.0, cancelled=cancelled)
-    client = RespondClient(ros.node, "/stopping/respond")
-    assert client.wait_for_server(15)
+    client, cancelled = client_of_a_slow_server(ros, "/stopping/respond", 0.0)
     call = client.ask("Still there?")
     wait_until(lambda: call._goal_handle is not None, 10, "the goal acknowledged")
     client.abandon_pending("the asking node stopped")

@@ -65,9 +65,7 @@ class RespondCall:
         self.request_id = request_id
         self.question = question
         self.track_id = track_id
-        sent = time.monotonic()
-        self._accept_deadline = sent + accept_timeout_s
-        self._deadline = sent + timeout_s
+        self._sent = time.monotonic()
         self._timeout_s = timeout_s
         self._accept_timeout_s = accept_timeout_s
         self._events: queue.Queue[Partial | Response] = queue.Queue()
@@ -119,21 +117,20 @@ class RespondCall:
 
     def _enforce_deadlines(self, now: float) -> None:
         """Finish the call if the responder missed a deadline (called by the client's watch)."""
+        waited = now - self._sent
         with self._lock:
-            handle = self._goal_handle
-        if handle is None and now > self._accept_deadline:
-            self._finish(
-                self._error(
-                    f"the responder did not acknowledge the question within "
-                    f"{self._accept_timeout_s:g} s (its reply was lost or it is stalled); "
-                    "ask again"
-                )
+            acknowledged = self._goal_handle is not None
+        if not acknowledged and waited > self._accept_timeout_s:
+            self._abandon(
+                f"the responder did not acknowledge the question within "
+                f"{self._accept_timeout_s:g} s (its reply was lost or it is stalled); ask again"
             )
-        elif now > self._deadline:
-            # Cancelled too: the responder need not finish an answer nobody waits for.
+        elif waited > self._timeout_s:
             self._abandon(f"no answer within {self._timeout_s:g} s")
 
     def _abandon(self, reason: str) -> None:
+        """Finish with an error Response and cancel the goal: the responder need not finish an
+        answer nobody waits for (a goal acknowledged later is cancelled by `_accepted`)."""
         self._finish(self._error(reason))
         with self._lock:
             handle = self._goal_handle
