@@ -20,7 +20,11 @@ README = (ROOT / "README.md").read_text()
 ROS_API_PATH = ROOT / "docs" / "ros_api.md"
 ROS_API = ROS_API_PATH.read_text()
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-INTERFACES = sorted((ROOT / "msg").glob("*.msg")) + sorted((ROOT / "action").glob("*.action"))
+INTERFACES = [
+    *sorted((ROOT / "msg").glob("*.msg")),
+    *sorted((ROOT / "action").glob("*.action")),
+    *sorted((ROOT / "srv").glob("*.srv")),
+]
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
@@ -82,7 +86,7 @@ def _section(text: str, heading: str) -> str:
 
 @pytest.mark.parametrize("path", INTERFACES, ids=lambda p: p.name)
 def test_ros_api_documents_every_field_of_every_interface(path: Path):
-    kind = "action" if path.suffix == ".action" else "msg"
+    kind = path.suffix[1:]  # msg, action or srv
     heading = f"`uservlm/{kind}/{path.stem}`"
     assert f"### {heading}\n" in ROS_API, f"docs/ros_api.md has no section ### {heading}"
     section = _section(ROS_API, heading)

@@ -178,7 +178,7 @@ def test_fusion_thresholds_disabled_attributes_and_expiry():
     assert profile.profile_text == "They look happy."
     fusion.update(2, 1.5, estimate())
     assert fusion.expire(2.5) == [1]
-    assert fusion.track_ids == [2]
+    assert fusion.keys == [2]
 
 
 def test_crop_estimate_rejects_bad_probabilities():
@@ -201,3 +201,22 @@ def test_latest_slot_keeps_the_newest_and_counts_drops():
     slot.put(3)
     worker.join(5.0)
     assert got == [3]
+
+
+def test_fusion_merges_an_anonymous_persons_evidence_into_the_known_one():
+    fusion = ProfileFusion(FusionConfig(half_life_s=1.0), supported=labels.ATTRIBUTES)
+    fusion.update("alice", 0.0, estimate())
+    fusion.update("alice", 1.0, estimate())
+    fusion.update("anonymous_person_f7", 10.0, estimate(peak=0.8))
+    fusion.merge("anonymous_person_f7", "alice")
+    merged = fusion.current("alice")
+    assert fusion.keys == ["alice"] and merged.key == "alice"
+    assert merged.observations == 3
+    assert merged.seconds_since_first_seen == pytest.approx(10.0)  # across both visits
+    # the 9 s old evidence weighs 2^-9 against the new crop: the newest estimate dominates
+    assert merged.attributes["gender"].confidence == pytest.approx(0.8, abs=0.01)
+    fusion.merge("nosuch", "alice")
+    fusion.merge("alice", "bob")  # into nobody yet: renamed
+    assert fusion.keys == ["bob"] and fusion.current("bob").observations == 3
+    fusion.forget("bob")
+    assert fusion.keys == []

@@ -163,3 +163,16 @@ def test_bad_config_and_embeddings_are_refused():
         PersonsConfig(forget_after_s=math.nan)
     with pytest.raises(ValueError, match="finite"):
         registry().identify(1, np.array([np.nan, 1.0]), 0.0)
+
+
+def test_embedding_schedule_retries_anonymous_refreshes_known_and_takes_turns():
+    schedule = persons.EmbeddingSchedule(retry_s=0.5, refresh_s=5.0)
+    assert schedule.pick([(1, True), (2, True)], 0.0) == 1
+    assert schedule.pick([(1, True), (2, True)], 0.1) == 2  # the other one's turn
+    assert schedule.pick([(1, True), (2, True)], 0.2) is None
+    assert schedule.pick([(1, True), (2, False)], 0.6) == 1  # anonymous: retried
+    assert schedule.pick([(1, False), (2, False)], 1.0) is None  # known: refresh only
+    assert schedule.pick([(1, False), (2, False)], 5.2) == 2
+    assert schedule.pick([(1, False)], 0.3) == 1  # time went back (a bag replayed again)
+    schedule.forget(1)
+    assert schedule.pick([(1, False)], 0.4) == 1

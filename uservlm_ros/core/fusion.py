@@ -1,15 +1,16 @@
-"""Per-track fusion of profiler estimates over time into one user profile.
+"""Fusion of profiler estimates over time into one profile per person (or per track).
 
 Each attribute's probabilities are averaged with weights that halve every `half_life_s` of
 camera time, so a profile settles over a few frames yet follows a change (a new emotion). A weak
 fused estimate, a disabled attribute (privacy) or one the profiler cannot estimate is reported
-as unknown with the reason, never guessed.
+as unknown with the reason, never guessed. Profiles are kept under a key of the caller's: the
+profiler node uses person ids (core/persons.py), so a profile continues across a person's visits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,7 @@ class AttributeResult:
 
 @dataclass(frozen=True)
 class FusedProfile:
-    track_id: int
+    key: Hashable  # whose profile: the caller's key (a person id, a track id)
     stamp: float  # camera stamp of the latest observation, seconds
     attributes: dict[str, AttributeResult]
     age_years: float  # NaN when age is disabled or not estimated
@@ -62,7 +63,7 @@ class FusedProfile:
 @dataclass(frozen=True)
 class FusionConfig:
     half_life_s: float = 1.0
-    expiry_s: float = 5.0  # a track's profile is dropped after this long without observations
+    expiry_s: float = 5.0  # `expire` drops a profile after this long without observations
     thresholds: Mapping[str, float] = field(default_factory=dict)  # attribute -> min confidence
     enabled: frozenset[str] = frozenset(labels.ATTRIBUTES)
 
@@ -75,7 +76,7 @@ class FusionConfig:
 
 
 @dataclass
-class _TrackState:
+class _State:
     first_seen: float
     last_seen: float
     observations: int = 0
@@ -89,16 +90,16 @@ class ProfileFusion:
     def __init__(self, config: FusionConfig, supported: Iterable[str]) -> None:
         self.config = config
         self.supported = frozenset(supported)
-        self._tracks: dict[int, _TrackState] = {}
+        self._profiles: dict[Hashable, _State] = {}
 
     @property
-    def track_ids(self) -> list[int]:
-        return list(self._tracks)
+    def keys(self) -> list[Hashable]:
+        return list(self._profiles)
 
-    def update(self, track_id: int, stamp: float, estimate: CropEstimate) -> FusedProfile:
-        state = self._tracks.get(track_id)
+    def update(self, key: Hashable, stamp: float, estimate: CropEstimate) -> FusedProfile:
+        state = self._profiles.get(key)
         if state is None:
-            state = self._tracks[track_id] = _TrackState(first_seen=stamp, last_seen=stamp)
+            state = self._profiles[key] = _State(first_seen=stamp, last_seen=stamp)
         # Older evidence loses half its weight per half-life (never gains from stamps going back).
         decay = 0.5 ** (max(stamp - state.last_seen, 0.0) / self.config.half_life_s)
         for name, probs in estimate.probabilities.items():
@@ -111,14 +112,14 @@ class ProfileFusion:
         state.last_seen = max(state.last_seen, stamp)
         state.seen = max(state.seen, stamp)
         state.observations += 1
-        return self.profile(track_id)
+        return self.profile(key)
 
-    def profile(self, track_id: int) -> FusedProfile:
-        state = self._tracks[track_id]
+    def profile(self, key: Hashable) -> FusedProfile:
+        state = self._profiles[key]
         attributes = {name: self._attribute(name, state) for name in labels.ATTRIBUTES}
         known = {name: a.label for name, a in attributes.items() if a.known}
         return FusedProfile(
-            track_id=track_id,
+            key=key,
             stamp=state.last_seen,
             attributes=attributes,
             age_years=state.age_sum / state.age_weight if state.age_weight else math.nan,
@@ -127,7 +128,7 @@ class ProfileFusion:
             profile_text=labels.profile_text(**known),
         )
 
-    def _attribute(self, name: str, state: _TrackState) -> AttributeResult:
+    def _attribute(self, name: str, state: _State) -> AttributeResult:
         names = labels.LABEL_SETS[name]
         if name not in self.config.enabled:
             return AttributeResult(name, labels.UNKNOWN, False, DISABLED, 0.0, names, ())
@@ -148,20 +149,47 @@ class ProfileFusion:
             tuple(float(p) for p in probs),
         )
 
-    def current(self, track_id: int) -> FusedProfile | None:
-        """The track's fused profile, or None if it has none (never profiled, or expired)."""
-        return self.profile(track_id) if track_id in self._tracks else None
+    def current(self, key: Hashable) -> FusedProfile | None:
+        """The fused profile under `key`, or None if it has none (never profiled, or expired)."""
+        return self.profile(key) if key in self._profiles else None
 
-    def touch(self, track_id: int, stamp: float) -> None:
+    def touch(self, key: Hashable, stamp: float) -> None:
         """The face was seen at `stamp` but not profiled: keep its profile from expiring. The
         evidence keeps its weight (it decays only when a new observation is fused)."""
-        state = self._tracks.get(track_id)
+        state = self._profiles.get(key)
         if state is not None:
             state.seen = max(state.seen, stamp)
 
-    def expire(self, now: float) -> list[int]:
-        """Drop tracks unseen for longer than expiry_s; returns their ids."""
-        gone = [t for t, s in self._tracks.items() if now - s.seen > self.config.expiry_s]
-        for track_id in gone:
-            del self._tracks[track_id]
+    def merge(self, source: Hashable, target: Hashable) -> None:
+        """Move the evidence under `source` into `target` (an anonymous person identified as a
+        known one): the older evidence decays to the newer one's time, as in `update`."""
+        src = self._profiles.pop(source, None)
+        if src is None:
+            return
+        dst = self._profiles.get(target)
+        if dst is None:
+            self._profiles[target] = src
+            return
+        newest = max(src.last_seen, dst.last_seen)
+        src_decay = 0.5 ** ((newest - src.last_seen) / self.config.half_life_s)
+        dst_decay = 0.5 ** ((newest - dst.last_seen) / self.config.half_life_s)
+        for name in set(src.sums) | set(dst.sums):
+            zero = np.zeros(len(labels.LABEL_SETS[name]))
+            dst.sums[name] = (
+                dst.sums.get(name, zero) * dst_decay + src.sums.get(name, zero) * src_decay
+            )
+        dst.age_sum = dst.age_sum * dst_decay + src.age_sum * src_decay
+        dst.age_weight = dst.age_weight * dst_decay + src.age_weight * src_decay
+        dst.first_seen = min(dst.first_seen, src.first_seen)
+        dst.last_seen, dst.seen = newest, max(dst.seen, src.seen)
+        dst.observations += src.observations
+
+    def forget(self, key: Hashable) -> None:
+        self._profiles.pop(key, None)
+
+    def expire(self, now: float) -> list[Hashable]:
+        """Drop profiles unseen for longer than expiry_s; returns their keys."""
+        gone = [k for k, s in self._profiles.items() if now - s.seen > self.config.expiry_s]
+        for key in gone:
+            del self._profiles[key]
         return gone

@@ -343,3 +343,31 @@ def _record_from_json(item: dict) -> _Person:
         visits=int(item["visits"]),
         embeddings=embeddings,
     )
+
+
+class EmbeddingSchedule:
+    """Which track's face to embed next. An embedding costs ~80 ms of a core, so one is
+    computed when a track starts, retried every `retry_s` while its person is still anonymous
+    (no usable face yet, or a doubtful match), and then only every `refresh_s` to learn the
+    person's other views; the track waiting longest goes first, so no track starves."""
+
+    def __init__(self, retry_s: float = 0.5, refresh_s: float = 5.0) -> None:
+        self.retry_s, self.refresh_s = retry_s, refresh_s
+        self._attempted: dict[int, float] = {}  # track -> camera time of its latest attempt
+
+    def pick(self, candidates: Iterable[tuple[int, bool]], now: float) -> int | None:
+        """`candidates`: (track id, person anonymous) of the faces fit for an embedding now."""
+        due = []
+        for track_id, anonymous in candidates:
+            last = self._attempted.get(track_id, -math.inf)
+            wait = self.retry_s if anonymous else self.refresh_s
+            if now - last >= wait or now < last:  # a replayed bag going back: due
+                due.append((last, track_id))
+        if not due:
+            return None
+        track_id = min(due)[1]
+        self._attempted[track_id] = now
+        return track_id
+
+    def forget(self, track_id: int) -> None:
+        self._attempted.pop(track_id, None)

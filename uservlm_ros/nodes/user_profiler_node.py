@@ -16,12 +16,19 @@ import math
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, Transcript, UserProfile
+from uservlm.srv import ForgetPersons
 
+from uservlm_ros.backends.face_identity import (
+    IDENTITY_BACKENDS,
+    IdentityOptions,
+    create_face_identity,
+)
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
@@ -29,7 +36,14 @@ from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.core.profile_schedule import PROFILED, ProfileScheduler, ScheduleConfig
+from uservlm_ros.core.person_profiles import PersonProfiles
+from uservlm_ros.core.persons import EmbeddingSchedule, PersonRegistry, PersonsConfig
+from uservlm_ros.core.profile_schedule import (
+    PROFILED,
+    ProfileScheduler,
+    ScheduleConfig,
+    quality_problem,
+)
 from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
@@ -126,6 +140,93 @@ ENGAGEMENT_PARAMS = [
     ),
 ]
 
+_PERSONS = PersonsConfig()  # the defaults
+PERSONS_PARAMS = [
+    Param(
+        "enable.identity",
+        True,
+        "Recognise a person who comes back from a face embedding (persons.*); false computes "
+        "no embedding, and each new face track is an anonymous person",
+        live=True,
+    ),
+    Param(
+        "identity.backend",
+        IDENTITY_BACKENDS[0],
+        "Face-embedding backend: `dlib_resnet` (dlib's ResNet, 128-D, from "
+        "face-recognition-models; docs/models.md)",
+        choices=IDENTITY_BACKENDS,
+    ),
+    Param(
+        "identity.model_path",
+        "",
+        'Folder with the backend\'s weights ("" = the installed face-recognition-models files)',
+    ),
+    Param(
+        "identity.retry_s",
+        0.5,
+        "While a track's person is anonymous, seconds between embeddings of its face",
+        min=0.05,
+        max=60.0,
+        live=True,
+    ),
+    Param(
+        "identity.refresh_s",
+        5.0,
+        "Seconds between embeddings of an identified track's face (each teaches the person "
+        "another view; one costs ~80 ms of a core)",
+        min=0.1,
+        max=3600.0,
+        live=True,
+    ),
+    Param(
+        "persons.match_distance",
+        _PERSONS.match_distance,
+        "Embedding distance within which a face is a known person's (calibration: docs/models.md)",
+        min=0.01,
+        max=2.0,
+        live=True,
+    ),
+    Param(
+        "persons.ambiguity_margin",
+        _PERSONS.ambiguity_margin,
+        "A match counts only when the next-nearest person is this much farther; else the face "
+        "stays anonymous (two people are never merged)",
+        min=0.0,
+        max=2.0,
+        live=True,
+    ),
+    Param(
+        "persons.max_embeddings",
+        _PERSONS.max_embeddings,
+        "Face embeddings kept per person (the oldest are replaced)",
+        min=1,
+        max=256,
+        live=True,
+    ),
+    Param(
+        "persons.forget_after_s",
+        _PERSONS.forget_after_s,
+        "A known person not seen for this long is forgotten (embeddings, profile, visits)",
+        min=1.0,
+        max=31_536_000.0,
+        live=True,
+    ),
+    Param(
+        "persons.max_known",
+        _PERSONS.max_known,
+        "Known persons kept at most; beyond, the one seen least recently is forgotten",
+        min=1,
+        max=100_000,
+        live=True,
+    ),
+    Param(
+        "persons.database",
+        "",
+        "Opt-in file that keeps known persons (their face embeddings: biometric data) across "
+        'restarts, written with mode 0600 on deactivation and after a forget; "" = memory only',
+    ),
+]
+
 PARAMS = [
     AUTOSTART,
     Param(
@@ -183,7 +284,8 @@ PARAMS = [
     Param(
         "fusion.expiry_s",
         5.0,
-        "A track's profile is forgotten after this long without a face",
+        "A face track ends after this long without its face (its anonymous person and their "
+        "profile with it; a known person is kept for persons.forget_after_s)",
         min=0.1,
         max=86400.0,
         live=True,
@@ -279,6 +381,7 @@ PARAMS = [
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
+    *PERSONS_PARAMS,
 ]
 
 
@@ -286,8 +389,8 @@ class UserProfilerNode(ModelNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("user_profiler_node", PARAMS, **kwargs)
         self.profiler = None
-        self.fusion: ProfileFusion | None = None
-        self.scheduler = ProfileScheduler()
+        self.identity = None  # the face-embedding backend; None = identity off
+        self.people: PersonProfiles | None = None
         self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
             lambda item: self._process(*item),
             "profiler_worker",
@@ -299,8 +402,14 @@ class UserProfilerNode(ModelNode):
             ),
             idle=self._expire,
         )
-        self.workers = [self._worker]
-        self._last_published: dict[int, float] = {}
+        # Embeddings (~80 ms each) in a thread of their own, so profiles never wait for them.
+        self._identity_worker: SlotWorker[tuple[FaceArray, int, np.ndarray, float]] = SlotWorker(
+            lambda item: self._identify(*item),
+            "identity_worker",
+            self.worker_error_logger(lambda item: f"the face of track {item[1]}"),
+        )
+        self.workers = [self._worker, self._identity_worker]
+        self._last_published: dict[str, float] = {}  # person -> wall time of their last profile
         self._rejections: dict[str, float] = {}
         self._publisher = None
         self._last_camera: tuple[float, float] | None = None  # (camera stamp, wall arrival)
@@ -308,6 +417,7 @@ class UserProfilerNode(ModelNode):
         self._engagement_lock = threading.Lock()  # fed by the executor, read by the worker
         self._partner: int | None = None  # the engaged track of the latest published profiles
         self._last_profiles: dict[int, UserProfile] = {}
+        self.create_service(ForgetPersons, topics.FORGET_PERSONS, self._on_forget)
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -327,17 +437,48 @@ class UserProfilerNode(ModelNode):
         except UservlmError as error:
             self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.fusion = ProfileFusion(self._fusion_config(), supported=self.profiler.supported)
         try:
             self.engagement = EngagementEstimator(self._engagement_config())
-        except ValueError as error:
-            self.get_logger().error(f"bad engagement parameters: {error}")
+            registry = PersonRegistry(self._persons_config())
+        except (ValueError, UservlmError) as error:
+            self.get_logger().error(f"bad engagement or persons parameters: {error}")
             return TransitionCallbackReturn.FAILURE
-        self.scheduler = ProfileScheduler(self._schedule_config())
+        if p["persons.database"]:
+            try:
+                loaded = registry.load(Path(p["persons.database"]).expanduser())
+                self.get_logger().info(f"{loaded} known persons read from persons.database")
+            except UservlmError as error:
+                if Path(p["persons.database"]).expanduser().exists():
+                    self.get_logger().error(str(error))
+                    return TransitionCallbackReturn.FAILURE
+                self.get_logger().info("persons.database does not exist yet: starting empty")
+        self.people = PersonProfiles(
+            registry,
+            ProfileFusion(self._fusion_config(), supported=self.profiler.supported),
+            ProfileScheduler(self._schedule_config()),
+            EmbeddingSchedule(p["identity.retry_s"], p["identity.refresh_s"]),
+            track_expiry_s=p["fusion.expiry_s"],
+        )
+        self.identity = self._load_identity()
         self.start_diagnostics(self.profiler.model_id)
         estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
         self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _load_identity(self):
+        """The embedding backend, or None (one line why): without it tracks act as persons."""
+        p = self.params
+        try:
+            identity = create_face_identity(
+                p["identity.backend"], IdentityOptions(path=p["identity.model_path"])
+            )
+        except UservlmError as error:
+            self.get_logger().warning(
+                f"face identity off ({error}): every face track is an anonymous person"
+            )
+            return None
+        self.get_logger().info(f"face identity {identity.model_id} loaded")
+        return identity
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._publisher = self.create_publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
@@ -350,12 +491,18 @@ class UserProfilerNode(ModelNode):
             ),
         ]
         self._worker.start()
+        self._identity_worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
             f"user_profiler_node active: {self.resolve_topic_name(topics.FACES)} -> "
             f"{self.resolve_topic_name(topics.PROFILE)}"
         )
         return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        result = super().on_deactivate(state)
+        self._save_persons()
+        return result
 
     def _fusion_config(self) -> FusionConfig:
         p = self.params
@@ -380,13 +527,30 @@ class UserProfilerNode(ModelNode):
             max_roll_deg=p["profile.max_roll_deg"],
         )
 
+    def _persons_config(self) -> PersonsConfig:
+        p = self.params
+        return PersonsConfig(
+            match_distance=p["persons.match_distance"],
+            ambiguity_margin=p["persons.ambiguity_margin"],
+            max_embeddings=p["persons.max_embeddings"],
+            forget_after_s=p["persons.forget_after_s"],
+            max_known=p["persons.max_known"],
+        )
+
     def _apply_live(self, changed: dict) -> None:
-        if self.fusion is not None:  # thresholds, privacy switches, fusion: from the next crop on
-            self.fusion.config = self._fusion_config()
-        self.scheduler.config = self._schedule_config()
+        people = self.people
+        if people is None:
+            return
+        with people.lock:  # thresholds, privacy switches, fusion, persons: from the next crop on
+            people.fusion.config = self._fusion_config()
+            people.scheduler.config = self._schedule_config()
+            people.registry.config = self._persons_config()
+            people.track_expiry_s = self.params["fusion.expiry_s"]
+            people.embeddings.retry_s = self.params["identity.retry_s"]
+            people.embeddings.refresh_s = self.params["identity.refresh_s"]
 
     def _release_model(self) -> None:
-        self.profiler = self.fusion = self.engagement = None
+        self.profiler = self.people = self.engagement = self.identity = None
 
     def _on_faces(self, msg: FaceArray) -> None:
         self._feed_engagement(msg)
@@ -396,12 +560,72 @@ class UserProfilerNode(ModelNode):
 
     def _expire(self) -> None:
         self._republish_former_partner()
-        for track_id in self.fusion.expire(self._camera_now()):
-            self._last_published.pop(track_id, None)
+        ended, forgotten = self.people.expire(self._camera_now())
+        for track_id in ended:
             self._last_profiles.pop(track_id, None)
-            self.scheduler.forget(track_id)
             self.diagnostics.count("tracks_expired")
-        self.diagnostics.values["tracks"] = len(self.fusion.track_ids)
+        self.diagnostics.count("persons_forgotten", len(forgotten))
+        with self.people.lock:
+            keys = set(self.people.fusion.keys)
+            tracked = len(self.people.registry.tracked())
+            known = len(self.people.registry.known())
+        for person_id in [k for k in self._last_published if k not in keys]:
+            del self._last_published[person_id]
+        self.diagnostics.values["tracks"] = tracked
+        self.diagnostics.values["persons_known"] = known
+
+    # -- persons (core/persons.py, core/person_profiles.py)
+
+    def _identify(self, msg: FaceArray, track_id: int, crop: np.ndarray, camera: float) -> None:
+        """Identity worker: embed one face and match it to a person."""
+        identity, people = self.identity, self.people
+        if not self._identity_on() or people is None:
+            return
+        embedding = identity.embed(crop)
+        if embedding is None:
+            self.diagnostics.count("identity_no_face")
+            return
+        match = people.identified(track_id, embedding, camera)
+        if match is None:
+            return
+        self.diagnostics.count(f"identity_{match.outcome}")
+        if match.previous != match.person_id and track_id in self._last_profiles:
+            # Subscribers learn the person's id now, not at the person's next profile.
+            self._publish_profile(msg, track_id, match.person_id, [])
+            self.get_logger().info(
+                f"face track {track_id} is person {match.person_id} ({match.outcome}, "
+                f"visit {people.person(match.person_id).visits})"
+            )
+
+    def _on_forget(self, request, response):
+        people = self.people
+        if people is None:
+            response.success, response.message = False, "user_profiler_node is not configured"
+            return response
+        wanted = request.person_id.strip()
+        forgotten = people.forget(wanted or None)
+        self._save_persons()
+        response.forgotten = len(forgotten)
+        response.success = bool(forgotten) or not wanted
+        if wanted and not forgotten:
+            response.message = f"no known person {wanted!r}: known are {people.registry.known()}"
+        else:
+            response.message = f"forgot {len(forgotten)} person(s)"
+            self.diagnostics.count("persons_forgotten", len(forgotten))
+        self.get_logger().info(f"forget request: {response.message}")
+        return response
+
+    def _save_persons(self) -> None:
+        path, people = self.params.get("persons.database"), self.people
+        if not path or people is None:
+            return
+        try:
+            with people.lock:
+                saved = people.registry.save(Path(path).expanduser())
+        except OSError as error:
+            self.get_logger().error(f"cannot write persons.database {path}: {error}")
+            return
+        self.get_logger().info(f"{saved} known persons written to persons.database")
 
     def _camera_now(self) -> float:
         """Now on the camera's clock: the latest camera stamp plus the wall time since it came.
@@ -434,30 +658,40 @@ class UserProfilerNode(ModelNode):
             valid = valid[:limit]
         return valid
 
-    def _scheduled(self, msg: FaceArray, face, crop, camera: float) -> bool:
-        """Whether this crop is profiled now (profile.* schedule and quality gate); a skipped
-        crop is counted by reason and still keeps its track's profile alive."""
-        if not self.scheduler.config.enabled:
+    def _schedule(self, msg: FaceArray, face, crop, camera: float, person_id: str) -> bool:
+        """Whether this crop is profiled now (profile.* schedule and quality gate, per person);
+        a skipped crop is counted by reason and still keeps the profile alive."""
+        people = self.people
+        if not people.scheduler.config.enabled:
             return True
-        landmarks = np.array([(p.x, p.y) for p in face.landmarks], np.float32).reshape(-1, 2)
-        reason = self.scheduler.decide(
-            face.track_id,
+        reason = people.scheduler.decide(
+            person_id,
             camera,
-            self.fusion,
+            people.fusion,
             _face_px(face, msg.image_width, msg.image_height),
-            landmarks,
+            _landmarks(face),
             face.roll_deg,
             crop,
         )
         self.diagnostics.count(f"crops_{reason}")
         return reason in PROFILED
 
+    def _identity_on(self) -> bool:
+        return self.identity is not None and self.params["enable.identity"]
+
+    def _fit_for_identity(self, msg: FaceArray, face, crop) -> bool:
+        """The profile schedule's quality gate (size, pose, sharpness) for an embedding."""
+        config = self.people.scheduler.config
+        face_px = _face_px(face, msg.image_width, msg.image_height)
+        return quality_problem(config, face_px, _landmarks(face), face.roll_deg, crop) is None
+
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
         # Frames without a stamp count as seen on arrival.
         camera = stamp_to_seconds(msg.header.stamp) or received
         self._last_camera = (camera, received)
-        faces, crops = [], []
+        people = self.people
+        faces, crops, fit = [], [], {}
         for face in self._faces_to_profile(msg):
             try:
                 crop = image_to_rgb(face.crop)
@@ -467,9 +701,16 @@ class UserProfilerNode(ModelNode):
                     self, self._rejections, f"rejected crop of track {face.track_id}: {error}"
                 )
                 continue
-            if self._scheduled(msg, face, crop, camera):
-                crops.append(crop)
-                faces.append(face)
+            with people.lock:
+                person_id = people.observe(face.track_id, camera)
+                if self._schedule(msg, face, crop, camera, person_id):
+                    crops.append(crop)
+                    faces.append(face)
+            if self._identity_on() and self._fit_for_identity(msg, face, crop):
+                fit[face.track_id] = crop
+        due = people.due_for_embedding(fit, camera)
+        if due is not None and self._identity_worker.put((msg, due, fit[due], camera)):
+            self.diagnostics.count("identity_dropped")
         if not faces:
             return
         estimates = self.profiler.estimate(crops, self.enabled)
@@ -482,24 +723,29 @@ class UserProfilerNode(ModelNode):
         }
         min_interval = 1.0 / self.params["publish.max_rate_hz"]
         for face, estimate in zip(faces, estimates, strict=True):
-            fused = self.fusion.update(face.track_id, camera, estimate)
+            with people.lock:
+                person_id = people.observe(face.track_id, camera)
+                people.fusion.update(person_id, camera, estimate)
             self.diagnostics.count("crops_profiled")
             now = time.time()
-            if now - self._last_published.get(face.track_id, -1e9) < min_interval:
+            if now - self._last_published.get(person_id, -1e9) < min_interval:
                 continue
-            self._last_published[face.track_id] = now
+            self._last_published[person_id] = now
             timings["fuse"] = (now - profiled) * 1e3
-            self._publisher.publish(
-                self._with_engagement(
-                    profile_to_msg(
-                        fused,
-                        msg.header,
-                        self.profiler.model_id,
-                        [*msg.timings, *stage_timings(timings)],
-                    )
-                )
-            )
-            self.diagnostics.count("profiles_published")
+            self._publish_profile(msg, face.track_id, person_id, stage_timings(timings))
+
+    def _publish_profile(self, msg: FaceArray, track_id: int, person_id: str, timings) -> None:
+        """The fused profile of `person_id`, seen as `track_id` in the frame `msg`."""
+        with self.people.lock:
+            fused = self.people.fusion.current(person_id)
+            person = self.people.registry.person(person_id)
+        if fused is None or person is None:  # forgotten meanwhile
+            return
+        profile = profile_to_msg(
+            fused, msg.header, self.profiler.model_id, [*msg.timings, *timings], track_id, person
+        )
+        self._publisher.publish(self._with_engagement(profile))
+        self.diagnostics.count("profiles_published")
 
     # -- engagement (core/engagement.py): fed per FaceArray, read when a profile is published
 
@@ -553,6 +799,10 @@ class UserProfilerNode(ModelNode):
             return
         self._publisher.publish(self._with_engagement(self._last_profiles[former]))
         self.diagnostics.count("profiles_published")
+
+
+def _landmarks(face) -> np.ndarray:
+    return np.array([(p.x, p.y) for p in face.landmarks], np.float32).reshape(-1, 2)
 
 
 def _face_px(face, image_width: int, image_height: int) -> float:

@@ -13,6 +13,7 @@ from std_msgs.msg import Header
 from uservlm.msg import AttributeEstimate, Face, FaceArray, StageTiming, UserProfile
 
 from uservlm_ros.backends.face_pipeline import TrackedFace
+from uservlm_ros.core import persons
 from uservlm_ros.core.engagement import EngagementStatus, FaceObservation
 from uservlm_ros.core.fusion import AttributeResult, FusedProfile
 from uservlm_ros.core.image import RawImage, from_rgb, to_rgb
@@ -101,12 +102,21 @@ def attribute_to_msg(result: AttributeResult) -> AttributeEstimate:
 
 
 def profile_to_msg(
-    profile: FusedProfile, header: Header, model_id: str, timings: list[StageTiming]
+    profile: FusedProfile,
+    header: Header,
+    model_id: str,
+    timings: list[StageTiming],
+    track_id: int,
+    person: persons.Person,
 ) -> UserProfile:
+    """The fused profile of `person` (core/persons.py), seen now as face track `track_id`."""
     attrs = profile.attributes
     return UserProfile(
         header=header,
-        track_id=profile.track_id,
+        track_id=track_id,
+        person_id=person.person_id,
+        anonymous=person.anonymous,
+        visits=person.visits,
         age_group=attribute_to_msg(attrs["age_group"]),
         age_years=float(profile.age_years),
         gender=attribute_to_msg(attrs["gender"]),

@@ -15,6 +15,7 @@ DEBUG_IMAGE = "uservlm/debug_image"  # sensor_msgs/Image, only while subscribed
 QUESTION = "uservlm/question"  # std_msgs/String, REQUEST_QOS
 RESPONSE = "uservlm/response"  # uservlm/Response, REQUEST_QOS
 RESPOND_ACTION = "uservlm/respond"  # uservlm/action/Respond
+FORGET_PERSONS = "uservlm/forget_persons"  # uservlm/srv/ForgetPersons (user_profiler_node)
 SPEECH_EVENTS = "uservlm/speech_events"  # std_msgs/String (JSON), REQUEST_QOS
 SPEECH = "speech"  # std_msgs/String, naoqi_driver2's text-to-speech input
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
