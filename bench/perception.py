@@ -445,6 +445,13 @@ GRAPH_VARIANTS = (
         False,
     ),
     ("separate", "schedule, process per node", {}, False),
+    # persons (issue 19): `--graph-variants identity_off composed` measures face identity's cost
+    (
+        "identity_off",
+        "composed, identity off",
+        {"user_profiler_node": {"enable.identity": False}},
+        True,
+    ),
     ("composed", "schedule, composed (default)", {}, True),
     # the default speech_node runs at cpu.nice 10: this is it at normal priority
     ("nice0", "composed, ASR at nice 0", {"speech_node": {"cpu.nice": 0}}, True),

@@ -25,8 +25,8 @@ from uservlm_ros.bringup.runner import GraphRunner
 from uservlm_ros.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOYMENTS = ["pepper", "webcam", "replay", "demo"]
-LAUNCHED = ["pepper", "webcam", "replay"]  # the demo is started by `make demo`, not ros2 launch
+DEPLOYMENTS = ["pepper", "webcam", "replay", "demo", "people"]
+LAUNCHED = ["pepper", "webcam", "replay", "people"]  # the demo is started by `make demo`, not ros2 launch
 
 
 class _Recorded:
