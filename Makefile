@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 BUILD := build/interfaces
 STAMP_DEPS := $(VENV)/.stamp-deps
 STAMP_MSGS := $(VENV)/.stamp-interfaces
+STAMP_HRI := $(VENV)/.stamp-hri-msgs
 STAMP_PKG := $(VENV)/.stamp-package
 PIP := $(PY) -m pip --disable-pip-version-check
 PIP_INSTALL := $(PIP) install --quiet --constraint requirements/constraints.txt
@@ -14,7 +15,7 @@ PIP_INSTALL := $(PIP) install --quiet --constraint requirements/constraints.txt
 .PHONY: setup test lint demo soak clean
 .DEFAULT_GOAL := setup
 
-setup: $(STAMP_DEPS) $(STAMP_MSGS) $(STAMP_PKG)
+setup: $(STAMP_DEPS) $(STAMP_MSGS) $(STAMP_HRI) $(STAMP_PKG)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,17 @@ $(STAMP_MSGS): $(STAMP_DEPS) CMakeLists.txt package.xml $(wildcard msg/*.msg act
 		-DCMAKE_INSTALL_PREFIX="$$VIRTUAL_ENV" -DPython3_EXECUTABLE="$$VIRTUAL_ENV/bin/python" \
 		-DUSERVLM_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF --log-level=WARNING && \
 	cmake --build $(BUILD) -j2 && cmake --install $(BUILD) > /dev/null
+	touch $@
+
+# hri_msgs (REP-155 / ROS4HRI messages, interfaces/hri_msgs) the same way, for the humans/ topics:
+# no PyPI wheel provides it. A ROS install uses its distribution's hri_msgs instead.
+$(STAMP_HRI): $(STAMP_DEPS) interfaces/hri_msgs/CMakeLists.txt interfaces/hri_msgs/package.xml \
+		$(wildcard interfaces/hri_msgs/msg/*.msg)
+	. $(VENV)/bin/activate && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV" && \
+	cmake -S interfaces/hri_msgs -B build/hri_msgs -DCMAKE_PREFIX_PATH="$$VIRTUAL_ENV" \
+		-DCMAKE_INSTALL_PREFIX="$$VIRTUAL_ENV" -DPython3_EXECUTABLE="$$VIRTUAL_ENV/bin/python" \
+		-DBUILD_TESTING=OFF --log-level=WARNING && \
+	cmake --build build/hri_msgs -j2 && cmake --install build/hri_msgs > /dev/null
 	touch $@
 
 $(STAMP_PKG): $(STAMP_DEPS) setup.py $(wildcard uservlm_ros/nodes/*_node.py)

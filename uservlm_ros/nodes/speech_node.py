@@ -62,6 +62,7 @@ from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import RELIABLE_QOS
+from uservlm_ros.ros.rep155 import REP155_ENABLED, VoicePublisher, hri_msgs_available
 from uservlm_ros.ros.respond_client import RespondClient
 
 
@@ -312,6 +313,7 @@ PARAMS: list[Param] = [
         choices=("", *MODES),
         live=True,
     ),
+    REP155_ENABLED,
     # Recognition takes ~0.5 s per utterance with tiny.en on 2 CPU cores.
     *health_params(max_processing_ms=3000.0, hang_s=30.0),
 ]
@@ -339,6 +341,7 @@ class SpeechNode(ModelNode):
         self._respond: RespondClient | None = None
         self._asking = False
         self._audio_pub = self._transcript_pub = None
+        self._voice: VoicePublisher | None = None  # REP-155 humans/voices/, while active
         self._vad_worker: Worker[AudioBlock] = Worker(
             self._take_block,
             self._handle_block,
@@ -456,6 +459,12 @@ class SpeechNode(ModelNode):
                 String, topics.SPEECH_EVENTS, self._on_speech_event, RELIABLE_QOS
             ),
         ]
+        if self.params["rep155.enabled"]:
+            if hri_msgs_available():
+                self._voice = VoicePublisher(self)
+                self._io.append(self._voice)
+            else:
+                self.get_logger().warning("hri_msgs is not installed: no REP-155 voice topics")
         self._asking = self.params["respond.enabled"]
         if self._asking and self._respond is None:
             self._respond = RespondClient(self)
@@ -479,6 +488,7 @@ class SpeechNode(ModelNode):
         self._early = None
         self._queued_s = 0.0
         self._asking = False
+        self._voice = None  # destroyed with the other activation entities
         if self._respond is not None:
             self._respond.abandon_pending("speech_node stopped before the answer came")
 
@@ -677,6 +687,14 @@ class SpeechNode(ModelNode):
             call.add_done_callback(self._on_answer)
         self.diagnostics.count("questions")
         self._publish_transcript(item, result, request_id=request_id)
+        voice = self._voice
+        if voice is not None:
+            voice.publish_final(
+                Header(stamp=seconds_to_stamp(time.time()), frame_id=self.source.name),
+                result.text,
+                result.confidence,
+                result.language,
+            )
         self.get_logger().info(
             f"[{request_id or '-'}] heard {result.text!r} (confidence {result.confidence:.2f}, "
             f"asr {result.compute_ms:.0f} ms)"
