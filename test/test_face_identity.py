@@ -1,0 +1,156 @@
+"""The dlib_resnet face identity backend on real crops from the project's own pipeline."""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_identity import (
+    DESCRIPTOR_FILE,
+    IDENTITY_BACKENDS,
+    LANDMARKS_FILE,
+    IdentityOptions,
+    create_face_identity,
+)
+from uservlm_ros.core.alignment import align_face
+from uservlm_ros.core.errors import ConfigError, ModelLoadError
+from uservlm_ros.sim.photos import astronaut, grace_hopper
+
+# The calibrated thresholds (bench/identity.py, docs/models.md#face-identity).
+MATCH_DISTANCE, AMBIGUITY_MARGIN = 0.35, 0.10
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return create_face_identity("dlib_resnet")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_face_detector("blazeface_full")
+
+
+def crop(detector, photo: np.ndarray, scale: float = 1.0, mirror: bool = False) -> np.ndarray:
+    """face_crop_node's aligned crop of the largest face of a (scaled, mirrored) photo."""
+    if scale != 1.0:
+        photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if mirror:
+        photo = np.ascontiguousarray(photo[:, ::-1])
+    detection = max(detector.detect(photo), key=lambda d: d.box.area)
+    return align_face(photo, detection).image
+
+
+def cameraman() -> np.ndarray:
+    return cv2.cvtColor(skimage.data.camera(), cv2.COLOR_GRAY2RGB)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b))
+
+
+def test_one_person_scaled_and_mirrored_matches(identity, detector):
+    reference = identity.embed(crop(detector, astronaut()))
+    assert reference.shape == (identity.dim,) == (128,) and reference.dtype == np.float32
+    for scale, mirror in ((0.4, False), (1.0, True), (0.6, True)):
+        embedding = identity.embed(crop(detector, astronaut(), scale, mirror))
+        assert distance(reference, embedding) < MATCH_DISTANCE, (scale, mirror)
+
+
+def test_different_people_are_beyond_the_match_distance_and_margin(identity, detector):
+    embeddings = [identity.embed(crop(detector, p)) for p in (astronaut(), grace_hopper())]
+    embeddings.append(identity.embed(crop(detector, cameraman())))
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert distance(embeddings[i], embeddings[j]) > MATCH_DISTANCE + AMBIGUITY_MARGIN
+
+
+def test_any_crop_size_from_64_works(identity, detector):
+    big = crop(detector, grace_hopper())
+    reference = identity.embed(big)
+    small = cv2.resize(big, (96, 96), interpolation=cv2.INTER_AREA)
+    assert distance(reference, identity.embed(small)) < MATCH_DISTANCE
+
+
+@pytest.mark.parametrize("fill", [0, 128, 255])
+def test_a_crop_without_a_face_gives_none(identity, fill):
+    assert identity.embed(np.full((224, 224, 3), fill, np.uint8)) is None
+
+
+def test_a_plain_texture_gives_none(identity):
+    brick = cv2.resize(skimage.data.brick(), (224, 224), interpolation=cv2.INTER_AREA)
+    assert identity.embed(cv2.cvtColor(brick, cv2.COLOR_GRAY2RGB)) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((224, 224, 3), np.float32),
+        np.zeros((224, 224), np.uint8),
+        np.zeros((224, 224, 4), np.uint8),
+        np.zeros((100, 5, 3), np.uint8),
+        np.zeros((224, 200, 3), np.uint8),
+        np.zeros((32, 32, 3), np.uint8),
+        [[0, 0, 0]],
+    ],
+)
+def test_bad_crops_raise_one_clear_line(identity, bad):
+    with pytest.raises(ValueError) as error:
+        identity.embed(bad)
+    message = str(error.value)
+    assert "face crop must be" in message and "\n" not in message
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown identity backend 'arcface'; known: dlib_resnet"):
+        create_face_identity("arcface")
+    assert IDENTITY_BACKENDS == ("dlib_resnet",)
+
+
+@pytest.mark.parametrize(
+    "options", [IdentityOptions(crop_margin=-0.1), IdentityOptions(num_jitters=101)]
+)
+def test_bad_options_are_config_errors(options):
+    with pytest.raises(ConfigError, match="identity"):
+        create_face_identity("dlib_resnet", options)
+
+
+def test_missing_dlib_names_the_package(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_dlib(name, *args, **kwargs):
+        if name == "dlib":
+            raise ImportError("No module named 'dlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dlib)
+    with pytest.raises(ConfigError, match="pip install dlib-bin"):
+        create_face_identity("dlib_resnet")
+
+
+def test_missing_weights_name_the_path(tmp_path, identity):
+    shutil.copy(identity.folder / LANDMARKS_FILE, tmp_path / LANDMARKS_FILE)
+    with pytest.raises(ModelLoadError, match=str(tmp_path / DESCRIPTOR_FILE)):
+        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path)))
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "nowhere" / LANDMARKS_FILE)):
+        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path / "nowhere")))
+
+
+def test_corrupt_weights_are_named(tmp_path):
+    (tmp_path / LANDMARKS_FILE).write_bytes(b"not a dlib model")
+    (tmp_path / DESCRIPTOR_FILE).write_bytes(b"not a dlib model")
+    with pytest.raises(ModelLoadError, match=f"{tmp_path / LANDMARKS_FILE} is corrupt"):
+        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path)))
+
+
+def test_the_embedding_is_never_in_repr_or_str(identity, detector):
+    embedding = identity.embed(crop(detector, astronaut()))
+    shown = repr(identity) + str(identity)
+    assert "dlib_resnet" in shown
+    for value in embedding[:8]:
+        assert f"{value:.3f}" not in shown
