@@ -29,18 +29,48 @@ def test_a_named_track_must_be_in_view():
     assert gone.error == "unknown track 1: tracked are none"
 
 
-def test_without_a_track_the_engaged_then_the_only_person_then_nobody():
+def test_without_a_track_the_engaged_then_the_only_then_the_most_engaged_person():
     engaged = people(Seen(1, LEFT, False, NOW), Seen(2, RIGHT, True, NOW))
     assert choose_addressee(0, engaged, NOW, 5.0).track_id == 2
     assert choose_addressee(0, engaged, NOW, 5.0).how == A.ENGAGED
     only = people(Seen(4, LEFT, False, NOW), Seen(5, RIGHT, True, NOW - 10))  # 5 has left
     assert choose_addressee(0, only, NOW, 5.0) == A.Addressee(4, A.ONLY_PERSON, "", (4,))
-    nobody = people(Seen(1, LEFT, False, NOW), Seen(2, RIGHT, False, NOW))
-    assert choose_addressee(0, nobody, NOW, 5.0) == A.Addressee(0, A.NONE, "", (1, 2))
+    # Two in view, nobody engaged: the most engaged one, if their score reaches the floor.
+    two = people(
+        Seen(1, LEFT, False, NOW, 0.49, "kqzxt"),
+        Seen(2, RIGHT, False, NOW, 0.2, "anonymous_person_f2"),
+    )
+    most = choose_addressee(0, two, NOW, 5.0, floor=0.3)
+    assert most == A.Addressee(1, A.MOST_ENGAGED, "", (1, 2), "kqzxt")
+    assert choose_addressee(0, two, NOW, 5.0, floor=0.5) == A.Addressee(0, A.NONE, "", (1, 2))
+    tie = people(Seen(2, RIGHT, False, NOW), Seen(1, LEFT, False, NOW))
+    assert choose_addressee(0, tie, NOW, 5.0).track_id == 1  # a tie: the lowest track
     assert choose_addressee(0, {}, NOW, 5.0) == A.Addressee(0, A.NONE, "", ())
     # Two engaged only while one profile is older than the switch: the newer one wins.
     both = people(Seen(1, LEFT, True, NOW - 0.4), Seen(2, RIGHT, True, NOW - 0.1))
     assert choose_addressee(0, both, NOW, 5.0).track_id == 2
+
+
+def test_a_question_may_name_a_person_whose_visible_track_is_used():
+    here = people(
+        Seen(1, LEFT, False, NOW, 0.1, "kqzxt"),
+        Seen(2, RIGHT, True, NOW, 0.9, "anonymous_person_f2"),
+        Seen(3, RIGHT, False, NOW - 9, 0.0, "abcde"),  # left the picture
+    )
+    named = choose_addressee(0, here, NOW, 5.0, "kqzxt")
+    assert named == A.Addressee(1, A.REQUESTED, "", (1, 2), "kqzxt")
+    assert choose_addressee(1, here, NOW, 5.0, "kqzxt") == named  # both, agreeing
+    gone = choose_addressee(0, here, NOW, 5.0, "abcde")
+    assert (gone.track_id, gone.how, gone.person_id) == (0, A.NONE, "")
+    assert gone.error == "person abcde is not in view: in view are anonymous_person_f2, kqzxt"
+    assert choose_addressee(0, {}, NOW, 5.0, "abcde").error == (
+        "person abcde is not in view: in view are none"
+    )
+    disagree = choose_addressee(2, here, NOW, 5.0, "kqzxt")
+    assert disagree.track_id == 0
+    assert disagree.error == "track 2 is not person kqzxt: that person is track 1"
+    # By track: the person comes with it.
+    assert choose_addressee(2, here, NOW, 5.0).person_id == "anonymous_person_f2"
 
 
 def test_head_and_shoulders_box_uses_the_documented_factors_and_is_clamped():
@@ -67,9 +97,10 @@ def test_image_roi_crops_only_with_two_people_in_asker_mode():
     one = people(Seen(1, LEFT, False, NOW))
     assert image_roi(choose_addressee(0, one, NOW, 5.0), one, "asker", 640, 480) == (0, 0, 1, 1)
     nobody = people(Seen(1, LEFT, False, NOW), Seen(2, RIGHT, False, NOW))
-    assert image_roi(choose_addressee(0, nobody, NOW, 5.0), nobody, "asker", 640, 480) == (
-        A.WHOLE_FRAME
-    )
+    whom = choose_addressee(0, nobody, NOW, 5.0, floor=0.1)
+    assert image_roi(whom, nobody, "asker", 640, 480) == A.WHOLE_FRAME
+    most = choose_addressee(0, nobody, NOW, 5.0)  # floor 0: the most engaged, cropped
+    assert image_roi(most, nobody, "asker", 640, 480) == head_and_shoulders(LEFT, 640, 480)
 
 
 def test_crop_of_a_photo_frame_shows_the_asker_and_not_the_other():
@@ -109,6 +140,9 @@ def test_crop_keeps_at_least_a_pixel():
 # -- vlm_responder_node: the addressee, the asker's image_roi and errors over DDS
 
 
+PERSONS = {1: "kqzxt", 2: "anonymous_person_f2"}
+
+
 def _responder(processes, *params):
     args = ["-m", "uservlm_ros.nodes.vlm_responder_node", "--ros-args"]
     for remap in (
@@ -126,7 +160,7 @@ def _responder(processes, *params):
     return node
 
 
-def _profile(track_id, roi, engaged, stamp):
+def _profile(track_id, roi, engaged, stamp, engagement=0.0):
     from std_msgs.msg import Header
     from uservlm.msg import UserProfile
 
@@ -135,8 +169,10 @@ def _profile(track_id, roi, engaged, stamp):
     return UserProfile(
         header=Header(stamp=seconds_to_stamp(stamp), frame_id="camera"),
         track_id=track_id,
+        person_id=PERSONS[track_id],
         roi=list(roi),
         engaged=engaged,
+        engagement=engagement,
         engagement_state=UserProfile.ENGAGEMENT_ENGAGED if engaged else 1,
         observations=5,
         profile_text=f"Person {track_id}.",
@@ -172,24 +208,29 @@ def test_responder_addresses_the_asker_and_shows_the_model_their_region(ros, pro
     frame = frame_with_people([(0, 200, 330, 140), (1, 240, 60, 120)])
 
     def show(*people):
-        """A fresh camera frame and the profiles of `people` (track, roi, engaged) as of now."""
+        """A fresh camera frame and the profiles of `people` (track, roi, engaged[, score]) as
+        of now."""
         now = time.time()
-        for track_id, roi, engaged in people:
-            profiles.publish(_profile(track_id, roi, engaged, now))
+        for track_id, roi, engaged, *score in people:
+            profiles.publish(_profile(track_id, roi, engaged, now, *score))
         for _ in range(5):  # best effort, like a camera: one of them arrives
             images.publish(rgb_to_image(frame, Header(stamp=seconds_to_stamp(now))))
             time.sleep(0.1)
 
-    def ask(track_id=0, question="What do you think of my shirt?", mode=""):
-        response = client.ask(question, track_id=track_id, mode=mode, source="test").result(30)
+    def ask(track_id=0, question="What do you think of my shirt?", mode="", person_id=""):
+        call = client.ask(
+            question, track_id=track_id, person_id=person_id, mode=mode, source="test"
+        )
+        response = call.result(30)
         assert response.final
         return response
 
     show((1, LEFT, False), (2, RIGHT, True))
     engaged = ask()
-    assert (engaged.error, engaged.track_id, engaged.addressee) == (
+    assert (engaged.error, engaged.track_id, engaged.person_id, engaged.addressee) == (
         "",
         2,
+        PERSONS[2],
         Response.ADDRESSEE_ENGAGED,
     )
     assert _inside(RIGHT, engaged.image_roi) and not _inside(LEFT, engaged.image_roi)
@@ -197,27 +238,51 @@ def test_responder_addresses_the_asker_and_shows_the_model_their_region(ros, pro
 
     named = ask(track_id=1)
     assert (named.track_id, named.addressee) == (1, Response.ADDRESSEE_REQUESTED)
+    assert named.person_id == PERSONS[1]
+    show((1, LEFT, False), (2, RIGHT, True))  # fresh: each answer takes a while on 2 cores
+    by_person = ask(person_id=PERSONS[1])
+    assert (by_person.error, by_person.track_id, by_person.person_id) == ("", 1, PERSONS[1])
+    assert by_person.image_roi.tolist() == named.image_roi.tolist()
+    absent = ask(person_id="zzzzz")
+    assert absent.error == f"person zzzzz is not in view: in view are {PERSONS[2]}, {PERSONS[1]}"
+    assert (absent.track_id, absent.person_id) == (0, "zzzzz")  # what the question named
+    disagree = ask(track_id=2, person_id=PERSONS[1])
+    assert disagree.error == f"track 2 is not person {PERSONS[1]}: that person is track 1"
     assert _inside(LEFT, named.image_roi) and not _inside(RIGHT, named.image_roi)
 
     # profile_prompt: the asker's profile text, the whole frame (the papers' baseline).
     prompted = ask(track_id=1, mode="profile_prompt")
     assert prompted.track_id == 1 and prompted.image_roi.tolist() == [0, 0, 1, 1]
 
+    show((1, LEFT, False), (2, RIGHT, True))
     unknown = ask(track_id=9999)
     assert unknown.error == "unknown track 9999: tracked are 1, 2" and unknown.text == ""
     assert unknown.addressee == Response.ADDRESSEE_NONE
 
-    # Nobody engaged, two in view: answered for nobody, and the Response says so.
-    show((1, LEFT, False), (2, RIGHT, False))
+    # Nobody engaged, two in view: the most engaged one (the reported case: 0.49 < 0.5 to
+    # engage, and the question was answered for nobody).
+    show((1, LEFT, False, 0.49), (2, RIGHT, False, 0.2))
+    most = ask()
+    assert (most.error, most.track_id, most.person_id, most.addressee) == (
+        "",
+        1,
+        PERSONS[1],
+        A.MOST_ENGAGED,
+    )
+    assert most.image_roi.tolist() == pytest.approx(head_and_shoulders(LEFT, 640, 480))
+    # Both under responder.addressee_floor (0.1: turned away): answered for nobody, and the
+    # Response says so.
+    show((1, LEFT, False, 0.05), (2, RIGHT, False, 0.0))
     nobody = ask()
     assert (nobody.error, nobody.track_id, nobody.addressee) == ("", 0, Response.ADDRESSEE_NONE)
-    assert nobody.image_roi.tolist() == [0, 0, 1, 1] and nobody.text
+    assert nobody.person_id == "" and nobody.image_roi.tolist() == [0, 0, 1, 1] and nobody.text
 
     # Person 2 has left (no profile for longer than responder.visible_s): 1 is the only one.
     time.sleep(3.2)
     show((1, LEFT, False))
     only = ask()
     assert (only.track_id, only.addressee) == (1, Response.ADDRESSEE_ONLY_PERSON)
+    assert only.person_id == PERSONS[1]
     assert only.image_roi.tolist() == [0, 0, 1, 1]  # one person: the whole frame
     assert ask(track_id=2).error == "unknown track 2: tracked are 1"
 

@@ -246,6 +246,7 @@ def test_question_topic_gives_an_early_sentence_then_one_final(ros, fallback_nod
     profile_pub = ros.publisher(UserProfile, "/fb/uservlm/user_profile", LATCHED_QOS)
     child = profile_seen_now()
     child.age_group.label = "3-9"
+    child.person_id = "kqzxt"
     profile_pub.publish(child)
     time.sleep(0.5)
     responses, _ = ask_topic(ros, "Hello, how are you?")
@@ -260,6 +261,7 @@ def test_question_topic_gives_an_early_sentence_then_one_final(ros, fallback_nod
     assert final.responder == early.responder == "fallback-template"
     assert final.error == "" and final.gesture == "hello" and final.sentiment == "neutral"
     assert final.track_id == 3 and final.mode == USER_AWARE
+    assert early.person_id == final.person_id == "kqzxt"  # the addressee's person
     stages = {t.stage for t in final.timings}
     assert {"queue", "first_token", "question_to_first_sentence", "guard", "total"} <= stages
 
@@ -394,13 +396,16 @@ def test_adapters_switch_per_request(ros, vlm_node, reference):
 
 def test_unknown_adapter_and_bad_image_are_error_responses(ros, vlm_node):
     _client, handle = send_goal(
-        ros, "/uservlm/respond", Respond.Goal(question="Hi there", adapter="sft")
+        ros,
+        "/uservlm/respond",
+        Respond.Goal(question="Hi there", adapter="sft", person_id="kqzxt"),
     )
     outcome = result_of(handle)
     from action_msgs.msg import GoalStatus
 
     assert outcome.status == GoalStatus.STATUS_ABORTED
     assert outcome.result.response.error.startswith("unknown adapter 'sft'; loaded: base")
+    assert outcome.result.response.person_id == "kqzxt"  # an error names whom it was asked for
 
     broken = camera_frame(IMAGE)
     broken.encoding = "yuv422_weird"

@@ -6,10 +6,16 @@ asked, and User-VLM personalises from the image, so the model must see that pers
 
 Addressee of a question:
 
-1. the track the question names, if it is tracked (visible); a track that is not is an error;
+1. the person the question names: by track (a face track id) or by person (a UserProfile
+   person_id, REP-155: stable across visits; their visible track is used). Not in view is an
+   error, and so is a track and a person that are not the same one;
 2. else the engaged person (core/engagement.py);
 3. else the only visible person;
-4. else nobody: answered without a profile, and the Response says so (addressee "none").
+4. else the most engaged visible person, if their engagement score reaches the floor (nobody is
+   ENGAGED, e.g. all in view only just arrived: the likeliest asker, rather than nobody);
+5. else nobody: answered without a profile, and the Response says so (addressee "none"). That
+   is: nobody in view, or several in view and none of them reaches the floor (all turned away or
+   far: a personal answer for a bystander would be worse than a neutral one).
 
 "Visible" = a profile stamped within `visible_s` of the camera's now (the responder uses the
 profiler's `fusion.expiry_s` by default: the time after which the profiler forgets a track).
@@ -26,7 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REQUESTED, ENGAGED, ONLY_PERSON, NONE = "requested", "engaged", "only_person", "none"
+REQUESTED, ENGAGED, ONLY_PERSON, MOST_ENGAGED, NONE = (
+    "requested",
+    "engaged",
+    "only_person",
+    "most_engaged",
+    "none",
+)
 
 # Head and shoulders from a face box: FACE_WIDTHS face widths wide around the face centre,
 # from ABOVE_FACE face heights above the face to BELOW_FACE face heights below it (shoulders
@@ -46,14 +58,17 @@ class Seen:
     roi: tuple[float, float, float, float]  # normalised face box of the latest observation
     engaged: bool
     stamp: float  # camera stamp of that observation, seconds
+    engagement: float = 0.0  # engagement score 0..1
+    person_id: str = ""  # the person the face belongs to ("" = not known)
 
 
 @dataclass(frozen=True)
 class Addressee:
     track_id: int  # 0 = nobody
-    how: str  # REQUESTED, ENGAGED, ONLY_PERSON or NONE
-    error: str = ""  # set when the question cannot be answered for the requested track
+    how: str  # REQUESTED, ENGAGED, ONLY_PERSON, MOST_ENGAGED or NONE
+    error: str = ""  # set when the question cannot be answered for the requested person
     visible: tuple[int, ...] = ()  # every visible track, ascending
+    person_id: str = ""  # the addressee's person ("" = nobody or not known)
 
 
 def visible(people: Mapping[int, Seen], now: float, visible_s: float) -> list[Seen]:
@@ -63,21 +78,48 @@ def visible(people: Mapping[int, Seen], now: float, visible_s: float) -> list[Se
 
 
 def choose_addressee(
-    requested: int, people: Mapping[int, Seen], now: float, visible_s: float
+    requested: int,
+    people: Mapping[int, Seen],
+    now: float,
+    visible_s: float,
+    requested_person: str = "",
+    floor: float = 0.0,
 ) -> Addressee:
-    """See the module docstring."""
+    """See the module docstring: `requested` is a track id (0 = none), `requested_person` a
+    person id ("" = none), `floor` the least engagement score of a most engaged addressee."""
     here = visible(people, now, visible_s)
     ids = tuple(p.track_id for p in here)
+
+    def chosen(person: Seen, how: str) -> Addressee:
+        return Addressee(person.track_id, how, visible=ids, person_id=person.person_id)
+
+    def refused(error: str) -> Addressee:
+        return Addressee(0, NONE, error, ids)
+
+    if requested_person:
+        track = next((p for p in here if p.person_id == requested_person), None)
+        if track is None:
+            persons = ", ".join(sorted({p.person_id for p in here if p.person_id})) or "none"
+            return refused(f"person {requested_person} is not in view: in view are {persons}")
+        if requested and requested != track.track_id:
+            return refused(
+                f"track {requested} is not person {requested_person}: that person is track "
+                f"{track.track_id}"
+            )
+        return chosen(track, REQUESTED)
     if requested:
         if requested in ids:
-            return Addressee(requested, REQUESTED, visible=ids)
+            return chosen(people[requested], REQUESTED)
         tracked = ", ".join(str(i) for i in ids) if ids else "none"
-        return Addressee(0, NONE, f"unknown track {requested}: tracked are {tracked}", ids)
+        return refused(f"unknown track {requested}: tracked are {tracked}")
     engaged = [p for p in here if p.engaged]
     if engaged:  # two only while one profile still tells an old state: the newer one wins
-        return Addressee(max(engaged, key=lambda p: p.stamp).track_id, ENGAGED, visible=ids)
+        return chosen(max(engaged, key=lambda p: p.stamp), ENGAGED)
     if len(here) == 1:
-        return Addressee(here[0].track_id, ONLY_PERSON, visible=ids)
+        return chosen(here[0], ONLY_PERSON)
+    likeliest = max(here, key=lambda p: p.engagement, default=None)  # ties: the lowest track
+    if likeliest is not None and likeliest.engagement >= floor:
+        return chosen(likeliest, MOST_ENGAGED)
     return Addressee(0, NONE, visible=ids)
 
 

@@ -12,6 +12,13 @@ Per track and camera frame:
     instant = proximity * centrality * frontal * time_in_view (+ speech boost), clipped to 0..1
     score   = instant smoothed over `smoothing_s` of camera time
 
+Each factor is 1 over the whole range of an attending person (within personal distance, near
+the image centre, frontal up to the asymmetries real frontal detections show) and falls only
+beyond it, so the product is not eroded by several small costs (a product of four factors
+below 1 kept a person obviously attending under the threshold), while one clearly failed cue
+(far away, at the frame's edge, turned away) still rules a person out. Calibrated on real
+detections of package photos: bench/engagement.py, table in docs/ros_api.md.
+
 States (the UserProfile ENGAGEMENT_* values):
 
     UNKNOWN      -> DISENGAGED   after MIN_OBSERVATIONS frames of the track
@@ -47,13 +54,22 @@ MIN_OBSERVATIONS = 3
 # Height of an adult face box as BlazeFace draws it (brow to chin, a little forehead), metres:
 # with the camera's vertical field of view it turns the box height into a distance.
 FACE_HEIGHT_M = 0.22
-# Centrality: a face at the image's left/right edge keeps this share of its score; the robot
-# can still be addressed from the side, but less likely than from in front.
-EDGE_CENTRALITY = 0.3
+# Centrality: no cost while the face centre is within this share of the half-width from the
+# image centre (0.4: about +-12 degrees on Pepper's 57.2 degree wide top camera, where someone
+# facing the camera also faces the robot); beyond it the factor falls linearly to 0 at the
+# left/right edge (a face cut by the frame's border is beside the robot, not in front of it).
+CENTRAL_HALF_WIDTH = 0.4
 # Frontal pose from landmarks: the nose's sideways offset from the eyes' midpoint (in eye
-# distances) and the nose-to-ear asymmetry at which a face counts as fully turned away.
-NOSE_OFFSET_TURNED = 0.5
-EAR_ASYMMETRY_TURNED = 0.8
+# distances) and the nose-to-ear asymmetry, each costing nothing up to its *_FRONTAL value and
+# counting as fully turned at its *_TURNED value (the frontal factor is 1 minus their mean).
+# Measured with BlazeFace on the package photos (bench/engagement.py): real frontal faces up to
+# 2.5 m read nose offsets up to 0.10 and ear asymmetries up to 0.17 (faces are not symmetric and
+# small faces' landmarks are coarse); a head turned about 45 degrees reads 0.19-0.42 and
+# 0.48-0.92, one turned about 30 degrees 0.07-0.26 and 0.22-0.59.
+NOSE_OFFSET_FRONTAL = 0.12
+NOSE_OFFSET_TURNED = 0.3
+EAR_ASYMMETRY_FRONTAL = 0.2
+EAR_ASYMMETRY_TURNED = 0.5
 # Head roll up to ROLL_FREE_DEG costs nothing (a tilted head still listens); beyond it the
 # frontal score falls linearly to 0 at ROLL_LIMIT_DEG.
 ROLL_FREE_DEG = 15.0
@@ -70,7 +86,11 @@ SPEECH_BOOST_S = 4.0
 
 @dataclass(frozen=True)
 class EngagementConfig:
-    max_distance_m: float = 4.0  # proximity reaches 0 at this distance (hri_engagement: 4 m)
+    # Proximity is 1 up to personal_distance_m (the far end of Hall's personal space, 1.2 m:
+    # whoever stands that close is within conversation range) and reaches 0 at max_distance_m
+    # (hri_engagement's 4 m, about the far end of Hall's social space).
+    personal_distance_m: float = 1.2
+    max_distance_m: float = 4.0
     camera_vfov_deg: float = 44.3  # vertical field of view (Pepper's top camera: 44.3 degrees)
     smoothing_s: float = 0.5  # time constant of the score's smoothing, camera seconds
     time_in_view_s: float = 2.0
@@ -93,6 +113,11 @@ class EngagementConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
+        if not 0.0 <= self.personal_distance_m < self.max_distance_m:
+            raise ValueError(
+                "need 0 <= personal_distance_m < max_distance_m, got "
+                f"{self.personal_distance_m} and {self.max_distance_m}"
+            )
         if self.min_dwell_s < 0 or self.switch_dwell_s < 0 or self.switch_margin < 0:
             raise ValueError("min_dwell_s, switch_dwell_s and switch_margin must be >= 0")
 
@@ -168,23 +193,27 @@ def distance_m(face_height: float, camera_vfov_deg: float) -> float:
     return FACE_HEIGHT_M / visible_height
 
 
+def _ramp(value: float, start: float, end: float) -> float:
+    """0 up to `start`, 1 from `end` on, linear between."""
+    return min(max((value - start) / (end - start), 0.0), 1.0)
+
+
 def proximity(face_height: float, config: EngagementConfig) -> float:
-    """hri_engagement's distance factor: 1 at the robot, 0 at max_distance_m and beyond."""
+    """1 within personal_distance_m of the robot, falling linearly to 0 at max_distance_m."""
     d = distance_m(face_height, config.camera_vfov_deg)
-    top = config.max_distance_m
-    return max(0.0, math.log(max(top + 1.0 - d, 1.0)) / math.log(top + 1.0))
+    return 1.0 - _ramp(d, config.personal_distance_m, config.max_distance_m)
 
 
 def centrality(roi: tuple[float, float, float, float]) -> float:
-    """1 for a face at the image's horizontal centre, EDGE_CENTRALITY at the left/right edge."""
-    offset = min(abs((roi[0] + roi[2]) / 2.0 - 0.5) / 0.5, 1.0)
-    return 1.0 - (1.0 - EDGE_CENTRALITY) * offset
+    """1 within CENTRAL_HALF_WIDTH of the image's horizontal centre, 0 at its left/right edge."""
+    offset = abs((roi[0] + roi[2]) / 2.0 - 0.5) / 0.5
+    return 1.0 - _ramp(offset, CENTRAL_HALF_WIDTH, 1.0)
 
 
 def frontal(landmarks: np.ndarray | None, roll_deg: float) -> float:
     """How squarely the face looks at the camera, 0..1, from landmark symmetry and roll."""
     roll = abs(((roll_deg + 180.0) % 360.0) - 180.0) if math.isfinite(roll_deg) else 0.0
-    roll_factor = 1.0 - min(max((roll - ROLL_FREE_DEG) / (ROLL_LIMIT_DEG - ROLL_FREE_DEG), 0), 1)
+    roll_factor = 1.0 - _ramp(roll, ROLL_FREE_DEG, ROLL_LIMIT_DEG)
     if landmarks is None or np.shape(landmarks) != (6, 2):
         return FRONTAL_UNKNOWN * roll_factor
     points = np.asarray(landmarks, dtype=np.float64)
@@ -196,13 +225,15 @@ def frontal(landmarks: np.ndarray | None, roll_deg: float) -> float:
     if eye_distance < 1e-6:
         return FRONTAL_UNKNOWN * roll_factor
     axis /= eye_distance  # along the eyes, so the measure ignores roll
-    turned = [abs(float((nose - eyes.mean(axis=0)) @ axis)) / eye_distance / NOSE_OFFSET_TURNED]
+    nose_offset = abs(float((nose - eyes.mean(axis=0)) @ axis)) / eye_distance
+    turned = [_ramp(nose_offset, NOSE_OFFSET_FRONTAL, NOSE_OFFSET_TURNED)]
     ears = points[[RIGHT_EAR, LEFT_EAR]]
     if np.isfinite(ears).all():
         right, left = float((nose - ears[0]) @ axis), float((ears[1] - nose) @ axis)
         if right + left > 1e-6:
-            turned.append(abs(right - left) / (abs(right) + abs(left)) / EAR_ASYMMETRY_TURNED)
-    yaw_factor = 1.0 - min(float(np.mean(turned)), 1.0)
+            asymmetry = abs(right - left) / (abs(right) + abs(left))
+            turned.append(_ramp(asymmetry, EAR_ASYMMETRY_FRONTAL, EAR_ASYMMETRY_TURNED))
+    yaw_factor = 1.0 - float(np.mean(turned))
     return yaw_factor * roll_factor
 
 

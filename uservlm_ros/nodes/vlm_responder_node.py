@@ -116,6 +116,17 @@ PARAMS: list[Param] = [
         live=True,
     ),
     Param(
+        "responder.addressee_floor",
+        0.1,
+        "A question that names nobody, while nobody is engaged and several people are in view, "
+        "is answered for the most engaged of them if their engagement score (0..1) is at least "
+        "this; else for nobody. 0 = always the most engaged one; 0.1 leaves out people turned "
+        "away or at the far edge of the view (their scores are near 0)",
+        min=0.0,
+        max=1.0,
+        live=True,
+    ),
+    Param(
         "responder.queue_size",
         4,
         "Questions that may wait while one is answered; more are answered at once with an error",
@@ -221,6 +232,7 @@ class Job:
     question: Question
     goal: Any = None  # ServerGoalHandle for action requests
     done: Future | None = None  # resolved with the final Response (action requests)
+    person_id: str = ""  # the person the question names (goal.person_id); "" = by track
 
     @property
     def request_id(self) -> str:
@@ -399,7 +411,7 @@ class VlmResponderNode(ModelNode):
             request_id=request_id_of(goal_handle.goal_id.uuid),
             source=request.source,
         )
-        job.goal, job.done = goal_handle, Future()
+        job.goal, job.done, job.person_id = goal_handle, Future(), request.person_id
         immediate = self._submit(job)
         response = immediate if immediate is not None else await job.done
         if response.error == "":
@@ -488,7 +500,12 @@ class VlmResponderNode(ModelNode):
             people = self._people()
             now = self._camera_now()
         whom = addressing.choose_addressee(
-            question.track_id, people, now, self.params["responder.visible_s"]
+            question.track_id,
+            people,
+            now,
+            self.params["responder.visible_s"],
+            job.person_id,
+            self.params["responder.addressee_floor"],
         )
         if whom.error:
             response = self._error(job, whom.error)
@@ -529,7 +546,7 @@ class VlmResponderNode(ModelNode):
                 )
 
         def on_early(utterance: Utterance, elapsed_ms: float) -> None:
-            early = self._response(job, camera_stamp, view.track_id, responder)
+            early = self._response(job, camera_stamp, view.track_id, whom.person_id, responder)
             _address(early, whom, seen)
             early.final = False
             _fill(early, utterance)
@@ -546,7 +563,9 @@ class VlmResponderNode(ModelNode):
             on_early,
             should_stop=lambda: job.cancel_requested() or not self._worker.state().running,
         )
-        response = self._response(job, camera_stamp, view.track_id, answer.responder)
+        response = self._response(
+            job, camera_stamp, view.track_id, whom.person_id, answer.responder
+        )
         _address(response, whom, seen)
         if answer.utterance is not None:
             _fill(response, answer.utterance)
@@ -584,6 +603,8 @@ class VlmResponderNode(ModelNode):
                 tuple(float(v) for v in p.roi),
                 bool(p.engaged),
                 stamp_to_seconds(p.header.stamp) or self._camera_now(),
+                float(p.engagement),
+                p.person_id,
             )
             for track, p in self._profiles.items()
         }
@@ -603,10 +624,13 @@ class VlmResponderNode(ModelNode):
             f"[{question.request_id}] fairness guard replaced the answer ({reason})"
         )
 
-    def _response(self, job: Job, camera_stamp, track_id: int, responder: str) -> Response:
+    def _response(
+        self, job: Job, camera_stamp, track_id: int, person_id: str, responder: str
+    ) -> Response:
         response = Response(
             request_id=job.request_id,
             track_id=track_id,
+            person_id=person_id,
             question=job.question.question,
             final=True,
             mode=job.question.mode,
@@ -620,7 +644,8 @@ class VlmResponderNode(ModelNode):
         self.get_logger().warning(f"[{job.request_id}] no answer: {error}")
         self.diagnostics.count("errors")
         responder = self.backend.responder_id(job.question.adapter) if self.backend else ""
-        response = self._response(job, None, job.question.track_id, responder)
+        # What the question named: no addressee was chosen, or not answered for them.
+        response = self._response(job, None, job.question.track_id, job.person_id, responder)
         response.error = error
         response.timings = stage_timings(
             {"queue": (time.monotonic() - job.question.received) * 1e3}
