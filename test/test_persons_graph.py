@@ -10,7 +10,10 @@ import time
 
 import pytest
 from harness import wait_until
+from hri_msgs.msg import IdsList
 from perception_images import astronaut, grace_hopper
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 from test_perception_profiler import face_array_of, start_node
 from uservlm.msg import FaceArray, UserProfile
 from uservlm.srv import ForgetPersons
@@ -21,6 +24,9 @@ from uservlm_ros.core.alignment import align_face
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
 FAST = ("fusion.expiry_s:=1.0", "identity.retry_s:=0.1")
+HRI_LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +45,7 @@ class Scene:
         self.ros = ros
         self.profiles = ros.subscribe(UserProfile, "/uservlm/user_profile", LATCHED_QOS)
         self.faces = ros.publisher(FaceArray, "/uservlm/faces", RELIABLE_QOS)
+        self.known = ros.subscribe(IdsList, "/humans/persons/known", HRI_LATCHED)
         ros.wait_for_subscribers("/uservlm/faces")
 
     def of_track(self, track_id: int) -> list[UserProfile]:
@@ -87,6 +94,12 @@ def test_a_returning_face_is_the_same_person_and_can_be_forgotten(ros, processes
     assert back.observations > first.observations  # the profile continued
     other = scene.show_until_identified(crops["grace_hopper"], track_id=3)
     assert other.person_id != first.person_id and other.visits == 1
+    # the same persons on REP-155's topics, as libhri reads them (reliable, latched)
+    wait_until(
+        lambda: any(first.person_id in m.ids for m in scene.known.messages), 10, "persons/known"
+    )
+    face_of = ros.subscribe(String, f"/humans/persons/{other.person_id}/face_id", HRI_LATCHED)
+    wait_until(lambda: "f3" in [m.data for m in face_of.messages], 10, "the person's face_id")
 
     missing = forget(ros, "nosuch")
     assert not missing.success and "no known person" in missing.message

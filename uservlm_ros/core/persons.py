@@ -63,8 +63,10 @@ def is_anonymous(person_id: str) -> bool:
 
 @dataclass(frozen=True)
 class PersonsConfig:
-    match_distance: float = 0.5  # embedding distance within which a face is a known person's
-    ambiguity_margin: float = 0.1  # the runner-up must be this much farther than the best
+    # Calibrated on real crops (docs/models.md, bench/identity.py): the nearest two different
+    # people were 0.47 apart, the same person's views 0.30 apart (median).
+    match_distance: float = 0.35  # embedding distance within which a face is a known person's
+    ambiguity_margin: float = 0.10  # the runner-up must be this much farther than the best
     max_embeddings: int = 16  # per person
     forget_after_s: float = 7200.0  # a known person unseen this long is forgotten
     max_known: int = 500  # beyond this, the person seen least recently is forgotten

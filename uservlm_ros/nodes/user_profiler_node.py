@@ -26,6 +26,7 @@ from uservlm.srv import ForgetPersons
 
 from uservlm_ros.backends.face_identity import (
     IDENTITY_BACKENDS,
+    MIN_CROP,
     IdentityOptions,
     create_face_identity,
 )
@@ -37,7 +38,14 @@ from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.person_profiles import PersonProfiles
-from uservlm_ros.core.persons import EmbeddingSchedule, PersonRegistry, PersonsConfig
+from uservlm_ros.core.persons import (
+    EmbeddingSchedule,
+    PersonRegistry,
+    PersonsConfig,
+    anonymous_id,
+    face_id,
+    is_anonymous,
+)
 from uservlm_ros.core.profile_schedule import (
     PROFILED,
     ProfileScheduler,
@@ -60,6 +68,13 @@ from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
+from uservlm_ros.ros.rep155 import (
+    REP155_PARAMS,
+    FaceView,
+    HumansPublisher,
+    PersonView,
+    hri_msgs_available,
+)
 
 DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
 
@@ -73,9 +88,19 @@ def _device_problem(value: str) -> str | None:
 _ENGAGEMENT = EngagementConfig()  # the defaults
 ENGAGEMENT_PARAMS = [
     Param(
+        "engagement.personal_distance_m",
+        _ENGAGEMENT.personal_distance_m,
+        "Distance (estimated from the face size) up to which the proximity cue is 1 (Hall's "
+        "personal space), metres; it falls linearly to 0 at engagement.max_distance_m, which "
+        "must be larger",
+        min=0.0,
+        max=20.0,
+    ),
+    Param(
         "engagement.max_distance_m",
         _ENGAGEMENT.max_distance_m,
-        "Distance (estimated from the face size) at which the proximity cue reaches 0, metres",
+        "Distance (estimated from the face size) at which the proximity cue reaches 0 "
+        "(linearly from engagement.personal_distance_m), metres",
         min=0.5,
         max=20.0,
     ),
@@ -160,6 +185,13 @@ PERSONS_PARAMS = [
         "identity.model_path",
         "",
         'Folder with the backend\'s weights ("" = the installed face-recognition-models files)',
+    ),
+    Param(
+        "identity.crop_margin",
+        0.2,
+        "Where the face lies in a crop: face_crop_node's crop_margin (set both alike)",
+        min=0.0,
+        max=1.0,
     ),
     Param(
         "identity.retry_s",
@@ -382,6 +414,7 @@ PARAMS = [
     *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
     *PERSONS_PARAMS,
+    *REP155_PARAMS,
 ]
 
 
@@ -417,6 +450,7 @@ class UserProfilerNode(ModelNode):
         self._engagement_lock = threading.Lock()  # fed by the executor, read by the worker
         self._partner: int | None = None  # the engaged track of the latest published profiles
         self._last_profiles: dict[int, UserProfile] = {}
+        self._humans: HumansPublisher | None = None  # REP-155 output (ros/rep155.py)
         self.create_service(ForgetPersons, topics.FORGET_PERSONS, self._on_forget)
 
     @property
@@ -470,7 +504,10 @@ class UserProfilerNode(ModelNode):
         p = self.params
         try:
             identity = create_face_identity(
-                p["identity.backend"], IdentityOptions(path=p["identity.model_path"])
+                p["identity.backend"],
+                IdentityOptions(
+                    path=p["identity.model_path"], crop_margin=p["identity.crop_margin"]
+                ),
             )
         except UservlmError as error:
             self.get_logger().warning(
@@ -490,6 +527,13 @@ class UserProfilerNode(ModelNode):
                 Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
             ),
         ]
+        if self.params["rep155.enabled"]:
+            if hri_msgs_available():
+                self._humans = HumansPublisher(self, crop_size=self.params["rep155.crop_size"])
+            else:
+                self.get_logger().warning(
+                    "rep155.enabled but the hri_msgs package is not installed: no humans/ topics"
+                )
         self._worker.start()
         self._identity_worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
@@ -501,6 +545,9 @@ class UserProfilerNode(ModelNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         result = super().on_deactivate(state)
+        humans, self._humans = self._humans, None
+        if humans is not None:
+            humans.close()
         self._save_persons()
         return result
 
@@ -554,6 +601,7 @@ class UserProfilerNode(ModelNode):
 
     def _on_faces(self, msg: FaceArray) -> None:
         self._feed_engagement(msg)
+        self._publish_humans(msg)
         if self._worker.put((msg, time.time())):
             self.diagnostics.count("face_arrays_dropped")
         self.diagnostics.count("face_arrays_received")
@@ -680,7 +728,10 @@ class UserProfilerNode(ModelNode):
         return self.identity is not None and self.params["enable.identity"]
 
     def _fit_for_identity(self, msg: FaceArray, face, crop) -> bool:
-        """The profile schedule's quality gate (size, pose, sharpness) for an embedding."""
+        """A square crop the backend takes, through the profile schedule's quality gate (size,
+        pose, sharpness)."""
+        if crop.shape[0] != crop.shape[1] or crop.shape[0] < MIN_CROP:
+            return False
         config = self.people.scheduler.config
         face_px = _face_px(face, msg.image_width, msg.image_height)
         return quality_problem(config, face_px, _landmarks(face), face.roll_deg, crop) is None
@@ -746,6 +797,50 @@ class UserProfilerNode(ModelNode):
         )
         self._publisher.publish(self._with_engagement(profile))
         self.diagnostics.count("profiles_published")
+        humans = self._humans
+        if humans is not None:
+            humans.publish_profile(face_id(track_id), profile)
+
+    def _publish_humans(self, msg: FaceArray) -> None:
+        """REP-155 for one FaceArray: its faces, and the persons they belong to (a track the
+        profile worker has not seen yet is its anonymous person, as it will be there)."""
+        humans, people = self._humans, self.people
+        if humans is None or people is None:
+            return
+        faces = [f for f in msg.faces if f.track_id > 0]
+        with people.lock:
+            tracked = people.registry.tracked()
+            known = people.registry.known()
+            confidence = dict(people.confidence)
+        with self._engagement_lock:
+            levels = {f.track_id: self.engagement.status(f.track_id) for f in faces}
+        views, persons = [], []
+        for face in faces:
+            person_id = tracked.get(face.track_id, anonymous_id(face.track_id))
+            status = levels[face.track_id]
+            views.append(
+                FaceView(
+                    face_id(face.track_id),
+                    (face.xmin, face.ymin, face.xmax, face.ymax),
+                    face.crop,
+                    face.confidence,
+                )
+            )
+            persons.append(
+                PersonView(
+                    person_id,
+                    face_id(face.track_id),
+                    is_anonymous(person_id),
+                    status.state if status is not None else 0,
+                    confidence.get(face.track_id, 0.0),
+                )
+            )
+        try:
+            humans.publish_frame(msg.header, views)
+            humans.publish_persons(msg.header, persons, known)
+        except ValueError as error:  # a box outside 0..1 or the like: this frame only
+            self.diagnostics.count("rep155_rejected")
+            log_rejection(self, self._rejections, f"REP-155 output skipped a frame: {error}")
 
     # -- engagement (core/engagement.py): fed per FaceArray, read when a profile is published
 
