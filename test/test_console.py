@@ -14,7 +14,7 @@ import pytest
 
 from uservlm_ros.console import security
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
-from uservlm_ros.console.server import ConsoleServer
+from uservlm_ros.console.server import ConsoleServer, Forgotten
 from uservlm_ros.console.state import ConsoleState
 from uservlm_ros.core.errors import ConfigError, UservlmError
 
@@ -78,9 +78,12 @@ def _estimate(name, label, confidence, reason=""):
     )
 
 
-def _profile(track_id=3, engaged=False, gender_reason=""):
+def _profile(track_id=3, engaged=False, gender_reason="", person_id="", visits=1):
     return SimpleNamespace(
         track_id=track_id,
+        person_id=person_id,
+        anonymous=not person_id,
+        visits=visits,
         roi=[0.1, 0.2, 0.3, 0.5],
         engagement=0.8,
         engagement_state=3 if engaged else 1,
@@ -102,6 +105,7 @@ def _response(request_id, final=True, text="Hello there.", error=""):
         request_id=request_id,
         question="Hi?",
         track_id=3,
+        person_id="kqzxt",
         addressee="engaged",
         final=final,
         text=text,
@@ -134,6 +138,12 @@ def test_people_show_every_attribute_with_its_abstention_and_leave_after_expiry(
     people = state.section("people")
     assert [p["track_id"] for p in people] == [3, 4]
     first = people[0]
+    # a profiler without person ids: the track's anonymous person
+    assert (first["person_id"], first["anonymous"], first["visits"]) == (
+        "anonymous_person_f3",
+        True,
+        1,
+    )
     assert first["engaged"] and first["engagement_state"] == "engaged"
     assert first["roi"] == [0.1, 0.2, 0.3, 0.5]
     assert first["age_years"] is None  # NaN is not JSON
@@ -150,6 +160,34 @@ def test_people_show_every_attribute_with_its_abstention_and_leave_after_expiry(
     clock.now += 2
     state.tick()
     assert [p["track_id"] for p in state.section("people")] == [4]
+
+
+def test_people_are_persons_a_returning_face_is_the_same_card():
+    clock = Clock()
+    state = ConsoleState(people_expiry_s=5.0, clock=clock)
+    state.on_profile(_profile(3))
+    state.on_profile(_profile(4, person_id="abcde"))
+    # track 3 is identified: its anonymous card becomes kqzxt's (one card, not two)
+    state.on_profile(_profile(3, person_id="kqzxt"))
+    cards = [(p["person_id"], p["anonymous"], p["track_id"]) for p in state.section("people")]
+    assert cards == [("kqzxt", False, 3), ("abcde", False, 4)]
+    # kqzxt comes back on a new track before the card expired: the same card, visit 2
+    clock.now += 3
+    state.on_profile(_profile(9, person_id="kqzxt", visits=2))
+    people = state.section("people")
+    assert [(p["person_id"], p["track_id"], p["visits"]) for p in people] == [
+        ("abcde", 4, 1),
+        ("kqzxt", 9, 2),
+    ]
+    assert people[1]["seen"] == clock.now  # last seen: this profile
+    # the profiles carry no embedding, and a card shows none
+    assert not [key for key in people[1] if "embedding" in key]
+    state.forgot("kqzxt")
+    assert [p["person_id"] for p in state.section("people")] == ["abcde"]
+    state.on_profile(_profile(9, person_id="kqzxt", visits=2))
+    versions = dict(state.versions)
+    state.forgot("")
+    assert state.section("people") == [] and state.versions["people"] > versions["people"]
 
 
 def test_a_console_question_streams_then_ends_with_one_final_answer():
@@ -170,6 +208,7 @@ def test_a_console_question_streams_then_ends_with_one_final_answer():
     (exchange,) = state.section("conversation")
     assert exchange["status"] == "answered" and exchange["text"] == "Hello there."
     assert exchange["source"] == "console" and exchange["addressee"] == "engaged"
+    assert exchange["person_id"] == "kqzxt"
     assert exchange["timings"] == [{"stage": "generate", "ms": 12.3}]
     assert exchange["speech"] == "started (full)"
     state.on_response(_response("r2", error="the responder rejected the goal", text=""))
@@ -247,6 +286,9 @@ class FakeActions:
     def __init__(self):
         self.asked = []
         self.refuse = ""
+        self.known = {"kqzxt", "abcde"}
+        self.forgotten = []
+        self.profiler_up = True
 
     def ask(self, question, track_id):
         if question == "fail":
@@ -257,6 +299,17 @@ class FakeActions:
     def set_privacy(self, attribute, enabled):
         future = concurrent.futures.Future()
         future.set_result(self.refuse)
+        return future
+
+    def forget(self, person_id):
+        if not self.profiler_up:
+            raise UservlmError("no profiler serves /uservlm/forget_persons (is it running?)")
+        self.forgotten.append(person_id)
+        gone = sorted(self.known) if not person_id else sorted({person_id} & self.known)
+        self.known.difference_update(gone)
+        future = concurrent.futures.Future()
+        message = f"forgot {', '.join(gone)}" if gone else f"nobody is called {person_id}"
+        future.set_result(Forgotten(bool(gone) or not person_id, len(gone), message))
         return future
 
 
@@ -390,6 +443,54 @@ def test_a_non_loopback_console_needs_its_token_on_every_request(serve):
     assert status == 200 and json.loads(text)["people"][0]["track_id"] == 3
 
 
+def test_forget_endpoints_check_the_id_and_report_what_was_forgotten(serve):
+    server, actions = serve()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def post(path, body, **kwargs):
+        status, text, _ = _run(_request("POST", base + path, json=body, **kwargs))
+        return status, json.loads(text) if text.startswith("{") else text
+
+    for bad in ({}, {"person_id": ""}, {"person_id": 7}, {"person_id": "a b"}):
+        status, answer = post("/api/forget", bad)
+        assert status == 400 and list(answer) == ["error"], bad
+        assert "\n" not in answer["error"] and answer["error"].startswith("person_id must be")
+    status, text = post(
+        "/api/forget", {"person_id": "kqzxt"}, headers={"Origin": "http://evil.example"}
+    )
+    assert status == 403 and "cross-site" in text
+    assert post("/api/forget", {"person_id": "kqzxt"}) == (
+        200,
+        {"forgotten": 1, "message": "forgot kqzxt"},
+    )
+    assert post("/api/forget", {"person_id": "kqzxt"}) == (
+        404,
+        {"error": "nobody is called kqzxt"},
+    )
+    # everyone only through its own endpoint (a missing id never means everyone)
+    assert post("/api/forget_everyone", {}) == (200, {"forgotten": 1, "message": "forgot abcde"})
+    assert actions.forgotten == ["kqzxt", "kqzxt", ""]
+    actions.profiler_up = False
+    assert post("/api/forget_everyone", {}) == (
+        503,
+        {"error": "no profiler serves /uservlm/forget_persons (is it running?)"},
+    )
+
+
+def test_forget_needs_the_token_on_a_non_loopback_console(serve):
+    token = "t" * 24
+    server, actions = serve("0.0.0.0", token)
+    base = f"http://127.0.0.1:{server.port}"
+    body = {"person_id": "kqzxt"}
+    for path in ("/api/forget", "/api/forget_everyone"):
+        status, text, _ = _run(_request("POST", base + path, json=body))
+        assert status == 401 and "needs its token" in text
+    assert actions.forgotten == []
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, text, _ = _run(_request("POST", base + "/api/forget", json=body, headers=bearer))
+    assert status == 200 and json.loads(text)["forgotten"] == 1
+
+
 def test_a_busy_port_is_one_clear_error(serve):
     server, _ = serve()
     other = ConsoleServer(ConsoleState(), FakeActions(), port=server.port, log=lambda t: None)
@@ -427,3 +528,50 @@ def test_uservlm_console_reports_a_busy_port_and_a_bad_token_file(processes, tmp
     assert console.popen.wait(60) == 1
     assert f"token_file '{missing}' cannot be read" in console.output()
     assert "Traceback" not in console.output()
+
+
+# -- console_node: the page's forget buttons reach the profiler's service
+
+
+@pytest.mark.graph
+def test_console_node_forgets_through_the_profilers_service(ros, processes):
+    import re
+
+    from harness import wait_until
+    from uservlm.msg import UserProfile
+    from uservlm.srv import ForgetPersons
+
+    from uservlm_ros.ros import topics
+    from uservlm_ros.ros.qos import LATCHED_QOS
+
+    asked = []
+
+    def serve(request, response):
+        asked.append(request.person_id)
+        response.success, response.forgotten = True, 1
+        response.message = f"forgot {request.person_id or 'everyone'}"
+        return response
+
+    console = processes.start_python("console", "-m", "uservlm_ros.cli", "console", "--port", "0")
+    console.wait_for_output("console at http://", timeout=60)
+    base = re.search(r"console at (http://\S+)/", console.output()).group(1)
+    # Before the profiler is up: one line, 503.
+    status, text, _ = _run(_request("POST", base + "/api/forget_everyone", json={}))
+    assert status == 503 and "no profiler serves /uservlm/forget_persons" in text
+
+    ros.node.create_service(ForgetPersons, topics.FORGET_PERSONS, serve)
+    profiles = ros.publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
+    ros.wait_for_subscribers(topics.PROFILE)
+    profiles.publish(UserProfile(track_id=3, person_id="kqzxt", visits=2, observations=1))
+
+    def card():
+        people = json.loads(_run(_request("GET", base + "/api/state"))[1])["people"]
+        return [(p["person_id"], p["visits"]) for p in people]
+
+    wait_until(lambda: card() == [("kqzxt", 2)], 15, "kqzxt's card")
+
+    def forget():
+        return _run(_request("POST", base + "/api/forget", json={"person_id": "kqzxt"}))[:2]
+
+    wait_until(lambda: forget()[0] == 200, 15, "the console to find the service")
+    assert asked[-1] == "kqzxt" and card() == []  # the card goes with the person

@@ -3,8 +3,9 @@
 The demo deployment (simulated Pepper on loopback, camera over NAOqi, BlazeFace, the attribute
 profiler, the labelled fallback responder, the speech bridge and console_node) runs as node
 processes; the console is bound to 0.0.0.0, so it must insist on its token. The page must list
-the two demo people with their profiles, stream the answer to a typed question, and turn an
-attribute to `disabled` with its privacy switch. The screenshot in the README comes from here.
+the two demo people with their person ids and profiles, stream the answer to a typed question,
+turn an attribute to `disabled` with its privacy switch, and forget everyone. The screenshot in
+the README comes from here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 QUESTION = "Hello robot, what can you do for me?"
+PERSON_ID = re.compile(r"^([a-z]{5}|anonymous_person_f\d+)$")  # known, or not (yet)
 
 
 def _status(url: str, method: str = "GET", body: bytes | None = None) -> int:
@@ -119,6 +121,11 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
                 for index in range(2):
                     rows = people.nth(index).locator("tr[data-attribute]")
                     expect(rows).to_have_count(4)
+                    # a card is a person: its id (anonymous until recognised), with a Forget
+                    card = people.nth(index)
+                    expect(card).to_have_attribute("data-person", PERSON_ID)
+                    expect(card.locator(".person-id")).to_have_text(PERSON_ID)
+                    expect(card.locator("button.forget")).to_have_count(1)
                 expect(page.locator('#people tr[data-reason="not_supported"]')).to_have_count(2)
                 expect(page.locator("#camera-note")).to_contain_text("fps to this page")
                 # Seen in this process's graph once discovery carries it (late under load).
@@ -165,6 +172,17 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
                 if os.environ.get("USERVLM_UPDATE_DOCS_IMAGES"):  # the docs' screenshot
                     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                     save_small_png(shot, SCREENSHOT)
+
+                # "Forget everyone" (confirmed) reaches the profiler; the people come back as
+                # they are seen again.
+                page.once("dialog", lambda dialog: dialog.accept())
+                page.click("#forget-everyone")
+                expect(page.locator("#forget-result")).to_contain_text(
+                    re.compile(r"^everyone: forgot \d+ person"), timeout=15_000
+                )
+                expect(people.filter(has=page.locator(".profile-text"))).to_have_count(
+                    2, timeout=60_000
+                )
                 assert not errors, errors
             finally:
                 browser.close()

@@ -1,4 +1,4 @@
-"""Talking to the graph without rclpy code: `uservlm ask`, `uservlm who`, and `uservlm run`'s
+"""Talking to the graph without rclpy code: `uservlm ask`, `who`, `forget`, and `uservlm run`'s
 "who is here" lines; the presence bookkeeping behind them."""
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from uservlm_ros.core.presence import (
     APPEARS,
     DISENGAGED,
     ENGAGED,
+    IDENTIFIED,
     LEAVES,
     PROFILED,
+    RETURNS,
     Person,
     Presence,
+    person_id_of,
+    valid_person_id,
 )
 from uservlm_ros.sim.photos import frame_with_people
 
@@ -28,41 +32,98 @@ ASTRONAUT, HOPPER = 0, 1
 TWO_PEOPLE = [(ASTRONAUT, 220, 210, 120), (HOPPER, 90, 20, 150)]
 
 
-def person(track_id, seen_at, engaged=False, text="The person appears to be a Female."):
+def person(
+    track_id,
+    seen_at,
+    engaged=False,
+    text="The person appears to be a Female.",
+    person_id="",
+    visits=1,
+):
     state = E.ENGAGED if engaged else E.DISENGAGED
-    return Person(track_id, text, 0.8 if engaged else 0.2, state, engaged, 5, seen_at)
+    return Person(
+        person_id_of(person_id, track_id),
+        visits,
+        track_id,
+        text,
+        0.8 if engaged else 0.2,
+        state,
+        engaged,
+        5,
+        seen_at,
+    )
 
 
 def kinds(changes):
-    return [(c.kind, c.person.track_id) for c in changes]
+    return [(c.kind, c.person.person_id) for c in changes]
+
+
+A1, A2, A3 = (f"anonymous_person_f{t}" for t in (1, 2, 3))
 
 
 def test_presence_reports_appear_engage_switch_and_leave():
     presence = Presence(expiry_s=2.0)
-    assert presence.table() == ["nobody is here"]
-    assert kinds(presence.update(person(1, 0.0))) == [(APPEARS, 1)]
+    assert presence.table(0.0) == ["nobody is here"]
+    assert kinds(presence.update(person(1, 0.0))) == [(APPEARS, A1)]
     assert presence.update(person(1, 0.2)) == []  # nothing new
-    assert kinds(presence.update(person(2, 0.3, engaged=True))) == [(APPEARS, 2), (ENGAGED, 2)]
+    assert kinds(presence.update(person(2, 0.3, engaged=True))) == [(APPEARS, A2), (ENGAGED, A2)]
     # The engagement moves to 1 before 2's next profile says it let go: one engaged at a time.
     assert kinds(presence.update(person(1, 0.5, engaged=True))) == [
-        (DISENGAGED, 2),
-        (ENGAGED, 1),
+        (DISENGAGED, A2),
+        (ENGAGED, A1),
     ]
     assert kinds(presence.update(person(2, 0.6))) == []
     assert [p.engaged for p in presence.people] == [True, False]
-    assert kinds(presence.update(person(2, 0.7, text="An older Female."))) == [(PROFILED, 2)]
-    rows = presence.table()
-    assert rows[0].startswith("* #1") and "engaged" in rows[0]
-    assert rows[1].startswith("  #2") and "An older Female." in rows[1]
-    assert kinds(presence.expire(2.6)) == [(LEAVES, 1)]
-    assert kinds(presence.expire(2.8)) == [(LEAVES, 2)]
+    assert kinds(presence.update(person(2, 0.7, text="An older Female."))) == [(PROFILED, A2)]
+    rows = presence.table(2.0)
+    assert rows[0].startswith(f"* {A1} ") and " anonymous " in rows[0] and "engaged" in rows[0]
+    assert " visit 1 " in rows[0] and " #1 " in rows[0] and "seen 2 s ago" in rows[0]
+    assert rows[1].startswith(f"  {A2} ") and "An older Female." in rows[1]
+    assert kinds(presence.expire(2.6)) == [(LEAVES, A1)]
+    assert kinds(presence.expire(2.8)) == [(LEAVES, A2)]
     lines = [c.line() for c in presence.update(person(3, 3.0, engaged=True, text=""))]
     assert lines == [
-        "person #3 appears: (not profiled yet)",
-        "person #3 is engaged (engagement 0.80)",
+        f"person {A3} (#3) came: (not profiled yet)",
+        f"person {A3} (#3) is engaged (engagement 0.80)",
     ]
     with pytest.raises(ValueError):
         Presence(expiry_s=0)
+
+
+def test_presence_keeps_persons_across_tracks_and_identification():
+    presence = Presence(expiry_s=5.0)
+    presence.update(person(1, 0.0, engaged=True))
+    # Track 1 is identified as a new known person: the same row, under its known id.
+    changes = presence.update(person(1, 0.5, engaged=True, person_id="kqzxt"))
+    assert kinds(changes) == [(IDENTIFIED, "kqzxt")]  # still engaged: no engagement news
+    assert changes[0].line() == f"person {A1} (#1) is now known as kqzxt"
+    assert [p.person_id for p in presence.people] == ["kqzxt"]
+    row = presence.table(0.5)[0]
+    assert row.startswith("* kqzxt ") and " known " in row and "seen now" in row
+    # kqzxt leaves; comes back on track 4, anonymous at first, then recognised: visit 2.
+    assert kinds(presence.expire(6.0)) == [(LEAVES, "kqzxt")]
+    presence.update(person(4, 7.0))
+    changes = presence.update(person(4, 7.3, person_id="kqzxt", visits=2))
+    assert kinds(changes) == [(RETURNS, "kqzxt")]
+    assert changes[0].line() == "person kqzxt (#4) came back (visit 2, was anonymous_person_f4)"
+    # Back again on track 6 before the old row expired: still one row, visit 3, track 6.
+    changes = presence.update(person(6, 8.0, person_id="kqzxt", visits=3))
+    assert kinds(changes) == [(RETURNS, "kqzxt")]
+    assert changes[0].line() == "person kqzxt (#6) came back (visit 3)"
+    assert [(p.person_id, p.track_id, p.visits) for p in presence.people] == [("kqzxt", 6, 3)]
+    # kqzxt is forgotten while in view: the track's next profile is anonymous again
+    changes = presence.update(person(6, 8.5))
+    assert [c.line() for c in changes] == ["person kqzxt (#6) is now anonymous_person_f6"]
+    assert [c.line() for c in presence.expire(20.0)] == ["person anonymous_person_f6 (#6) left"]
+
+
+def test_person_ids_tools_accept():
+    assert person_id_of("", 7) == "anonymous_person_f7"
+    assert person_id_of("kqzxt", 7) == "kqzxt"
+    for good in ("kqzxt", "anonymous_person_f12"):
+        assert valid_person_id(good)
+    for bad in ("", "3abc", "a b", "kq-zt", "x" * 65, "../etc"):
+        assert not valid_person_id(bad)
 
 
 def uservlm(*args, timeout=60, stdin=None):
@@ -85,6 +146,63 @@ def test_ask_without_a_graph_says_so_in_one_line():
     ]
     bad = uservlm("ask", "Hello?", "--track", "-3")
     assert bad.returncode == 2 and "--track must be >= 0" in bad.stderr
+    both = uservlm("ask", "Hello?", "--track", "2", "--person", "kqzxt")
+    assert both.returncode == 2
+    assert both.stderr.splitlines() == ["uservlm ask: give --track or --person, not both"]
+    odd = uservlm("ask", "Hello?", "--person", "no such id")
+    assert odd.returncode == 2
+    assert odd.stderr.splitlines() == ["uservlm ask: --person 'no such id' is not a person id"]
+
+
+def test_who_and_forget_without_a_graph_say_so():
+    who = uservlm("who", "--once", "--wait", "0.5")
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.splitlines()[1:] == ["nobody is here"]
+    forget = uservlm("forget", "kqzxt", "--wait", "1")
+    assert forget.returncode == 1
+    assert forget.stderr.splitlines() == [
+        "uservlm forget: no profiler serves /uservlm/forget_persons within 1 s "
+        "(is the graph running? `uservlm run`)"
+    ]
+    for args in ([], ["kqzxt", "--all"]):
+        usage = uservlm("forget", *args)
+        assert usage.returncode == 2
+        assert usage.stderr.splitlines() == ["uservlm forget: give one PERSON_ID or --all"]
+    bad = uservlm("forget", "kq zxt")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "uservlm forget: 'kq zxt' is not a person id"
+    ]
+
+
+def test_forget_calls_the_profilers_service(ros):
+    """A fake profiler in the test process serves ForgetPersons; it knows kqzxt and abcde."""
+    from uservlm.srv import ForgetPersons
+
+    from uservlm_ros.ros import topics
+
+    known = {"kqzxt", "abcde"}
+    asked = []
+
+    def serve(request, response):
+        asked.append(request.person_id)
+        gone = sorted(known) if not request.person_id else sorted({request.person_id} & known)
+        known.difference_update(gone)
+        response.success = bool(gone) or not request.person_id
+        response.forgotten = len(gone)
+        response.message = f"forgot {', '.join(gone)}" if gone else "nobody by that id"
+        return response
+
+    ros.node.create_service(ForgetPersons, topics.FORGET_PERSONS, serve)
+    one = uservlm("forget", "kqzxt")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines() == ["forget kqzxt: forgot kqzxt"]
+    again = uservlm("forget", "kqzxt")
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == ["uservlm forget: nobody by that id"]
+    everyone = uservlm("forget", "--all")
+    assert everyone.returncode == 0, everyone.stderr
+    assert everyone.stdout.splitlines() == ["forget everyone: forgot abcde"]
+    assert asked == ["kqzxt", "kqzxt", ""]
 
 
 @pytest.fixture
@@ -119,22 +237,24 @@ def test_run_who_and_ask_against_a_running_graph(ros, processes, two_people_fold
     runner = start_graph(processes, two_people_folder)
     # `uservlm run` says who is here: both people appear, the near central one is engaged.
     wait_until(
-        lambda: runner.output().count("[who is here] person #") >= 3, 120, "who-is-here lines"
+        lambda: runner.output().count("[who is here] person ") >= 3, 120, "who-is-here lines"
     )
     wait_until(lambda: "is engaged" in runner.output(), 60, "an engaged person")
     output = runner.output()
-    appeared = re.findall(r"\[who is here\] person #(\d+) appears", output)
+    appeared = re.findall(r"\[who is here\] person \S+ \(#(\d+)\) came", output)
     assert len(set(appeared)) == 2
-    engaged = re.findall(r"\[who is here\] person #(\d+) is engaged", output)
+    engaged = re.findall(r"\[who is here\] person \S+ \(#(\d+)\) is engaged", output)
     assert len(engaged) == 1
 
-    # `uservlm who --once`: one table, two people, one engaged marker, on the engaged one.
+    # `uservlm who --once`: one table, a row per person, one engaged marker, on the engaged one.
     who = uservlm("who", "--once")
     assert who.returncode == 0, who.stderr
-    rows = [line for line in who.stdout.splitlines() if re.match(r"^[* ] #\d+", line)]
+    row = re.compile(r"^[* ] ([a-z][a-z0-9_]+) +(anonymous|known) +visit \d+ +#(\d+) +seen ")
+    rows = [line for line in who.stdout.splitlines() if row.match(line)]
     assert len(rows) == 2, who.stdout
-    marked = [row for row in rows if row.startswith("*")]
-    assert len(marked) == 1 and marked[0].startswith(f"* #{engaged[0]} ")
+    marked = [line for line in rows if line.startswith("*")]
+    assert len(marked) == 1 and row.match(marked[0]).group(3) == engaged[0]
+    partner_id = row.match(marked[0]).group(1)
     assert "engagement" in marked[0] and "The person appears to be" in marked[0]
     assert who.stdout.splitlines()[0].endswith("2 here")
 
@@ -157,6 +277,9 @@ def test_run_who_and_ask_against_a_running_graph(ros, processes, two_people_fold
     bad = uservlm("ask", "--adapter", "nonexistent", stdin="Hi?\nHello?\n")
     assert bad.returncode == 1
     assert bad.stdout.count("error: unknown adapter 'nonexistent'") == 2
+    # `--person ID`: answered for that person, on their current track.
+    named = _parse_answer(uservlm("ask", "--person", partner_id, "What do you see?").stdout)
+    assert named["for"].startswith(f"person {partner_id} (#{engaged[0]}, "), named
 
     # Two askers through the whole graph (camera -> faces -> profiles + engagement ->
     # responder): the transcript of the closing note. Each answer is for its asker and the
@@ -182,7 +305,8 @@ def test_run_who_and_ask_against_a_running_graph(ros, processes, two_people_fold
         transcript.append((asker, got))
     (_, first), (_, second), (_, third) = transcript
     for got, track, how in ((first, partner, "engaged"), (second, other, "requested")):
-        assert got["for"] == f"#{track} ({how})" and not got["error"]
+        assert re.fullmatch(rf"person \S+ \(#{track}, {how}\)", got["for"]), got
+        assert not got["error"]
         face = latest[track].roi.tolist()
         roi = got["image_roi"]
         assert roi[0] <= face[0] and roi[1] <= face[1] and face[2] <= roi[2] and face[3] <= roi[3]

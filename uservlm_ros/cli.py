@@ -7,7 +7,8 @@ uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the
 uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
 uservlm console              serve the operator console, a live web page of the graph
 uservlm ask [QUESTION]       ask the running graph a question, print the streamed answer
-uservlm who                  print the people the running graph tracks, once per change
+uservlm who                  print the persons the running graph sees, once per change
+uservlm forget PERSON_ID     make the running graph forget a person (--all: everyone)
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from uservlm_ros.eval.evaluate import EvalOptions, evaluate
     from uservlm_ros.eval.labels_file import load_labels
-    from uservlm_ros.eval.report import number, write_eval_report
+    from uservlm_ros.eval.report import identity_summary, number, write_eval_report
 
     options = EvalOptions(
         detector=args.detector,
@@ -176,6 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"{name}: accuracy {entry['accuracy']:.3f} macro-F1 {entry['macro_f1']:.3f} "
             f"(n={entry['n']}, abstained {entry['abstained']:.0%})"
         )
+    print(identity_summary(report["identity"]))
     if "speech" in report:
         speech = report["speech"]
         print(
@@ -214,37 +216,18 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample_bag(args: argparse.Namespace) -> int:
-    from uservlm_ros.demo.scene import make_scene, scene_labels
-    from uservlm_ros.eval.bags import write_image_bag
-    from uservlm_ros.eval.labels_file import LabelledQuestion
+    from uservlm_ros.demo.sample_bag import reid_timeout_s, write_sample
 
-    args.output.mkdir(parents=True, exist_ok=True)
-    scene = make_scene(args.frames)
-    count = write_image_bag(
-        args.output / "bag", [(1.7e9 + i / 10, f.rgb) for i, f in enumerate(scene)]
-    )
-    labels = scene_labels(scene, every=1)
-    last = labels.frames[len(scene) - 1]  # both people are in the last frame
-    labels.questions += [
-        LabelledQuestion(
-            len(scene) - 1,
-            last[0].box,
-            "Hello! How are you today?",
-            "Hello! I am doing well, thank you. How can I help you?",
-        ),
-        LabelledQuestion(
-            len(scene) - 1,
-            last[1].box,
-            "Can you tell me a joke?",
-            "Why did the robot go on holiday? It needed to recharge its batteries.",
-            "profile_prompt",
-        ),
-    ]
-    labels.save(args.output / "labels.json")
+    count, away = write_sample(args.output, args.frames)
     print(
         f"wrote {count} frames to {args.output / 'bag'} and their labels to "
-        f"{args.output / 'labels.json'}"
+        f"{args.output / 'labels.json'}; the second person is away {away:.1f} s"
     )
+    if away <= reid_timeout_s():
+        print(
+            f"note: that is within the tracker's {reid_timeout_s():g} s re-identification "
+            "window: she comes back on the same track (more --frames: a new track)"
+        )
     return 0
 
 
@@ -289,9 +272,14 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 def _format_response(response) -> list[str]:
     """The final Response of `uservlm ask` as lines: answer or error, who, how, how long."""
-    who = f"#{response.track_id}" if response.track_id else "nobody in particular"
-    if response.addressee:
-        who += f" ({response.addressee})"
+    from uservlm_ros.core.presence import person_id_of
+
+    if response.track_id:
+        person = person_id_of(response.person_id, response.track_id)
+        who = f"person {person} (#{response.track_id}"
+    else:
+        who = "nobody in particular ("
+    who += f", {response.addressee})" if response.addressee else ")"
     first = f"error: {response.error}" if response.error else f"answer: {response.text}"
     lines = [first, f"  for {who}; responder {response.responder or '-'}, mode {response.mode}"]
     if not response.error:
@@ -311,6 +299,7 @@ def _ask_one(client, question: str, args: argparse.Namespace) -> bool:
     call = client.ask(
         question,
         track_id=args.track,
+        person_id=args.person,
         mode=args.mode,
         adapter=args.adapter,
         max_new_tokens=args.max_new_tokens,
@@ -339,11 +328,18 @@ def _ask_one(client, question: str, args: argparse.Namespace) -> bool:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    from uservlm_ros.core.presence import valid_person_id
     from uservlm_ros.ros.respond_client import RespondClient
     from uservlm_ros.ros.spin import spinning_node
 
     if args.track < 0:
         print("uservlm ask: --track must be >= 0 (0 = the addressee)", file=sys.stderr)
+        return 2
+    if args.track and args.person:
+        print("uservlm ask: give --track or --person, not both", file=sys.stderr)
+        return 2
+    if args.person and not valid_person_id(args.person):
+        print(f"uservlm ask: --person {args.person!r} is not a person id", file=sys.stderr)
         return 2
     with spinning_node("uservlm_ask") as node:
         client = RespondClient(node)
@@ -379,6 +375,7 @@ def _cmd_who(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    from uservlm_ros.core.presence import PROFILED
     from uservlm_ros.ros import topics
     from uservlm_ros.ros.presence import PresenceWatcher
     from uservlm_ros.ros.spin import spinning_node
@@ -386,12 +383,15 @@ def _cmd_who(args: argparse.Namespace) -> int:
     settled = threading.Event()
     lock = threading.Lock()
 
-    def show(_changes, presence) -> None:
+    def show(changes, presence) -> None:
         if settled.is_set():
             count = len(presence.people)
             with lock:
+                for change in changes:
+                    if change.kind != PROFILED:  # the table shows the new text
+                        print(change.line())
                 print(f"[{time.strftime('%H:%M:%S')}] {count} here")
-                print("\n".join(presence.table()), flush=True)
+                print("\n".join(presence.table(watcher.now())), flush=True)
 
     with spinning_node("uservlm_who") as node:
         watcher = PresenceWatcher(node, show, expiry_s=args.expiry)
@@ -405,7 +405,7 @@ def _cmd_who(args: argparse.Namespace) -> int:
                 time.sleep(0.05)
             time.sleep(WHO_SETTLE_S)
             settled.set()
-            watcher.report()
+            watcher.report()  # a table only: what arrived while settling is not news
             if args.once:
                 return 0
             while args.duration is None or time.monotonic() < start + args.duration:
@@ -415,13 +415,39 @@ def _cmd_who(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from uservlm_ros.core.presence import valid_person_id
+    from uservlm_ros.ros.presence import forget_persons
+    from uservlm_ros.ros.spin import spinning_node
+
+    if (args.person_id is None) == (not args.all):
+        print("uservlm forget: give one PERSON_ID or --all", file=sys.stderr)
+        return 2
+    if args.person_id is not None and not valid_person_id(args.person_id):
+        print(f"uservlm forget: {args.person_id!r} is not a person id", file=sys.stderr)
+        return 2
+    with spinning_node("uservlm_forget") as node:
+        try:
+            result = forget_persons(node, args.person_id or "", args.wait)
+        except TimeoutError as error:
+            print(f"uservlm forget: {error}", file=sys.stderr)
+            return 1
+    if not result.success:
+        print(f"uservlm forget: {result.message or 'nothing was forgotten'}", file=sys.stderr)
+        return 1
+    target = args.person_id or "everyone"
+    print(f"forget {target}: {result.message or f'forgot {result.forgotten} person(s)'}")
+    return 0
+
+
 def _add_talk_commands(commands) -> None:
-    """`uservlm ask` and `uservlm who`: talk to a running graph without the ros2 CLI."""
+    """`uservlm ask`, `who` and `forget`: talk to a running graph without the ros2 CLI."""
     ask = commands.add_parser(
         "ask", help="ask the running graph a question; without one, read questions line by line"
     )
     ask.add_argument("question", nargs="?", help="the question (default: one per stdin line)")
     ask.add_argument("--track", type=int, default=0, help="asking user's track id (0 = addressee)")
+    ask.add_argument("--person", default="", help="asking user's person id (uservlm who)")
     ask.add_argument("--mode", default="", help="user_aware or profile_prompt (default: node's)")
     ask.add_argument("--adapter", default="", help="LoRA adapter by name (default: node's)")
     ask.add_argument("--max-new-tokens", type=int, default=0, help="0 = the node's default")
@@ -429,7 +455,7 @@ def _add_talk_commands(commands) -> None:
     ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for an answer")
     ask.set_defaults(func=_cmd_ask)
 
-    who = commands.add_parser("who", help="print the tracked people, once per change")
+    who = commands.add_parser("who", help="print the persons in view, once per change")
     who.add_argument("--once", action="store_true", help="print the current table and exit")
     who.add_argument(
         "--expiry",
@@ -442,6 +468,16 @@ def _add_talk_commands(commands) -> None:
         "--wait", type=float, default=5.0, help="seconds to wait for the profiler to be found"
     )
     who.set_defaults(func=_cmd_who)
+
+    forget = commands.add_parser(
+        "forget", help="make the profiler forget a person's face and profile (or everyone's)"
+    )
+    forget.add_argument("person_id", nargs="?", help="the person id (uservlm who)")
+    forget.add_argument("--all", action="store_true", help="forget everyone")
+    forget.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for the profiler's service"
+    )
+    forget.set_defaults(func=_cmd_forget)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -581,7 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample-bag", help="a labelled bag of the demo scene")
     sample.add_argument("output", type=Path, help="folder for bag/ and labels.json")
-    sample.add_argument("--frames", type=int, default=30, help="frames at 10 Hz")
+    sample.add_argument(
+        "--frames", type=int, default=100, help="frames at 10 Hz (100: away 4 s, then back)"
+    )
     sample.set_defaults(func=_cmd_sample_bag)
 
     sim = commands.add_parser(
@@ -625,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     from uservlm_ros.training.commands import add_commands as add_training_commands
 
     add_training_commands(commands)  # train, export
-    _add_talk_commands(commands)  # ask, who
+    _add_talk_commands(commands)  # ask, who, forget
     return parser
 
 

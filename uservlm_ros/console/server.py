@@ -8,6 +8,8 @@
     GET  /api/state     every section as one JSON object (scripts, tests)
     POST /api/ask       {"question": "...", "track_id": 0} -> {"request_id": "..."}
     POST /api/privacy   {"attribute": "gender", "enabled": false} -> {"ok": true} or {"error"}
+    POST /api/forget    {"person_id": "kqzxt"} -> {"forgotten": 1, "message": "..."} or {"error"}
+    POST /api/forget_everyone  {} -> the same, for every person the profiler knows
 
 The rules of who may connect are in security.py. Nothing is written to disk: frames live in
 memory until they are sent.
@@ -33,11 +35,13 @@ from uservlm_ros.console import security
 from uservlm_ros.console.state import SECTIONS, ConsoleState
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.presence import valid_person_id
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CLIENTS = 8  # pages connected at once; more are refused so the console stays cheap
 MAX_QUESTION_CHARS = 2000  # the responder has its own, usually lower, limit
 PRIVACY_TIMEOUT_S = 5.0
+FORGET_TIMEOUT_S = 5.0
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -50,6 +54,15 @@ HEADERS = {
 }
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """The profiler's answer to a forget request (ForgetPersons' response)."""
+
+    success: bool  # false: the profiler knows nobody by that id
+    forgotten: int  # persons erased
+    message: str
+
+
 class Actions(Protocol):
     """What the page can make the robot do (the console node implements it over ROS)."""
 
@@ -58,6 +71,10 @@ class Actions(Protocol):
 
     def set_privacy(self, attribute: str, enabled: bool) -> concurrent.futures.Future[str]:
         """Set the profiler's enable.<attribute>; the future gives "" or why it was refused."""
+
+    def forget(self, person_id: str) -> concurrent.futures.Future[Forgotten]:
+        """Make the profiler forget a person ("" = everyone); the future gives its answer. Raise
+        UservlmError when the profiler cannot be asked."""
 
 
 @dataclass(eq=False)
@@ -171,6 +188,8 @@ class ConsoleServer:
         app.router.add_get("/api/state", self._api_state)
         app.router.add_post("/api/ask", self._api_ask)
         app.router.add_post("/api/privacy", self._api_privacy)
+        app.router.add_post("/api/forget", self._api_forget)
+        app.router.add_post("/api/forget_everyone", self._api_forget)
         app.on_response_prepare.append(self._add_headers)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -270,6 +289,26 @@ class ConsoleServer:
         if reason:
             return _error(409, reason)
         return web.json_response({"ok": True})
+
+    async def _api_forget(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        person_id = ""  # everyone: only through its own endpoint, never by a missing id
+        if request.path == "/api/forget":
+            person_id = body.get("person_id")
+            if not isinstance(person_id, str) or not valid_person_id(person_id):
+                return _error(400, f"person_id must be a person id, got {person_id!r}")
+        try:
+            future = self.actions.forget(person_id)
+            outcome = await asyncio.wait_for(asyncio.wrap_future(future), FORGET_TIMEOUT_S)
+        except UservlmError as error:
+            return _error(503, str(error))
+        except TimeoutError:
+            return _error(504, f"the profiler did not answer within {FORGET_TIMEOUT_S:g} s")
+        if not outcome.success:
+            return _error(404, outcome.message or f"the robot does not know {person_id}")
+        return web.json_response({"forgotten": outcome.forgotten, "message": outcome.message})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if len(self._clients) >= MAX_CLIENTS:

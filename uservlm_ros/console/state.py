@@ -2,6 +2,9 @@
 
 Pure Python: the messages are read by attribute (UserProfile, Response, Transcript,
 DiagnosticArray, the speech events' JSON), so this module runs and is tested without ROS.
+People are kept by person (UserProfile.person_id), not by face track: a person who comes back
+with a new track is the same card, and a track's anonymous person is replaced by the known one
+once identified. Profiles carry no embeddings, and nothing here would show one.
 Callers on several threads (ROS callbacks, the web server) share one ConsoleState: every method
 takes its lock. Each section of the page (people, conversation, health, privacy, camera) has a
 version number that changes with it, so the server sends only what changed.
@@ -18,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from uservlm_ros.core import labels
+from uservlm_ros.core.persons import is_anonymous
+from uservlm_ros.core.presence import person_id_of
 
 SECTIONS = ("people", "conversation", "health", "privacy", "camera")
 # REP-155 EngagementLevel values, as UserProfile.ENGAGEMENT_* carries them.
@@ -57,7 +62,11 @@ def profile_view(msg: Any, seen: float) -> dict[str, Any]:
     """A UserProfile as the page shows it; `seen` is the wall time it arrived."""
     state = int(msg.engagement_state)
     roi = [round(float(v), 4) for v in msg.roi]
+    person_id = person_id_of(msg.person_id, int(msg.track_id))
     return {
+        "person_id": person_id,
+        "anonymous": is_anonymous(person_id),
+        "visits": max(1, int(msg.visits)),  # 0 from a profiler that does not count visits
         "track_id": int(msg.track_id),
         # all zero = the profiler did not say where the face is
         "roi": roi if any(roi) else None,
@@ -87,6 +96,7 @@ class Exchange:
     heard_confidence: float | None = None
     dropped: str = ""  # why the speech was not asked ("" when it was)
     track_id: int = 0
+    person_id: str = ""
     addressee: str = ""
     partial: str = ""  # the answer streamed so far (console questions)
     tokens: int = 0
@@ -140,7 +150,7 @@ class ConsoleState:
         self.max_exchanges = max_exchanges
         self.health_stale_s = health_stale_s
         self.versions = dict.fromkeys(SECTIONS, 0)
-        self._people: dict[int, Person] = {}
+        self._people: dict[str, Person] = {}  # by person id
         self._exchanges: OrderedDict[str, Exchange] = OrderedDict()
         self._health: dict[str, dict[str, Any]] = {}
         self._stale: set[str] = set()
@@ -157,8 +167,26 @@ class ConsoleState:
 
     def on_profile(self, msg: Any) -> None:
         now = self._clock()
+        view = profile_view(msg, now)
         with self._lock:
-            self._people[int(msg.track_id)] = Person(profile_view(msg, now), now)
+            # Another card on this track was this face under its old (anonymous) id.
+            for person_id in [
+                p
+                for p, person in self._people.items()
+                if person.view["track_id"] == view["track_id"] and p != view["person_id"]
+            ]:
+                del self._people[person_id]
+            self._people[view["person_id"]] = Person(view, now)
+            self._bump("people")
+
+    def forgot(self, person_id: str) -> None:
+        """The profiler forgot this person ("" = everyone): drop the card(s) now; whoever is
+        still in view comes back with their next profile, under the id they get then."""
+        with self._lock:
+            if person_id:
+                self._people.pop(person_id, None)
+            else:
+                self._people.clear()
             self._bump("people")
 
     # -- conversation
@@ -195,6 +223,8 @@ class ConsoleState:
                 return
             exchange.question = exchange.question or msg.question
             exchange.track_id = int(msg.track_id)
+            if msg.track_id:
+                exchange.person_id = person_id_of(msg.person_id, int(msg.track_id))
             exchange.addressee = msg.addressee
             if not msg.final:
                 exchange.early = msg.text
@@ -298,9 +328,9 @@ class ConsoleState:
         """Forget people not seen for people_expiry_s; mark silent nodes STALE."""
         now = self._clock()
         with self._lock:
-            gone = [t for t, p in self._people.items() if now - p.seen > self.people_expiry_s]
-            for track in gone:
-                del self._people[track]
+            gone = [i for i, p in self._people.items() if now - p.seen > self.people_expiry_s]
+            for person_id in gone:
+                del self._people[person_id]
             if gone:
                 self._bump("people")
             stale = {
@@ -318,7 +348,9 @@ class ConsoleState:
 
     def _section(self, name: str) -> Any:
         if name == "people":
-            people = sorted(self._people.values(), key=lambda p: p.view["track_id"])
+            people = sorted(
+                self._people.values(), key=lambda p: (p.view["track_id"], p.view["person_id"])
+            )
             return [p.view for p in people]
         if name == "conversation":
             return [e.view() for e in self._exchanges.values()]

@@ -7,9 +7,10 @@ Subscribes uservlm/user_profile, uservlm/response, uservlm/speech_events, uservl
 /diagnostics, /parameter_events (the profiler's enable.* switches) and, only while a page is
 connected, the camera (camera/image_raw) and uservlm/faces: each frame is drawn with its faces
 and their profiles (core/overlay.py, the debug image's drawing) and sent on as JPEG, at most
-camera.max_fps. Asks questions through the Respond action (source "console") and sets the
-profiler's enable.* parameters through its SetParameters service. The web server and what the
-page shows live in uservlm_ros/console/; this node connects them to ROS.
+camera.max_fps. Asks questions through the Respond action (source "console"), sets the
+profiler's enable.* parameters through its SetParameters service and makes it forget persons
+through uservlm/forget_persons (ForgetPersons). The web server and what the page shows live in
+uservlm_ros/console/; this node connects them to ROS.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from rclpy.qos import qos_profile_parameter_events
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from uservlm.msg import FaceArray, Response, Transcript, UserProfile
+from uservlm.srv import ForgetPersons
 
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
 from uservlm_ros.console.security import new_token, read_token, token_required
-from uservlm_ros.console.server import ConsoleServer
+from uservlm_ros.console.server import ConsoleServer, Forgotten
 from uservlm_ros.console.state import ConsoleState
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import UservlmError
@@ -139,6 +141,7 @@ class ConsoleNode(Node):
         self._privacy_reading = False
         self._privacy_pending: dict[str, float] = {}
         self.state.set_privacy_node(self.profiler, available=False)
+        self._forget_client = self.create_client(ForgetPersons, topics.FORGET_PERSONS)
         self.create_timer(1.0, self._watch_profiler)
 
         self._profiles: dict[int, tuple[UserProfile, float]] = {}  # for the frame labels
@@ -229,6 +232,27 @@ class ConsoleNode(Node):
                 outcome.set_result(reason)
 
         self._set_client.call_async(request).add_done_callback(done)
+        return outcome
+
+    def forget(self, person_id: str) -> concurrent.futures.Future[Forgotten]:
+        if not self._forget_client.service_is_ready():
+            name = self.resolve_service_name(topics.FORGET_PERSONS)
+            raise UservlmError(f"no profiler serves {name} (is it running?)")
+        outcome: concurrent.futures.Future[Forgotten] = concurrent.futures.Future()
+
+        def done(future) -> None:
+            try:
+                answer = future.result()
+            except Exception as error:  # the service went away mid-call
+                outcome.set_exception(UservlmError(f"the call failed: {error}"))
+                return
+            if answer.success:
+                self.state.forgot(person_id)
+            self.diagnostics.count("persons_forgotten", answer.forgotten)
+            outcome.set_result(Forgotten(answer.success, answer.forgotten, answer.message))
+
+        request = ForgetPersons.Request(person_id=person_id)
+        self._forget_client.call_async(request).add_done_callback(done)
         return outcome
 
     # -- ROS callbacks

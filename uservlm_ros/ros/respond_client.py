@@ -61,10 +61,12 @@ class RespondCall:
         track_id: int,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         accept_timeout_s: float = ACCEPT_TIMEOUT_S,
+        person_id: str = "",
     ) -> None:
         self.request_id = request_id
         self.question = question
         self.track_id = track_id
+        self.person_id = person_id
         self._sent = time.monotonic()
         self._timeout_s = timeout_s
         self._accept_timeout_s = accept_timeout_s
@@ -165,6 +167,7 @@ class RespondCall:
         return Response(
             request_id=self.request_id,
             track_id=self.track_id,
+            person_id=self.person_id,
             question=self.question,
             final=True,
             error=error,
@@ -246,17 +249,24 @@ class RespondClient:
         question: str,
         *,
         track_id: int = 0,
+        person_id: str = "",
         mode: str = "",
         adapter: str = "",
         max_new_tokens: int = 0,
         source: str = "",
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> RespondCall:
-        """Send one question; the call ends with an error Response if the responder does not
-        acknowledge it within ACCEPT_TIMEOUT_S or does not answer within `timeout_s`."""
+        """Send one question for the user on `track_id` or `person_id` (neither: the addressee);
+        the call ends with an error Response if the responder does not acknowledge it within
+        ACCEPT_TIMEOUT_S or does not answer within `timeout_s`."""
         goal_uuid = uuid.uuid4().bytes
         call = RespondCall(
-            request_id_of(goal_uuid), question, track_id, timeout_s, self._accept_timeout_s
+            request_id_of(goal_uuid),
+            question,
+            track_id,
+            timeout_s,
+            self._accept_timeout_s,
+            person_id,
         )
         if not self._client.server_is_ready():
             call._finish(call._error(f"no responder serves {self._client._action_name}"))
@@ -264,6 +274,7 @@ class RespondClient:
         goal = Respond.Goal(
             question=question,
             track_id=track_id,
+            person_id=person_id,
             mode=mode,
             max_new_tokens=max_new_tokens,
             adapter=adapter,

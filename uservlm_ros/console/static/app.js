@@ -1,5 +1,5 @@
-// uservlm console page: renders what the server pushes on /ws, sends questions and privacy
-// switches to /api. Plain JavaScript (no build step), written for old browsers too (Pepper's
+// uservlm console page: renders what the server pushes on /ws, sends questions, privacy
+// switches and forget requests to /api. Plain JavaScript (no build step), written for old browsers too (Pepper's
 // tablet): no modules, no optional chaining. Text from the robot is always set as textContent.
 (function () {
   'use strict';
@@ -79,62 +79,97 @@
 
   // -- people
 
+  // A card per person, kept across updates (only its body is rebuilt) so that its Forget
+  // button is not replaced under the pointer while profiles stream in.
+  var cards = {};
+
+  function personCard(personId) {
+    if (cards[personId]) { return cards[personId]; }
+    var card = el('article', 'person');
+    card.setAttribute('data-person', personId);
+    var body = el('div');
+    card.appendChild(body);
+    var forget = el('button', 'forget', 'Forget');
+    forget.type = 'button';
+    forget.title = 'erase what the robot remembers of ' + personId + ' (face, profile, visits)';
+    forget.addEventListener('click', function () { forgetPersons(personId); });
+    card.appendChild(forget);
+    cards[personId] = { card: card, body: body };
+    return cards[personId];
+  }
+
   function renderPeople() {
     var box = $('people');
-    box.textContent = '';
-    if (!state.people.length) { box.appendChild(el('p', 'note', 'nobody in view')); return; }
+    var shown = {};
     state.people.forEach(function (person) {
-      var card = el('article', 'person' + (person.engaged ? ' engaged' : ''));
-      card.setAttribute('data-track', person.track_id);
-      var title = el('h3', null, '#' + person.track_id);
-      if (person.engaged) { title.appendChild(el('span', 'tag engaged', 'ENGAGED')); }
-      title.appendChild(el('span', 'tag', 'engagement ' + person.engagement.toFixed(2) + ' (' + person.engagement_state + ')'));
-      card.appendChild(title);
-      if (person.profile_text) { card.appendChild(el('p', 'profile-text', person.profile_text)); }
-      var table = el('table');
-      person.attributes.forEach(function (a) {
-        var row = el('tr');
-        row.setAttribute('data-attribute', a.name);
-        row.setAttribute('data-reason', a.known ? '' : a.reason);
-        row.appendChild(el('th', null, ATTRIBUTE_NAMES[a.name] || a.name));
-        var label = el('td', a.known ? 'label' : 'label unknown', a.known ? a.label : 'unknown');
-        if (!a.known) { label.appendChild(document.createTextNode(' ')); label.appendChild(el('span', 'reason ' + a.reason, a.reason)); }
-        row.appendChild(label);
-        var confidence = el('td');
-        if (a.reason !== 'disabled' && a.reason !== 'not_supported') {
-          var meter = el('meter');
-          meter.min = 0; meter.max = 1; meter.value = a.confidence;
-          confidence.appendChild(meter);
-          confidence.appendChild(document.createTextNode(' ' + a.confidence.toFixed(2)));
-        }
-        row.appendChild(confidence);
-        table.appendChild(row);
-      });
-      card.appendChild(table);
-      var meta = [];
-      if (person.age_years !== null) { meta.push('age ~' + Math.round(person.age_years) + ' y'); }
-      meta.push(person.observations + ' observations', 'in view ' + person.seconds_in_view + ' s');
-      var line = el('p', 'meta', meta.join(' - ') + ' - seen ');
-      var seen = el('span', 'seen');
-      seen.setAttribute('data-seen', person.seen);
-      line.appendChild(seen);
-      line.appendChild(document.createTextNode(' - ' + person.model_id));
-      card.appendChild(line);
-      box.appendChild(card);
+      shown[person.person_id] = true;
+      var entry = personCard(person.person_id);
+      entry.card.className = 'person' + (person.engaged ? ' engaged' : '');
+      entry.card.setAttribute('data-track', person.track_id);
+      entry.body.textContent = '';
+      renderPerson(entry.body, person);
+      box.appendChild(entry.card); // (re)placed in the server's order
     });
+    Object.keys(cards).forEach(function (personId) {
+      if (!shown[personId]) { box.removeChild(cards[personId].card); delete cards[personId]; }
+    });
+    var empty = box.querySelector('p.note');
+    if (state.people.length && empty) { box.removeChild(empty); }
+    if (!state.people.length && !empty) { box.appendChild(el('p', 'note', 'nobody in view')); }
     updateSeen();
+  }
+
+  function renderPerson(body, person) {
+    var title = el('h3');
+    title.appendChild(el('span', 'person-id', person.person_id));
+    title.appendChild(el('span', 'track', '#' + person.track_id));
+    if (person.anonymous) { title.appendChild(el('span', 'tag anonymous', 'anonymous')); }
+    title.appendChild(el('span', 'tag visits', 'visit ' + person.visits));
+    if (person.engaged) { title.appendChild(el('span', 'tag engaged', 'ENGAGED')); }
+    title.appendChild(el('span', 'tag', 'engagement ' + person.engagement.toFixed(2) + ' (' + person.engagement_state + ')'));
+    body.appendChild(title);
+    if (person.profile_text) { body.appendChild(el('p', 'profile-text', person.profile_text)); }
+    var table = el('table');
+    person.attributes.forEach(function (a) {
+      var row = el('tr');
+      row.setAttribute('data-attribute', a.name);
+      row.setAttribute('data-reason', a.known ? '' : a.reason);
+      row.appendChild(el('th', null, ATTRIBUTE_NAMES[a.name] || a.name));
+      var label = el('td', a.known ? 'label' : 'label unknown', a.known ? a.label : 'unknown');
+      if (!a.known) { label.appendChild(document.createTextNode(' ')); label.appendChild(el('span', 'reason ' + a.reason, a.reason)); }
+      row.appendChild(label);
+      var confidence = el('td');
+      if (a.reason !== 'disabled' && a.reason !== 'not_supported') {
+        var meter = el('meter');
+        meter.min = 0; meter.max = 1; meter.value = a.confidence;
+        confidence.appendChild(meter);
+        confidence.appendChild(document.createTextNode(' ' + a.confidence.toFixed(2)));
+      }
+      row.appendChild(confidence);
+      table.appendChild(row);
+    });
+    body.appendChild(table);
+    var meta = [];
+    if (person.age_years !== null) { meta.push('age ~' + Math.round(person.age_years) + ' y'); }
+    meta.push(person.observations + ' observations', 'in view ' + person.seconds_in_view + ' s');
+    var line = el('p', 'meta', meta.join(' - ') + ' - last seen ');
+    var seen = el('span', 'seen');
+    seen.setAttribute('data-seen', person.seen);
+    line.appendChild(seen);
+    line.appendChild(document.createTextNode(' - ' + person.model_id));
+    body.appendChild(line);
   }
 
   function updateSeen() {
     var now = serverNow();
-    var spans = document.querySelectorAll('.seen');
-    for (var i = 0; i < spans.length; i++) {
-      var ago = Math.max(0, now - Number(spans[i].getAttribute('data-seen')));
-      spans[i].textContent = ago < 1 ? 'now' : Math.round(ago) + ' s ago';
-      var card = spans[i].parentNode.parentNode;
+    Object.keys(cards).forEach(function (personId) {
+      var card = cards[personId].card;
+      var seen = card.querySelector('.seen');
+      var ago = Math.max(0, now - Number(seen.getAttribute('data-seen')));
+      seen.textContent = ago < 1 ? 'now' : Math.round(ago) + ' s ago';
       // out of view for a while (it leaves the list at people.expiry_s): grey it out
       card.className = card.className.replace(/ gone/g, '') + (ago >= 2 ? ' gone' : '');
-    }
+    });
   }
 
   function renderTargets() {
@@ -142,7 +177,7 @@
     var chosen = select.value;
     while (select.options.length > 1) { select.remove(1); }
     state.people.forEach(function (person) {
-      var option = el('option', null, '#' + person.track_id + (person.engaged ? ' (engaged)' : ''));
+      var option = el('option', null, person.person_id + ' #' + person.track_id + (person.engaged ? ' (engaged)' : ''));
       option.value = String(person.track_id);
       select.appendChild(option);
     });
@@ -161,7 +196,7 @@
       item.setAttribute('data-request', x.key);
       item.setAttribute('data-status', x.status);
       var who = [x.source || 'graph'];
-      if (x.track_id) { who.push('to #' + x.track_id); }
+      if (x.track_id) { who.push('to ' + x.person_id + ' #' + x.track_id); }
       if (x.addressee) { who.push('(' + x.addressee + ')'); }
       item.appendChild(el('div', 'who', who.join(' ')));
       if (x.heard) {
@@ -217,6 +252,23 @@
       .then(function () { input.value = ''; })
       .catch(function (error) { $('ask-error').textContent = error.message; });
   });
+
+  // -- forgetting persons (the profiler erases their face embeddings, profile and visits)
+
+  function forgetPersons(personId) {
+    var everyone = !personId;
+    if (everyone && !window.confirm('Forget everyone the robot remembers?')) { return; }
+    var note = $('forget-result');
+    note.className = 'note';
+    note.textContent = 'forgetting ' + (everyone ? 'everyone' : personId) + '...';
+    post(everyone ? '/api/forget_everyone' : '/api/forget', everyone ? {} : { person_id: personId })
+      .then(function (answer) {
+        note.textContent = (everyone ? 'everyone' : personId) + ': ' + (answer.message || ('forgot ' + answer.forgotten + ' person(s)'));
+      })
+      .catch(function (error) { note.className = 'error'; note.textContent = error.message; });
+  }
+
+  $('forget-everyone').addEventListener('click', function () { forgetPersons(''); });
 
   // -- privacy switches
 
