@@ -13,6 +13,7 @@ from harness import wait_until
 from rclpy.serialization import deserialize_message
 from uservlm.msg import UserProfile
 
+from uservlm_ros.core.faces import Box
 from uservlm_ros.demo.scene import make_scene, scene_labels
 from uservlm_ros.eval.bags import iter_bag, record, replay, write_image_bag
 from uservlm_ros.eval.evaluate import EvalOptions, evaluate
@@ -54,6 +55,7 @@ def summary(report: dict) -> dict:
             for name, entry in report["attributes"].items()
         },
         "fairness": report["fairness"],
+        "identity": report["identity"],  # images only: no profile to score
         "answers": {
             "n": report["answers"]["n"],
             "rouge1": report["answers"]["rouge1"],
@@ -210,9 +212,165 @@ def test_record_replay_eval_round_trip(ros, processes, scene_bag, tmp_path):
     ]
     assert max(p.observations for p in profiles) >= 5
     report = evaluate(recorded, load_labels(scene_bag / "labels.json"))
+    assert report["identity"] == {"profiles": len(profiles), "named_faces": 0}  # no names
     assert report["detection"]["recall"] == 1.0
     assert report["detection"]["precision"] == 1.0
     live = report["latency_ms"]["recorded"]
     assert live["camera_to_profile"]["n"] >= 2
     assert 0 < live["camera_to_profile"]["p50"] < 5000
     assert live["faces/detect"]["n"] >= FRAMES // 2
+
+
+# -- identity (eval/identity.py): hand-made sequences, IDF1 worked out by hand ------------------
+
+
+def test_an_identity_switch_and_idf1_by_hand():
+    from uservlm_ros.eval.identity import identity_scores
+
+    ann = [(1, "ann", "p"), (2, "ann", "p"), (3, "ann", "q"), (4, "ann", "q")]
+    bob = [(f, "bob", "r") for f in (1, 2, 3, 4)]
+    scores = identity_scores(ann + bob)
+    assert scores.switches == 1 and scores.switches_by_person == {"ann": 1, "bob": 0}
+    # ann pairs with p (or q: 2 either way), bob with r (4): IDTP 6 of 8 truths, 8 predictions.
+    assert (scores.idtp, scores.idfp, scores.idfn) == (6, 2, 2)
+    assert scores.idf1 == pytest.approx(12 / 16) and scores.idp == scores.idr == 0.75
+    assert scores.persons == {"ann": ["p", "q"], "bob": ["r"]}
+    assert scores.persons_per_real_person == scores.identified_per_real_person == 1.5
+    assert scores.errors() == ["ann got 2 person ids (p, q)"]
+
+
+def test_idf1_pairs_people_and_ids_optimally_not_greedily():
+    from uservlm_ros.eval.identity import identity_scores
+
+    # ann: p 3 times, q twice; bob: p twice. Greedy (ann-p) finds 3; ann-q + bob-p finds 4.
+    observations = [(f, "ann", "p") for f in (1, 2, 3)] + [(f, "ann", "q") for f in (4, 5)]
+    observations += [(f, "bob", "p") for f in (6, 7)]
+    scores = identity_scores(observations)
+    assert scores.idtp == 4
+    assert scores.idf1 == pytest.approx(2 * 4 / (7 + 7))
+    assert "person id p was given to ann and bob" in scores.errors()
+
+
+def test_missed_and_false_observations_count_and_order_follows_frames():
+    from uservlm_ros.eval.identity import identity_scores
+
+    scores = identity_scores([(3, "ann", "q"), (2, None, "x"), (1, "ann", None), (2, "ann", "p")])
+    # Truths: ann at 1, 2, 3; predictions: x, p, q. Best pair ann-p (or q): IDTP 1.
+    assert (scores.idtp, scores.idfp, scores.idfn) == (1, 2, 2)
+    assert scores.idf1 == pytest.approx(2 / 6)
+    assert scores.persons == {"ann": ["p", "q"]} and scores.switches == 1  # in frame order
+    assert scores.observations == 2
+    empty = identity_scores([])
+    assert empty.idf1 is None and empty.persons_per_real_person is None
+
+
+def test_anonymous_ids_are_not_a_split():
+    from uservlm_ros.core.persons import anonymous_id
+    from uservlm_ros.eval.identity import identity_scores
+
+    scores = identity_scores([(1, "ann", anonymous_id(1)), (2, "ann", "kqzxt")])
+    assert scores.switches == 1  # anonymous -> identified is a change of id
+    assert scores.known_persons == {"ann": ["kqzxt"]} and scores.errors() == []
+    assert scores.persons_per_real_person == 2 and scores.identified_per_real_person == 1
+
+
+def test_profiles_are_matched_to_named_boxes_by_iou():
+    from uservlm_ros.core.faces import Box
+    from uservlm_ros.eval.identity import match_observations
+
+    labelled = [(Box(0, 0, 10, 10), "ann"), (Box(50, 50, 60, 60), ""), (Box(90, 0, 99, 9), "bob")]
+    predicted = [(Box(1, 1, 10, 10), "p"), (Box(50, 50, 60, 61), "q"), (Box(200, 0, 210, 9), "x")]
+    # q covers an unnamed face: no observation, but no false one; bob was not predicted.
+    assert match_observations(7, labelled, predicted, 0.5) == [(7, "ann", "p"), (7, None, "x")]
+
+
+def test_labels_carry_person_names_and_old_files_still_load(tmp_path):
+    from uservlm_ros.core.errors import ConfigError
+
+    old = load_labels(_labels_file(tmp_path / "old.json", [0]))
+    assert old.frames[0][0].person == "" and old.frames[0][0].attributes == {"gender": "Male"}
+    face = {"box": [1, 2, 30, 40], "person": "grace", "gender": "Female"}
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"frames": [{"index": 3, "faces": [face]}]}))
+    labels = load_labels(path)
+    assert labels.frames[3][0].person == "grace"
+    labels.save(tmp_path / "again.json")
+    assert load_labels(tmp_path / "again.json").frames == labels.frames
+    path.write_text(json.dumps({"frames": [{"index": 3, "faces": [face | {"person": 7}]}]}))
+    with pytest.raises(ConfigError, match=r"frames\[0\]\.faces\[0\]: person must be a name"):
+        load_labels(path)
+
+
+def _profile(stamp: float, track_id: int, person_id: str, box, size=(640, 480)) -> UserProfile:
+    from uservlm_ros.ros.conversions import seconds_to_stamp
+
+    msg = UserProfile(track_id=track_id, person_id=person_id)
+    msg.header.stamp = seconds_to_stamp(stamp)
+    msg.roi = [box[0] / size[0], box[1] / size[1], box[2] / size[0], box[3] / size[1]]
+    return msg
+
+
+def test_eval_scores_identity_from_the_recorded_profiles(tmp_path):
+    """A bag of 8 scene frames with the profiles a profiler might have published: the astronaut
+    anonymous at first, then kqzxt; Grace Hopper (from frame 3) abcde, then, after a new
+    track, fghij (a split); one false profile."""
+    from uservlm_ros.demo.scene import make_scene
+    from uservlm_ros.eval.labels_file import LabelledFace, Labels
+
+    scene = make_scene(8)
+    stamps = [1_700_000_000.0 + i / 10 for i in range(len(scene))]
+    boxes = {(f.index, face.person): face.box for f in scene for face in f.faces}
+    topic = "/uservlm/user_profile"
+    astronaut = [(i, 1, "" if i == 0 else "kqzxt") for i in (0, 1, 2, 3, 4, 6, 7)]
+    grace = [(3, 2, "abcde"), (4, 2, "abcde"), (6, 3, "fghij"), (7, 3, "fghij")]
+    profiles = [
+        (topic, stamps[i], _profile(stamps[i], t, p, boxes[i, "astronaut"]))
+        for i, t, p in astronaut
+    ]
+    profiles += [
+        (topic, stamps[i], _profile(stamps[i], t, p, boxes[i, "grace_hopper"])) for i, t, p in grace
+    ]
+    profiles.append((topic, stamps[1], _profile(stamps[1], 9, "zzzzz", (580, 440, 600, 460))))
+    write_image_bag(
+        tmp_path / "bag", [(s, f.rgb) for s, f in zip(stamps, scene, strict=True)], others=profiles
+    )
+    labels = Labels(
+        frames={
+            f.index: [LabelledFace(Box(*face.box), {}, face.person) for face in f.faces]
+            for f in scene
+        }
+    )
+    identity = evaluate(tmp_path / "bag", labels)["identity"]
+    assert identity["profiles"] == 12 and identity["named_faces"] == 8 + 5
+    assert identity["persons"] == {
+        "astronaut": ["anonymous_person_f1", "kqzxt"],
+        "grace_hopper": ["abcde", "fghij"],
+    }
+    assert identity["switches_by_person"] == {"astronaut": 1, "grace_hopper": 1}
+    # Truths 7 + 4, predictions 12; astronaut-kqzxt (6) + grace-abcde (2): IDTP 8.
+    assert (identity["idtp"], identity["idfp"], identity["idfn"]) == (8, 4, 3)
+    assert identity["idf1"] == pytest.approx(16 / 23)
+    report_dir = tmp_path / "report"
+    _, md_path = write_eval_report(evaluate(tmp_path / "bag", labels), report_dir)
+    text = md_path.read_text()
+    assert "identity: IDF1 0.696 (IDP 0.667, IDR 0.727), 2 identity switches over 11" in text
+    assert "| grace_hopper | 1 | abcde, fghij | 2 |" in text
+
+
+def test_the_sample_bag_has_a_person_leave_for_longer_than_the_tracker_waits(tmp_path):
+    import itertools
+
+    from uservlm_ros.core.errors import UservlmError
+    from uservlm_ros.demo.sample_bag import reid_timeout_s, write_sample
+
+    count, away = write_sample(tmp_path, 100)
+    assert count == 100 and away > reid_timeout_s()
+    labels = load_labels(tmp_path / "labels.json")
+    names = [[face.person for face in labels.frames[i]] for i in range(count)]
+    assert names[0] == ["astronaut"] and names[-1] == ["astronaut", "grace_hopper"]
+    present = [key for key, _ in itertools.groupby("grace_hopper" in n for n in names)]
+    assert present == [False, True, False, True]  # walks in, out, and in again
+    assert [q.frame for q in labels.questions] == [count - 1, count - 1]
+    assert sum(1 for _ in iter_bag(tmp_path / "bag")) == count
+    with pytest.raises(UservlmError, match="at least 12 frames, got 5"):
+        write_sample(tmp_path / "short", 5)

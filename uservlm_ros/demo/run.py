@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,14 @@ from typing import TextIO
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.core.profile_schedule import ScheduleConfig
+from uservlm_ros.demo.persons_seen import (
+    Sighting,
+    describe,
+    identity_errors,
+    persons_section,
+    persons_seen,
+    scene_faces,
+)
 from uservlm_ros.ros import topics
 
 
@@ -58,6 +67,7 @@ class Exchange:
     transcript_at: float | None = None  # wall clock: transcript made (question sent)
     request_id: str = ""
     track_id: int = 0
+    person_id: str = ""  # who the answer went to (the track's anonymous person without identity)
     response: object = None  # uservlm/Response (final)
     first_sentence_at: float | None = None
     speech_started_at: float | None = None
@@ -81,6 +91,7 @@ class _Observer:
         self.node = rclpy.create_node("uservlm_demo")
         self.lock = threading.Lock()
         self.profiles: dict[int, UserProfile] = {}
+        self.sightings: list[Sighting] = []  # one per profile received, for the report
         self.profile_latency_ms: list[float] = []
         self._newest_profiled = 0.0  # camera stamp of the newest frame profiled, s
         # camera -> profile is measured from the first question on: start-up (Whisper loading,
@@ -115,8 +126,12 @@ class _Observer:
         from uservlm_ros.ros.conversions import stamp_to_seconds
 
         stamp = stamp_to_seconds(msg.header.stamp)
+        sighting = Sighting(
+            stamp, msg.track_id, msg.person_id, msg.visits, tuple(float(v) for v in msg.roi)
+        )
         with self.lock:
             self.profiles[msg.track_id] = msg
+            self.sightings.append(sighting)
             # Latency of a frame's first profile only: latched history, the republished profile
             # of a person who stopped being engaged and other people's profiles of the same
             # frame carry older stamps and are not new work.
@@ -189,14 +204,11 @@ def free_port(preferred: int) -> int:
     raise UservlmError("no free TCP port on 127.0.0.1 for the console")
 
 
-def _describe(profile) -> str:
-    parts = []
-    for estimate in (profile.age_group, profile.gender, profile.ethnicity, profile.emotion):
-        if estimate.known:
-            parts.append(f"{estimate.name} {estimate.label} ({estimate.confidence:.2f})")
-        else:
-            parts.append(f"{estimate.name} unknown ({estimate.abstain_reason})")
-    return ", ".join(parts) + f"; {profile.observations} observations fused"
+def _who(person_id: str, track_id: int) -> str:
+    """`person kqzxt (#3)`: whom a profile or an answer is about; nobody for track 0."""
+    from uservlm_ros.core.presence import person_id_of
+
+    return f"person {person_id_of(person_id, track_id)} (#{track_id})" if track_id else "nobody"
 
 
 def run_demo(
@@ -242,7 +254,10 @@ def run_demo(
 
     qi.logging.setLevel(qi.logging.WARNING)  # the simulated robot's service chatter
     scene = make_scene(45)
-    frames = [f.rgb for f in scene] + [f.rgb for f in reversed(scene)]  # walks in, then out
+    # The second person walks in, then out; the sequence loops. Between two passes they are out
+    # of view for 4.5 s, longer than face_crop_node's tracker.reid_timeout_s (3 s), so each
+    # return is a new face track and a new visit of the same person (issue 19).
+    frames = [f.rgb for f in scene] + [f.rgb for f in reversed(scene)] + [scene[0].rgb] * 15
     pepper = SimulatedPepper(port=0, frames=frames, speech_s_per_word=SPEECH_S_PER_WORD)
     url = pepper.start()
     say(
@@ -313,11 +328,12 @@ def run_demo(
         if not users:
             raise UservlmError("nobody was profiled; see nodes.log")
         for index, track in enumerate(users[:2]):
+            profile = observer.profiles[track]
             say(
-                f"user #{track} ({'first' if index == 0 else 'second'} person): "
-                f"{observer.profiles[track].profile_text or '(no known attribute yet)'}"
+                f"{_who(profile.person_id, track)} ({'first' if index == 0 else 'second'} "
+                f"person): {profile.profile_text or '(no known attribute yet)'}"
             )
-            say(f"    {_describe(observer.profiles[track])}")
+            say(f"    {describe(profile)}")
 
         if not _wait(lambda: "uservlm_speech" in _audio_subscribers(pepper), 60):
             raise UservlmError("speech_node did not subscribe to the microphones; see nodes.log")
@@ -352,11 +368,16 @@ def run_demo(
         pepper.stop()
 
     _print_pepper_calls(pepper, say)
-    report = write_demo_report(folder, observer, exchanges, pepper)
+    height, width = scene[0].rgb.shape[:2]
+    problems = identity_errors(observer.sightings, scene_faces(scene, width, height))
+    who = persons_section(persons_seen(observer.sightings, observer.profiles), problems)
+    report = write_demo_report(folder, observer, exchanges, pepper, who)
     answered = sum(e.response is not None for e in exchanges)
     say(f"{answered}/{len(exchanges)} questions answered (errors included); report: {report}")
+    if problems:
+        say(f"identity check FAILED: {'; '.join(problems)}")
     say(f"done in {time.monotonic() - started:.0f} s")
-    return 0 if answered == len(exchanges) and noise_ok else 1
+    return 0 if answered == len(exchanges) and noise_ok and not problems else 1
 
 
 def _audio_subscribers(pepper) -> list[str]:
@@ -431,13 +452,13 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
         return exchange
     with observer.lock:
         exchange.first_sentence_at = observer.early.get(response.request_id)
-    exchange.track_id = response.track_id
+    exchange.track_id, exchange.person_id = response.track_id, response.person_id
     if response.error:
         say(f"    robot: explicit error: {response.error}")
         return exchange
     say(
-        f"    robot to user #{response.track_id} ({response.responder}, gesture "
-        f"{response.gesture or 'none'}): {response.text!r}"
+        f"    robot to {_who(response.person_id, response.track_id)} ({response.responder}, "
+        f"gesture {response.gesture or 'none'}): {response.text!r}"
     )
     # The user waits for the robot's voice tail to fade: speech_node takes what it hears within
     # `robot.speech_tail_s` (0.5 s) of the robot's last word, pre-roll (0.2 s) included, for the
@@ -480,9 +501,14 @@ def _print_pepper_calls(pepper, say) -> None:
 
 
 def write_demo_report(
-    folder: Path, observer: _Observer | None, exchanges: list[Exchange], pepper
+    folder: Path,
+    observer: _Observer | None,
+    exchanges: list[Exchange],
+    pepper,
+    who_was_seen: Sequence[str] = (),
 ) -> Path:
-    """report.md with annotated frames, the transcript and a latency chart; returns its path."""
+    """report.md with `who_was_seen` (persons_seen.persons_section), annotated frames, the
+    transcript and a latency chart; returns its path."""
     import cv2
 
     from uservlm_ros.core.overlay import draw_people
@@ -499,14 +525,8 @@ def write_demo_report(
         "not VLM output.",
         "",
     ]
+    lines += who_was_seen
     if observer is not None:
-        lines += ["## Who was seen", ""]
-        for track, profile in sorted(observer.profiles.items()):
-            lines.append(
-                f"- **user #{track}**: {profile.profile_text or '(nothing known)'} "
-                f"-- {_describe(profile)}; model `{profile.model_id}`"
-            )
-        lines.append("")
         for count, (image, faces) in sorted(observer.frames_with.items()):
             # Drawn with the final profiles (the live debug image shows the ones of its time).
             drawn = draw_people(image_to_rgb(image), faces_to_people(faces, observer.profiles))
@@ -519,7 +539,7 @@ def write_demo_report(
         "",
         "Times are from the end of the user's speech in Pepper's microphones.",
         "",
-        "| said | heard | ASR | answer (to user) | responder | gesture | "
+        "| said | heard | ASR | answer (to whom) | responder | gesture | "
         "-> question | -> first sentence | -> robot speaks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -532,7 +552,8 @@ def write_demo_report(
         answer = "(no answer)" if r is None else (f"error: {r.error}" if r.error else r.text)
         asr = f"{e.transcript.asr_ms:.0f} ms" if e.transcript is not None else "-"
         lines.append(
-            f"| {e.said} | {e.heard or '(nothing)'} | {asr} | {answer} (#{e.track_id}) "
+            f"| {e.said} | {e.heard or '(nothing)'} | {asr} | {answer} "
+            f"({_who(e.person_id, e.track_id)}) "
             f"| {r.responder if r else '-'} | {r.gesture if r else '-'} "
             f"| {since_speech(e, e.transcript_at)} | {since_speech(e, e.first_sentence_at)} "
             f"| {since_speech(e, e.speech_started_at)} |"

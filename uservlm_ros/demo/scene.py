@@ -114,7 +114,8 @@ def scene_labels(scene: list[Frame], every: int = 1):
     return Labels(
         frames={
             frame.index: [
-                LabelledFace(Box(*face.box), dict(face.attributes)) for face in frame.faces
+                LabelledFace(Box(*face.box), dict(face.attributes), face.person)
+                for face in frame.faces
             ]
             for frame in scene[::every]
         }

@@ -334,25 +334,41 @@ def write_image_bag(
     topic: str = topics.absolute(topics.IMAGE),
     frame_id: str = "camera",
     storage: str = "mcap",
+    others: Iterable[tuple[str, float, object]] = (),
 ) -> int:
-    """Write (stamp seconds, RGB array) frames as sensor_msgs/Image; returns the count."""
+    """Write (stamp seconds, RGB array) frames, in time order, as sensor_msgs/Image, and among
+    them `others` (topic, stamp seconds, rclpy message: what live nodes would have added, e.g.
+    profiles); returns the count of frames."""
+    import heapq
+
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
+    from uservlm_ros.eval.bag_types import type_name
     from uservlm_ros.ros.conversions import rgb_to_image, seconds_to_stamp
 
     count = 0
-    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
-        connection = writer.add_connection(
-            topic,
-            "sensor_msgs/msg/Image",
-            typestore=typestore(),
-            offered_qos_profiles=[_bag_qos(False, False)],
-        )
+
+    def images():
+        nonlocal count
         for stamp, rgb in frames:
-            header = Header(stamp=seconds_to_stamp(stamp), frame_id=frame_id)
-            writer.write(connection, int(stamp * 1e9), serialize_message(rgb_to_image(rgb, header)))
             count += 1
+            header = Header(stamp=seconds_to_stamp(stamp), frame_id=frame_id)
+            yield stamp, topic, rgb_to_image(rgb, header)
+
+    extra = sorted(((stamp, name, message) for name, stamp, message in others), key=lambda m: m[0])
+    with Writer(Path(path), version=9, storage_plugin=STORAGES[storage]) as writer:
+        connections = {}
+        # A frame goes before the messages with its stamp, as it came before them live.
+        for stamp, name, message in heapq.merge(images(), extra, key=lambda m: m[0]):
+            if name not in connections:
+                connections[name] = writer.add_connection(
+                    name,
+                    type_name(type(message)),
+                    typestore=typestore(),
+                    offered_qos_profiles=[_bag_qos(False, False)],
+                )
+            writer.write(connections[name], int(stamp * 1e9), serialize_message(message))
     return count
 
 

@@ -5,7 +5,8 @@ detector, tracker, aligner, profiler and fusion the nodes use, with the nodes' d
 parameters and the recorded camera stamps as the clock. Scores detection against labelled boxes,
 each attribute (accuracy, macro-F1, confusion, abstentions), fairness across gender and ethnic
 groups, per-stage latency, and answers against references (ROUGE-1, the User-VLM papers' metric).
-Stage timings recorded in the bag by the live nodes are summarised too.
+Stage timings recorded in the bag by the live nodes are summarised too, and so is identity: the
+person ids of the recorded profiles against the labelled names (`eval/identity.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.faces import Box
 from uservlm_ros.core.fusion import FusedProfile, FusionConfig, ProfileFusion
 from uservlm_ros.core.parameters import Param
+from uservlm_ros.eval import identity
 from uservlm_ros.eval.bags import COMPRESSED, frame_source, iter_bag, iter_frames
 from uservlm_ros.eval.labels_file import Labels
 from uservlm_ros.ros import topics
@@ -114,8 +116,11 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
     for question in truth.questions:
         questions.setdefault(question.frame, []).append(question)
     frame_count = 0
+    labelled_at: dict[float, tuple[int, int, int]] = {}  # camera stamp -> (index, width, height)
     for index, (stamp, rgb) in enumerate(iter_frames(bag, truth.camera_topic)):
         frame_count += 1
+        if index in truth.frames:
+            labelled_at[stamp] = (index, rgb.shape[1], rgb.shape[0])
         faces = pipeline.process(rgb, stamp)
         for stage, ms in faces.timings_ms.items():
             stage_ms.setdefault(stage, []).append(ms)
@@ -160,6 +165,7 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
         },
         "attributes": _attribute_report(scores),
         "fairness": _fairness_report(scores),
+        "identity": recorded_identity(bag, truth, labelled_at, options.iou_threshold),
         "latency_ms": {
             "offline": {s: metrics.percentiles(v) for s, v in stage_ms.items()},
             "recorded": recorded_latencies(bag),
@@ -177,6 +183,45 @@ def evaluate(bag: Path, truth: Labels, options: EvalOptions | None = None) -> di
             "items": answers,
         }
     return report
+
+
+def recorded_identity(
+    bag: Path, truth: Labels, labelled_at: dict[float, tuple[int, int, int]], threshold: float
+) -> dict[str, Any]:
+    """Identity scores of the profiles recorded in the bag: each profile stamped with a labelled
+    frame's camera stamp is matched to that frame's labelled boxes by the IoU of its roi; its
+    person id is the prediction, the face's `person` the truth. Scored only when the bag has
+    profiles and the labels name someone (else just the two counts)."""
+    from rclpy.serialization import deserialize_message
+    from uservlm.msg import UserProfile
+
+    from uservlm_ros.core.presence import person_id_of
+    from uservlm_ros.ros.conversions import stamp_to_seconds
+
+    named = sum(bool(face.person) for faces in truth.frames.values() for face in faces)
+    predicted: dict[float, list[tuple[Box, str]]] = {}
+    profiles = 0
+    for message in iter_bag(bag, [topics.absolute(topics.PROFILE)]):
+        profiles += 1
+        msg = deserialize_message(message.data, UserProfile)
+        stamp = stamp_to_seconds(msg.header.stamp)
+        if stamp not in labelled_at:
+            continue
+        _, width, height = labelled_at[stamp]
+        x0, y0, x1, y1 = (float(v) for v in msg.roi)
+        person = person_id_of(msg.person_id, msg.track_id)
+        predicted.setdefault(stamp, []).append(
+            (Box(x0 * width, y0 * height, x1 * width, y1 * height), person)
+        )
+    counts = {"profiles": profiles, "named_faces": named}
+    if not profiles or not named:
+        return counts
+    observations = []
+    for stamp, found in predicted.items():
+        index = labelled_at[stamp][0]
+        labelled = [(face.box, face.person) for face in truth.frames[index]]
+        observations += identity.match_observations(index, labelled, found, threshold)
+    return counts | identity.identity_scores(observations).to_json()
 
 
 def _found(counts: metrics.DetectionCounts) -> int:

@@ -7,6 +7,7 @@ JSON, one object:
       "frames": [                                      # only labelled frames are scored
         {"index": 12,                                  # 0-based position among camera messages
          "faces": [{"box": [x0, y0, x1, y1],           # face box in image pixels
+                    "person": "grace",                 # optional: who it is (scores identity)
                     "age_group": "30-39", "gender": "Female",
                     "ethnicity": "White", "emotion": "happy"}]}   # any subset of attributes
       ],
@@ -42,6 +43,7 @@ from uservlm_ros.ros import topics
 class LabelledFace:
     box: Box
     attributes: dict[str, str]
+    person: str = ""  # the real person's name, the same on every visit; "" = not labelled
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Labels:
         return {
             "camera_topic": self.camera_topic,
             "frames": [
-                {"index": index, "faces": [{"box": _corners(f.box), **f.attributes} for f in faces]}
+                {"index": index, "faces": [_face_json(f) for f in faces]}
                 for index, faces in sorted(self.frames.items())
             ],
             "questions": [
@@ -105,6 +107,14 @@ class Labels:
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+def _face_json(face: LabelledFace) -> dict:
+    return {
+        "box": _corners(face.box),
+        **({"person": face.person} if face.person else {}),
+        **face.attributes,
+    }
 
 
 def _corners(box: Box) -> list[float]:
@@ -142,7 +152,10 @@ def load_labels(path: Path) -> Labels:
             raise ConfigError(f"{where}: index must be an integer >= 0")
         faces = []
         for k, face in enumerate(frame.get("faces", [])):
-            attributes = {key: value for key, value in face.items() if key != "box"}
+            person = face.get("person", "")
+            if not isinstance(person, str):
+                raise ConfigError(f"{where}.faces[{k}]: person must be a name (a string)")
+            attributes = {key: value for key, value in face.items() if key not in ("box", "person")}
             for name, value in attributes.items():
                 if name not in labels.LABEL_SETS:
                     raise ConfigError(f"{where}.faces[{k}]: unknown attribute {name!r}")
@@ -153,7 +166,8 @@ def load_labels(path: Path) -> Labels:
                         f"{list(labels.LABEL_SETS[name])}"
                     )
                 attributes[name] = value
-            faces.append(LabelledFace(_box(face.get("box"), f"{where}.faces[{k}]"), attributes))
+            box = _box(face.get("box"), f"{where}.faces[{k}]")
+            faces.append(LabelledFace(box, attributes, person.strip()))
         result.frames[index] = faces
         result.frame_entries[index] = where
     for n, item in enumerate(data.get("questions", [])):

@@ -201,6 +201,44 @@ def latency_table(stages: Mapping[str, Mapping[str, float]]) -> list[str]:
     return rows
 
 
+def identity_summary(entry: Mapping[str, Any]) -> str:
+    """One line on identity (`uservlm eval` prints it; report.md starts its section with it)."""
+    if not entry["profiles"]:
+        return "identity: n/a (the bag has no recorded profiles: record the live graph)"
+    if not entry["named_faces"]:
+        return "identity: n/a (no labelled face names its person)"
+    switches = entry["switches"]
+    return (
+        f"identity: IDF1 {number(entry['idf1'])} (IDP {number(entry['idp'])}, IDR "
+        f"{number(entry['idr'])}), {switches} identity switch{'es' * (switches != 1)} over "
+        f"{entry['observations']} observations, "
+        f"{number(entry['persons_per_real_person'], '.2f')} person ids per real person "
+        f"({number(entry['identified_per_real_person'], '.2f')} identified)"
+    )
+
+
+def identity_section(entry: Mapping[str, Any], iou_threshold: float) -> list[str]:
+    lines = ["", "## Identity", "", identity_summary(entry) + "."]
+    if not entry["profiles"] or not entry["named_faces"]:
+        return lines
+    lines += [
+        "",
+        f"From the {entry['profiles']} recorded profiles: a profile stamped with a labelled "
+        f"frame's camera stamp whose roi overlaps a labelled face (IoU >= {iou_threshold}) is an "
+        "observation of that person; a switch is a change of person id between two of a "
+        "person's observations (anonymous -> identified included).",
+        "",
+        "| person | switches | person ids | identified ids |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {entry['switches_by_person'][name]} | {', '.join(ids) or '-'} | "
+        f"{len(entry['known_persons'][name])} |"
+        for name, ids in entry["persons"].items()
+    ]
+    return lines
+
+
 def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """report.json and report.md (with PNG plots) in out_dir; returns both paths."""
     out_dir = Path(out_dir)
@@ -264,6 +302,7 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
             f"{groups(entry['accuracy_by_ethnicity'])} | "
             f"{number(entry['largest_gap_ethnicity'], '.2f')} |"
         )
+    lines += identity_section(report["identity"], report["detection"]["iou_threshold"])
     latency = report["latency_ms"]
     lines += [
         "",
