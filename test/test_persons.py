@@ -165,14 +165,18 @@ def test_bad_config_and_embeddings_are_refused():
         registry().identify(1, np.array([np.nan, 1.0]), 0.0)
 
 
-def test_embedding_schedule_retries_anonymous_refreshes_known_and_takes_turns():
+def test_embedding_schedule_backs_off_refreshes_known_and_takes_turns():
     schedule = persons.EmbeddingSchedule(retry_s=0.5, refresh_s=5.0)
     assert schedule.pick([(1, True), (2, True)], 0.0) == 1
     assert schedule.pick([(1, True), (2, True)], 0.1) == 2  # the other one's turn
     assert schedule.pick([(1, True), (2, True)], 0.2) is None
-    assert schedule.pick([(1, True), (2, False)], 0.6) == 1  # anonymous: retried
-    assert schedule.pick([(1, False), (2, False)], 1.0) is None  # known: refresh only
-    assert schedule.pick([(1, False), (2, False)], 5.2) == 2
-    assert schedule.pick([(1, False)], 0.3) == 1  # time went back (a bag replayed again)
-    schedule.forget(1)
-    assert schedule.pick([(1, False)], 0.4) == 1
+    assert schedule.pick([(1, True), (2, False)], 0.6) == 1  # anonymous: retried after 0.5 s
+    assert schedule.pick([(1, True)], 1.2) is None  # then after 1 s (backing off)
+    assert schedule.pick([(1, True)], 1.7) == 1
+    tries = [t / 8 for t in range(14, 320) if schedule.pick([(1, True)], t / 8) == 1]
+    assert tries[:3] == [3.75, 7.75, 12.75]  # 2 s, 4 s, then every refresh_s (5 s)
+    assert schedule.pick([(1, False), (2, False)], 40.0) == 2  # known: refresh only
+    assert schedule.pick([(2, False)], 41.0) is None
+    assert schedule.pick([(2, False)], 0.3) == 2  # time went back (a bag replayed again)
+    schedule.forget(2)
+    assert schedule.pick([(2, False)], 0.4) == 2

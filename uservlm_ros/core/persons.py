@@ -349,26 +349,30 @@ def _record_from_json(item: dict) -> _Person:
 
 class EmbeddingSchedule:
     """Which track's face to embed next. An embedding costs ~80 ms of a core, so one is
-    computed when a track starts, retried every `retry_s` while its person is still anonymous
-    (no usable face yet, or a doubtful match), and then only every `refresh_s` to learn the
-    person's other views; the track waiting longest goes first, so no track starves."""
+    computed when a track starts; while its person stays anonymous (no usable face yet, or a
+    doubtful match) it is retried after `retry_s`, the wait doubling with each try up to
+    `refresh_s` (a face that never matches must not cost a core); an identified track is
+    embedded every `refresh_s` to learn the person's other views. The track waiting longest
+    goes first, so no track starves."""
 
     def __init__(self, retry_s: float = 0.5, refresh_s: float = 5.0) -> None:
         self.retry_s, self.refresh_s = retry_s, refresh_s
-        self._attempted: dict[int, float] = {}  # track -> camera time of its latest attempt
+        self._attempted: dict[int, tuple[float, int]] = {}  # track -> (latest try, tries)
 
     def pick(self, candidates: Iterable[tuple[int, bool]], now: float) -> int | None:
         """`candidates`: (track id, person anonymous) of the faces fit for an embedding now."""
         due = []
         for track_id, anonymous in candidates:
-            last = self._attempted.get(track_id, -math.inf)
-            wait = self.retry_s if anonymous else self.refresh_s
+            last, tries = self._attempted.get(track_id, (-math.inf, 0))
+            wait = min(self.retry_s * 2 ** max(tries - 1, 0), self.refresh_s)
+            if not anonymous:
+                wait = self.refresh_s
             if now - last >= wait or now < last:  # a replayed bag going back: due
-                due.append((last, track_id))
+                due.append((last, track_id, tries))
         if not due:
             return None
-        track_id = min(due)[1]
-        self._attempted[track_id] = now
+        _, track_id, tries = min(due)
+        self._attempted[track_id] = (now, tries + 1)
         return track_id
 
     def forget(self, track_id: int) -> None:

@@ -24,12 +24,8 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, Transcript, UserProfile
 from uservlm.srv import ForgetPersons
 
-from uservlm_ros.backends.face_identity import (
-    IDENTITY_BACKENDS,
-    MIN_CROP,
-    IdentityOptions,
-    create_face_identity,
-)
+from uservlm_ros.backends.face_identity import IDENTITY_BACKENDS, MIN_CROP, IdentityOptions
+from uservlm_ros.backends.identity_process import IdentityProcess
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
@@ -500,10 +496,11 @@ class UserProfilerNode(ModelNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load_identity(self):
-        """The embedding backend, or None (one line why): without it tracks act as persons."""
+        """The embedding backend in a process of its own (backends/identity_process.py: it
+        holds the GIL), or None (one line why): without it tracks act as persons."""
         p = self.params
         try:
-            identity = create_face_identity(
+            identity = IdentityProcess(
                 p["identity.backend"],
                 IdentityOptions(
                     path=p["identity.model_path"], crop_margin=p["identity.crop_margin"]
@@ -597,7 +594,14 @@ class UserProfilerNode(ModelNode):
             people.embeddings.refresh_s = self.params["identity.refresh_s"]
 
     def _release_model(self) -> None:
+        if self.identity is not None:
+            self.identity.close()
         self.profiler = self.people = self.engagement = self.identity = None
+
+    def destroy_node(self) -> None:
+        super().destroy_node()  # stops the workers first
+        if self.identity is not None:
+            self.identity.close()
 
     def _on_faces(self, msg: FaceArray) -> None:
         self._feed_engagement(msg)
