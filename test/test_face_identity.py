@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import os
 import shutil
+import signal
 
 import cv2
 import numpy as np
@@ -154,3 +156,34 @@ def test_the_embedding_is_never_in_repr_or_str(identity, detector):
     assert "dlib_resnet" in shown
     for value in embedding[:8]:
         assert f"{value:.3f}" not in shown
+
+
+def test_the_identity_process_embeds_as_in_process_and_survives_its_child(identity, detector):
+    from uservlm_ros.backends.identity_process import IdentityProcess
+
+    face = crop(detector, astronaut())
+    child = IdentityProcess("dlib_resnet")
+    try:
+        assert child.model_id == identity.model_id and child.dim == 128
+        np.testing.assert_allclose(child.embed(face), identity.embed(face), atol=1e-6)
+        assert child.embed(np.full((96, 96, 3), 128, np.uint8)) is None
+        with pytest.raises(ValueError, match="square"):
+            child.embed(np.zeros((100, 5, 3), np.uint8))
+        os.kill(child._child.pid, signal.SIGINT)  # Ctrl-C reaches the group: the node decides
+        assert child.embed(face) is not None and child.restarts == 0
+        child._child.kill()  # died (out of memory, say): the next face starts a new one
+        child._child.wait()
+        assert child.embed(face) is not None and child.restarts == 1
+        assert "pid=" in repr(child) and "[" not in repr(child)
+    finally:
+        child.close()
+    assert child._child.returncode == 0  # its stdin closed: it ended by itself
+
+
+def test_the_identity_process_reports_a_bad_backend_in_one_line(tmp_path):
+    from uservlm_ros.backends.identity_process import IdentityProcess
+
+    with pytest.raises(ConfigError, match="unknown identity backend 'nope'"):
+        IdentityProcess("nope")
+    with pytest.raises(ModelLoadError, match=str(tmp_path)):
+        IdentityProcess("dlib_resnet", IdentityOptions(path=str(tmp_path)))
