@@ -93,6 +93,9 @@ def test_health_verdicts_for_hangs_slowness_and_queues():
         assert slow.level == health.WARN and "p95" in slow.problems[0]
         fine = health.judge_worker(worker.state(), health.HealthLimits(1000, 5), None)
         assert fine.level == health.OK
+        worker.latency_bound = False  # nobody waits for its items: only death and hangs count
+        background = health.judge_worker(worker.state(), health.HealthLimits(100, 5), None)
+        assert background.level == health.OK
     finally:
         worker.stop()
     assert health.judge_queue("question", 3, 4).level == health.OK

@@ -49,7 +49,7 @@ def judge_worker(
         problems.append(
             f"worker {state.name} restarted {state.restarts}x, {restarted_ago_s:.0f} s ago"
         )
-    if state.p95_ms > limits.max_processing_ms:
+    if state.latency_bound and state.p95_ms > limits.max_processing_ms:
         level = WARN
         problems.append(
             f"{state.name} p95 {state.p95_ms:.0f} ms > limit {limits.max_processing_ms:.0f} ms"

@@ -38,6 +38,7 @@ class WorkerState:
     restarts: int
     p95_ms: float  # 95th percentile of recent item durations; 0 before the first item
     last_error: str
+    latency_bound: bool = True  # whether a slow item makes the node's health WARN
 
 
 class Worker(Generic[Item]):
@@ -50,10 +51,13 @@ class Worker(Generic[Item]):
         wake: Callable[[], None] = lambda: None,
         idle: Callable[[], None] | None = None,
         poll_s: float = 0.2,
+        latency_bound: bool = True,
     ) -> None:
         """`take(timeout)` returns the next item or None; `idle()` runs after every take
-        (periodic work such as expiring tracks); `wake()` releases a blocked `take`."""
+        (periodic work such as expiring tracks); `wake()` releases a blocked `take`. A worker
+        whose items nobody waits for is not `latency_bound`: its health ignores its speed."""
         self._take, self._handle, self._wake, self._idle = take, handle, wake, idle
+        self.latency_bound = latency_bound
         self._on_error = on_error
         self.name = name
         self._poll_s = poll_s
@@ -107,6 +111,7 @@ class Worker(Generic[Item]):
             restarts=self.restarts,
             p95_ms=p95,
             last_error=self.last_error,
+            latency_bound=self.latency_bound,
         )
 
     def _run(self) -> None:
@@ -151,9 +156,12 @@ class SlotWorker(Worker[Item]):
         on_error: Callable[[Item | None, Exception], None],
         idle: Callable[[], None] | None = None,
         poll_s: float = 0.2,
+        latency_bound: bool = True,
     ) -> None:
         self.slot: LatestSlot[Item] = LatestSlot()
-        super().__init__(self.slot.take, handle, name, on_error, self.slot.wake, idle, poll_s)
+        super().__init__(
+            self.slot.take, handle, name, on_error, self.slot.wake, idle, poll_s, latency_bound
+        )
 
     def put(self, item: Item) -> bool:
         """Hand over an item; True when it replaced one never worked on (a drop)."""

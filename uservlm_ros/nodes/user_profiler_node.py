@@ -436,6 +436,7 @@ class UserProfilerNode(ModelNode):
             lambda item: self._identify(*item),
             "identity_worker",
             self.worker_error_logger(lambda item: f"the face of track {item[1]}"),
+            latency_bound=False,  # ~0.1-0.4 s a face, and no profile waits for it
         )
         self.workers = [self._worker, self._identity_worker]
         self._last_published: dict[str, float] = {}  # person -> wall time of their last profile
