@@ -227,12 +227,94 @@ def test_speech_that_was_heard_is_shown_asked_or_not():
     (exchange,) = state.section("conversation")
     assert exchange["key"] == "r9" and exchange["question"] == "hello"
     noise = SimpleNamespace(
-        request_id="", text="", confidence=0.1, dropped="noise", audio_start=_time(9)
+        request_id="", text="Thank you.", confidence=0.1, dropped="noise", audio_start=_time(9)
     )
     state.on_transcript(noise)
     state.on_response(_response("r10"))  # over max_exchanges: the oldest goes
     statuses = [e["status"] for e in state.section("conversation")]
     assert statuses == ["not_asked", "answered"]
+    assert state.section("conversation")[0]["dropped"] == "noise"
+
+
+def test_the_robot_hearing_itself_is_one_counter_line_not_an_entry_each_time():
+    clock = Clock()
+    state = ConsoleState(clock=clock)
+    state.asked("r1", "Hi?", 0, "console")
+    for second in range(5):  # Pepper's own answer, heard by its microphones
+        clock.now += 1
+        own = SimpleNamespace(
+            request_id="",
+            text="",
+            confidence=0.0,
+            dropped="robot_speaking",
+            audio_start=_time(second),
+        )
+        state.on_transcript(own)
+    # recognised, then found to overlap the robot's speech: also its own voice
+    own_words = SimpleNamespace(
+        request_id="",
+        text="Hello there",
+        confidence=0.8,
+        dropped="robot_speaking",
+        audio_start=_time(7),
+    )
+    state.on_transcript(own_words)
+    busy = SimpleNamespace(
+        request_id="", text="", confidence=0.0, dropped="asr_busy", audio_start=_time(8)
+    )
+    state.on_transcript(busy)
+    assert [e["key"] for e in state.section("conversation")] == ["r1"]
+    assert state.section("not_asked") == {
+        "robot_speaking": {"count": 6, "last": clock.now},
+        "asr_busy": {"count": 1, "last": clock.now},
+    }
+    # an interim transcript later dropped leaves no entry behind either
+    interim = SimpleNamespace(
+        request_id="", text="hel", confidence=0.5, dropped="", audio_start=_time(20)
+    )
+    state.on_transcript(interim)
+    state.on_transcript(SimpleNamespace(**{**vars(interim), "dropped": "robot_speaking"}))
+    assert [e["key"] for e in state.section("conversation")] == ["r1"]
+    assert state.section("not_asked")["robot_speaking"]["count"] == 7
+
+
+def test_a_privacy_switch_hides_the_attribute_on_cards_not_updated_since():
+    clock = Clock()
+    state = ConsoleState(clock=clock)
+    state.set_privacy("gender", enabled=True)
+    state.set_privacy("age_group", enabled=True)
+    old = _profile(3)
+    old.age_years = 34.0
+    state.on_profile(old)
+    versions = dict(state.versions)
+    clock.now += 1
+    state.set_privacy("gender", enabled=False)  # the card is greyed: no newer profile
+    assert state.switched_off() == {"gender": clock.now}  # the camera labels withhold it too
+    changed, _ = state.changes(versions)
+    assert "people" in changed
+    (card,) = state.section("people")
+    gender = next(a for a in card["attributes"] if a["name"] == "gender")
+    assert gender == {
+        "name": "gender",
+        "label": "unknown",
+        "known": False,
+        "reason": "disabled",
+        "confidence": 0.0,
+    }
+    assert "Female" not in json.dumps(card)  # nor in the profile text written with it
+    assert card["age_years"] == 34.0
+    state.set_privacy("age_group", enabled=False)
+    (card,) = state.section("people")
+    assert card["age_years"] is None and "30-39" not in json.dumps(card)
+    # switched back on: the old value stays hidden until a new profile has it again
+    state.set_privacy("gender", enabled=True)
+    assert "Female" not in json.dumps(state.section("people"))
+    # a profile made before the switch, arriving after it: hidden as well
+    state.on_profile(old)
+    assert "30-39" not in json.dumps(state.section("people"))
+    state.set_privacy("age_group", enabled=True)
+    state.on_profile(_profile(3))
+    assert state.section("people")[0]["profile_text"] == "The person appears to be a Female."
 
 
 def test_health_levels_staleness_and_the_robot_connection():
@@ -259,6 +341,38 @@ def test_health_levels_staleness_and_the_robot_connection():
     state.tick()
     assert state.section("health")["nodes"][0]["level"] == "STALE"
     assert state.section("health")["robot"]["state"] == "unknown"
+
+
+def test_a_console_shows_the_health_of_its_own_namespace_only():
+    def status(name, level):
+        return SimpleNamespace(
+            name=f"uservlm: {name}",
+            level=bytes([level]),
+            message=name,
+            hardware_id="",
+            values=[],
+        )
+
+    everyone = SimpleNamespace(
+        status=[
+            status("/robot1/naoqi_bridge_node", 0),  # sorts first: robot1's Pepper is up
+            status("/robot1/camera_node", 0),
+            status("/robot2/naoqi_bridge_node", 2),  # robot2's Pepper is not
+            status("/robot2/camera_node", 0),
+            status("/naoqi_bridge_node", 0),  # a robot without a namespace
+            status("/robot2/lab/camera_node", 0),  # a namespace inside robot2's
+        ]
+    )
+    for namespace, names, robot in [
+        ("/robot2", ["/robot2/camera_node", "/robot2/naoqi_bridge_node"], "not_connected"),
+        ("/robot1", ["/robot1/camera_node", "/robot1/naoqi_bridge_node"], "connected"),
+        ("/", ["/naoqi_bridge_node"], "connected"),
+    ]:
+        state = ConsoleState(clock=Clock(), namespace=namespace)
+        state.on_diagnostics(everyone)
+        health = state.section("health")
+        assert [n["name"] for n in health["nodes"]] == names, namespace
+        assert health["robot"]["state"] == robot, namespace
 
 
 # -- camera frames
@@ -290,10 +404,10 @@ class FakeActions:
         self.forgotten = []
         self.profiler_up = True
 
-    def ask(self, question, track_id):
+    def ask(self, question, track_id, person_id=""):
         if question == "fail":
             raise UservlmError("no responder serves /uservlm/respond")
-        self.asked.append((question, track_id))
+        self.asked.append((question, track_id, person_id))
         return "req1"
 
     def set_privacy(self, attribute, enabled):
@@ -364,7 +478,34 @@ def test_loopback_console_serves_the_page_and_refuses_foreign_hosts_and_sites(se
     assert actions.asked == []
     status, text, _ = _run(_request("POST", base + "/api/ask", json=ask, headers={"Origin": base}))
     assert status == 200 and json.loads(text) == {"request_id": "req1"}
-    assert actions.asked == [("Hello?", 3)]
+    assert actions.asked == [("Hello?", 3, "")]
+
+
+def _raw_http(port, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_loopback_console_refuses_a_request_without_host_header(serve):
+    server, actions = serve()
+    for request in (
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET /api/state HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: \r\n\r\n",
+        b"POST /api/ask HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 19"
+        b'\r\n\r\n{"question": "Hi?"}',
+    ):
+        status_line = _raw_http(server.port, request).split(b"\r\n", 1)[0]
+        assert status_line.split()[1] == b"403", request
+    assert actions.asked == []
+    answer = _raw_http(server.port, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    assert answer.split()[1] == b"200"
 
 
 def test_controls_answer_bad_input_with_one_clear_reason(serve):
@@ -391,6 +532,62 @@ def test_controls_answer_bad_input_with_one_clear_reason(serve):
         _request("POST", base + "/api/ask", data=b"{", headers={"Content-Type": "application/json"})
     )
     assert status == 400 and "not valid JSON" in text
+
+
+def test_ask_and_forget_check_types_and_ranges_with_one_line_each(serve):
+    server, actions = serve()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def post(path, raw: str):
+        headers = {"Content-Type": "application/json"}
+        status, text, _ = _run(_request("POST", base + path, data=raw.encode(), headers=headers))
+        assert text.startswith("{"), text  # JSON, not a traceback page
+        error = json.loads(text).get("error")
+        assert error is None or ("\n" not in error and len(error) < 200), error
+        return status, error
+
+    big = str(2**70)
+    for body in [
+        '{"question": null}',
+        '{"question": 1e999999}',
+        '{"question": 42}',
+        '{"question": ["Hi?"]}',
+        '{"question": {"text": "Hi?"}}',
+        '{"question": "\\ud800?"}',  # a lone surrogate: not text that can be sent
+        '{"question": "Hi?", "track_id": ' + big + "}",
+        '{"question": "Hi?", "track_id": 4294967296}',  # above uint32
+        '{"question": "Hi?", "track_id": -1}',
+        '{"question": "Hi?", "track_id": 1.5}',
+        '{"question": "Hi?", "track_id": 1e999999}',
+        '{"question": "Hi?", "track_id": "3"}',
+        '{"question": "Hi?", "track_id": true}',
+        '{"question": "Hi?", "track_id": null}',
+        '{"question": "Hi?", "person_id": 7}',
+        '{"question": "Hi?", "person_id": "a b"}',
+        '{"question": "Hi?", "person_id": "\\ud800"}',
+        '{"question": "Hi?", "person_id": ["kqzxt"]}',
+        '{"question": "Hi?", "person_id": "' + "k" * 100 + '"}',
+        '{"question": "Hi?", "person_id": "kqzxt", "track_id": 3}',  # one or the other
+    ]:
+        status, error = post("/api/ask", body)
+        assert status == 400 and error, body
+    assert actions.asked == []
+    assert post("/api/ask", '{"question": "Hi?", "track_id": 4294967295}') == (200, None)
+    assert post("/api/ask", '{"question": "Hi?", "person_id": "kqzxt"}') == (200, None)
+    assert post("/api/ask", '{"question": "Hi?", "person_id": "", "track_id": 0}') == (200, None)
+    assert actions.asked == [("Hi?", 4294967295, ""), ("Hi?", 0, "kqzxt"), ("Hi?", 0, "")]
+    for body in [
+        '{"person_id": null}',
+        '{"person_id": ' + big + "}",
+        '{"person_id": 1e999999}',
+        '{"person_id": "\\ud800"}',
+        '{"person_id": {"id": "kqzxt"}}',
+    ]:
+        status, error = post("/api/forget", body)
+        assert status == 400 and error.startswith("person_id must be"), body
+    assert actions.forgotten == []
+    status, error = post("/api/privacy", '{"attribute": ["gender"], "enabled": false}')
+    assert status == 400 and error.startswith("attribute must be")
 
 
 def test_websocket_sends_every_section_then_changes_and_frames(serve):
@@ -575,3 +772,120 @@ def test_console_node_forgets_through_the_profilers_service(ros, processes):
 
     wait_until(lambda: forget()[0] == 200, 15, "the console to find the service")
     assert asked[-1] == "kqzxt" and card() == []  # the card goes with the person
+
+
+# -- the token never reaches a log
+
+
+@pytest.mark.graph
+def test_the_token_is_never_logged_and_a_generated_one_only_printed(ros, processes, tmp_path):
+    import re
+
+    from harness import wait_until
+    from rcl_interfaces.msg import Log
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    rosout_qos = QoSProfile(
+        depth=1000,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        reliability=ReliabilityPolicy.RELIABLE,
+    )
+    rosout = ros.subscribe(Log, "/rosout", rosout_qos)
+    token = "from-a-file-0123456789abcdef"
+    (tmp_path / "token").write_text(token + "\n")
+
+    def start(name, *extra):
+        log_dir = tmp_path / f"ros_log_{name}"
+        console = processes.start_python(
+            name,
+            *("-m", "uservlm_ros.cli", "console", "--host", "0.0.0.0", "--port", "0", *extra),
+            env={"ROS_LOG_DIR": str(log_dir)},
+        )
+        console.wait_for_output("console at http://", timeout=60)
+        return console, log_dir
+
+    def console_lines():
+        return [m.msg for m in rosout.messages if "console at" in m.msg]
+
+    def nowhere_logged(secret, log_dir):
+        assert not [m.msg for m in rosout.messages if secret in m.msg]
+        logged = "".join(f.read_text(errors="replace") for f in log_dir.rglob("*") if f.is_file())
+        assert "console at" in logged and secret not in logged
+
+    from_file, log_dir = start("console_file", "--token-file", str(tmp_path / "token"))
+    wait_until(lambda: len(console_lines()) == 1, 15, "the console's address on /rosout")
+    from_file.stop()
+    assert token not in from_file.output()  # the person who wrote the file knows it
+    nowhere_logged(token, log_dir)
+
+    generated, log_dir = start("console_generated")
+    wait_until(lambda: len(console_lines()) == 2, 15, "the second console's address on /rosout")
+    printed = re.search(r"generated token: (http://\S+)\?token=(\S+)", generated.output())
+    assert printed, generated.output()
+    base, secret = printed.groups()
+    assert _run(_request("GET", f"{base}api/state?token={secret}"))[0] == 200
+    generated.stop()
+    nowhere_logged(secret, log_dir)
+
+
+# -- `--config`: the shipped deployments as docs/running.md lists them (kept here with the
+# console's other first-use fixes of issue 22)
+
+
+def test_an_unknown_config_lists_the_deployments_the_docs_list():
+    import re
+    from pathlib import Path
+
+    from uservlm_ros.bringup.graph import resolve_config
+
+    running = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
+    table = running.split("## Deployments", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `config/(\w+)\.yaml` \|", table, re.MULTILINE)
+    examples = re.findall(r"`config/(\w+)\.yaml`", table.split("example parameter files")[0])
+    examples = sorted(set(examples) - set(documented))
+    assert documented and examples == ["dialogue", "perception"], (documented, examples)
+    with pytest.raises(ConfigError) as error:
+        resolve_config("nosuch")
+    message = str(error.value)
+    assert "\n" not in message
+    deployments = re.search(r"shipped deployment: ([\w, ]+)\)", message)
+    assert deployments and deployments.group(1).split(", ") == sorted(documented), message
+    assert "example parameter files: dialogue, perception" in message
+
+
+@pytest.mark.graph
+def test_uservlm_console_for_one_robot_of_two_on_the_domain(ros, processes):
+    import re
+
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from harness import wait_until
+
+    from uservlm_ros.ros import topics
+
+    console = processes.start_python(
+        "console", "-m", "uservlm_ros.cli", "console", "--port", "0", "--namespace", "robot2"
+    )
+    console.wait_for_output("console at http://", timeout=60)
+    base = re.search(r"console at (http://\S+)/", console.output()).group(1)
+    diagnostics = ros.publisher(DiagnosticArray, topics.DIAGNOSTICS)
+    # robot1's bridge sorts first and is connected; robot2's Pepper is not
+    both = DiagnosticArray(
+        status=[
+            DiagnosticStatus(name=f"uservlm: /{robot}/{node}", level=level, message=robot)
+            for robot, level in (
+                ("robot1", DiagnosticStatus.OK),
+                ("robot2", DiagnosticStatus.ERROR),
+            )
+            for node in ("naoqi_bridge_node", "camera_node")
+        ]
+    )
+
+    def health():
+        diagnostics.publish(both)
+        return json.loads(_run(_request("GET", base + "/api/state"))[1])["health"]
+
+    robot2 = {"/robot2/naoqi_bridge_node", "/robot2/camera_node", "/robot2/console_node"}
+    wait_until(lambda: len(health()["nodes"]) >= 3, 15, "the console to hear /diagnostics")
+    shown = health()
+    assert {n["name"] for n in shown["nodes"]} == robot2
+    assert shown["robot"] == {"state": "not_connected", "detail": "robot2"}

@@ -47,6 +47,159 @@ def _status(url: str, method: str = "GET", body: bytes | None = None) -> int:
         return error.code
 
 
+class _Idle:
+    """The page's actions, for a console that only shows a state (the layout tests)."""
+
+    def ask(self, question, track_id, person_id):
+        raise AssertionError("the layout tests ask nothing")
+
+    set_privacy = forget = ask
+
+
+def _layout_state():
+    """Two people, an answered question, the robot hearing itself, a noise drop."""
+    from types import SimpleNamespace as N
+
+    from uservlm_ros.console.state import ConsoleState
+    from uservlm_ros.core import labels
+
+    state = ConsoleState()
+    for track, person in ((3, "kqzxt"), (4, "abcde")):
+        estimates = {
+            name: N(name=name, label="30-39", known=True, abstain_reason="", confidence=0.6)
+            for name in labels.ATTRIBUTES
+        }
+        state.on_profile(
+            N(
+                **estimates,
+                track_id=track,
+                person_id=person,
+                visits=1,
+                roi=[0.1] * 4,
+                engagement=0.8,
+                engagement_state=3,
+                engaged=track == 3,
+                age_years=33.0,
+                observations=12,
+                seconds_since_first_seen=3.0,
+                profile_text="A person.",
+                model_id="attributes@1",
+            )
+        )
+    state.asked("r1", QUESTION, 0, "console")
+    state.on_response(
+        N(
+            request_id="r1",
+            question=QUESTION,
+            track_id=3,
+            person_id="kqzxt",
+            addressee="engaged",
+            final=True,
+            text="I can answer questions.",
+            error="",
+            gesture="hey",
+            sentiment="",
+            mode="user_aware",
+            responder="fallback-template",
+            timings=[],
+        )
+    )
+    for second in range(3):
+        state.on_transcript(
+            N(
+                request_id="",
+                text="",
+                confidence=0.0,
+                dropped="robot_speaking",
+                audio_start=N(sec=second, nanosec=0),
+            )
+        )
+    state.on_transcript(
+        N(
+            request_id="",
+            text="Thank you.",
+            confidence=0.3,
+            dropped="noise",
+            audio_start=N(sec=9, nanosec=0),
+        )
+    )
+    return state
+
+
+@pytest.fixture
+def layout_page():
+    """A function that opens the console page at a window width in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from uservlm_ros.console.server import ConsoleServer
+
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing: `make test` installs it (apt)"
+    server = ConsoleServer(_layout_state(), _Idle(), port=0, log=lambda text: None)
+    server.start()
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+    def open_at(width, height=900):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(server.url)
+        page.wait_for_selector("#people .person", state="attached")
+        page.wait_for_selector("#conversation li", state="attached")
+        return page
+
+    try:
+        yield open_at
+    finally:
+        browser.close()
+        playwright.stop()
+        server.stop()
+
+
+# measured in the page: the placeholder's text width in the input's font, and the boxes
+_MEASURE_ASK = """() => {
+    const input = document.getElementById('question');
+    const style = getComputedStyle(input);
+    const context = document.createElement('canvas').getContext('2d');
+    context.font = style.font;
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const box = (id) => document.getElementById(id).getBoundingClientRect().toJSON();
+    return {placeholder: context.measureText(input.placeholder).width, room: room,
+            input: box('question'), button: box('ask-button')};
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 1280])
+def test_the_ask_box_fits_its_placeholder_and_button_on_a_wide_screen(layout_page, width):
+    page = layout_page(width)
+    ask = page.evaluate(_MEASURE_ASK)
+    assert ask["placeholder"] <= ask["room"], ask  # the whole placeholder is visible
+    button, box = ask["button"], ask["input"]
+    assert abs(button["top"] - box["top"]) < 4, ask  # the button on the input's line
+    assert button["left"] >= box["right"], ask
+
+
+def test_on_a_tablet_people_and_conversation_come_before_health(layout_page):
+    page = layout_page(800, 1200)
+    top = {
+        name: page.locator(f"#{name}-panel").bounding_box()["y"]
+        for name in ("camera", "people", "conversation", "privacy", "health")
+    }
+    assert top["people"] < top["health"] and top["conversation"] < top["health"], top
+    assert top["camera"] < top["people"] < top["conversation"], top
+    ask = page.evaluate(_MEASURE_ASK)
+    assert ask["placeholder"] <= ask["room"], ask
+
+
+def test_the_robot_hearing_itself_is_one_line_with_its_reason(layout_page):
+    page = layout_page(1400)
+    entries = page.locator("#conversation li")
+    assert entries.count() == 2  # the question and the noise; the robot's own voice is not
+    noise = page.locator('#conversation li[data-status="not_asked"]')
+    assert "not asked: noise" in noise.inner_text()
+    assert noise.locator(".answer").count() == 0  # no empty answer bar
+    counter = page.locator("#not-asked")
+    assert "3 while the robot spoke" in counter.inner_text()
+
+
 @pytest.mark.graph
 def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
     from harness import wait_until
@@ -73,6 +226,7 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
             "demo",
             f"--set=camera_node.naoqi.port={pepper.port}",
             f"--set=naoqi_bridge_node.robot.port={pepper.port}",
+            f"--set=speech_node.naoqi.port={pepper.port}",
             # slower streaming, so the page shows the answer growing
             "--set=vlm_responder_node.responder.fallback_word_delay_s=0.15",
             "--set=console_node.host=0.0.0.0",
@@ -80,9 +234,10 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
             f"--set=console_node.token_file={tmp_path / 'token'}",
         )
         graph.wait_for_output("console at http://", timeout=90)
-        url = re.search(r"console at (http://\S+)", graph.output()).group(1)
-        assert url.endswith(f"?token={token}")
-        base = url.split("?")[0].rstrip("/")
+        # the address without the token: a token never reaches a log (the file's owner has it)
+        base = re.search(r"console at (http://[^?\s]+)", graph.output()).group(1).rstrip("/")
+        assert token not in graph.output()
+        url = f"{base}/?token={token}"
 
         # Bound to 0.0.0.0: nothing without the token, not even the page or its script.
         assert _status(base + "/") == 401
@@ -165,6 +320,10 @@ def test_console_in_a_browser_on_the_demo_graph(ros, processes, tmp_path):
                 expect(gender.last).to_have_attribute("data-reason", "disabled", timeout=30_000)
                 expect(switch).not_to_be_checked()
 
+                # every node of the demo in the picture (speech_node loads its models first)
+                expect(page.locator('#health tr[data-node="/speech_node"]')).to_have_count(
+                    1, timeout=30_000
+                )
                 page.wait_for_timeout(500)  # the next camera frame, for the picture
                 shot = tmp_path / "console.png"
                 shot.write_bytes(page.screenshot(full_page=True))

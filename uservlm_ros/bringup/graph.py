@@ -253,6 +253,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return overrides
 
 
+# Shipped params files that document some nodes' parameters rather than describe a robot
+# (docs/running.md): `--config perception` still starts the nodes they name, but they are not
+# offered as deployments.
+EXAMPLE_PARAMS = ("dialogue", "perception")
+
+
 def resolve_config(config: str | Path) -> Path:
     """A params file path, or a shipped deployment: `pepper`, `pepper.yaml` or `config/pepper.yaml`
     (found in the checkout or the installed package, whatever the working directory)."""
@@ -268,9 +274,12 @@ def resolve_config(config: str | Path) -> Path:
             if (folder / name).is_file():
                 return (folder / name).resolve()
     shipped = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+    deployments = [name for name in shipped if name not in EXAMPLE_PARAMS]
+    examples = [name for name in shipped if name in EXAMPLE_PARAMS]
     raise ConfigError(
         f"config {config!s} not found (neither a file nor a shipped deployment: "
-        f"{', '.join(shipped) or 'none installed'})"
+        f"{', '.join(deployments) or 'none installed'})"
+        + (f"; example parameter files: {', '.join(examples)}" if examples else "")
     )
 
 

@@ -3,8 +3,8 @@
 Pure Python (no web framework): the server asks these functions about each request.
 
 - Bound to a loopback address (the default, 127.0.0.1) only this machine can connect, so no token
-  is needed; the Host header must then name a loopback host, so a web page that rebinds its own
-  DNS name to 127.0.0.1 cannot read the console.
+  is needed; the Host header must then name a loopback host (a request without one, HTTP/1.0,
+  is refused), so a web page that rebinds its own DNS name to 127.0.0.1 cannot read the console.
 - Bound to any other address (0.0.0.0, a LAN address: Pepper's tablet) every HTTP request and the
   WebSocket must carry the token: `?token=` once (the server answers with a cookie), the cookie,
   or `Authorization: Bearer <token>`.

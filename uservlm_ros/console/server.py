@@ -6,7 +6,8 @@
                         ({"time": ..., "people": [...], "conversation": [...], ...}), and the
                         camera as binary messages (one JPEG each, only the newest frame)
     GET  /api/state     every section as one JSON object (scripts, tests)
-    POST /api/ask       {"question": "...", "track_id": 0} -> {"request_id": "..."}
+    POST /api/ask       {"question": "...", "track_id": 0} or {..., "person_id": "kqzxt"}
+                        -> {"request_id": "..."}
     POST /api/privacy   {"attribute": "gender", "enabled": false} -> {"ok": true} or {"error"}
     POST /api/forget    {"person_id": "kqzxt"} -> {"forgotten": 1, "message": "..."} or {"error"}
     POST /api/forget_everyone  {} -> the same, for every person the profiler knows
@@ -40,6 +41,7 @@ from uservlm_ros.core.presence import valid_person_id
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CLIENTS = 8  # pages connected at once; more are refused so the console stays cheap
 MAX_QUESTION_CHARS = 2000  # the responder has its own, usually lower, limit
+MAX_TRACK_ID = 2**32 - 1  # Respond.Goal.track_id is a uint32
 PRIVACY_TIMEOUT_S = 5.0
 FORGET_TIMEOUT_S = 5.0
 HEADERS = {
@@ -66,8 +68,9 @@ class Forgotten:
 class Actions(Protocol):
     """What the page can make the robot do (the console node implements it over ROS)."""
 
-    def ask(self, question: str, track_id: int) -> str:
-        """Send the question; return its request id; raise UservlmError when it cannot go."""
+    def ask(self, question: str, track_id: int, person_id: str) -> str:
+        """Send the question (for a track, a person, or neither: the addressee); return its
+        request id; raise UservlmError when it cannot go."""
 
     def set_privacy(self, attribute: str, enabled: bool) -> concurrent.futures.Future[str]:
         """Set the profiler's enable.<attribute>; the future gives "" or why it was refused."""
@@ -214,8 +217,13 @@ class ConsoleServer:
     @web.middleware
     async def _guard(self, request: web.Request, handler):
         if self.token is None:
-            if not security.loopback_host_header(request.host):
-                return _refuse(403, f"Host {request.host!r} is not this machine")
+            # The header itself: aiohttp's request.host falls back to this machine's name when
+            # it is missing (an HTTP/1.0 request), which would pass for loopback.
+            host = request.headers.get("Host")
+            if not host:
+                return _refuse(403, "a request without a Host header is not served")
+            if not security.loopback_host_header(host):
+                return _refuse(403, f"Host {_shown(host)} is not this machine")
         else:
             given = (
                 request.query.get("token")
@@ -258,16 +266,28 @@ class ConsoleServer:
         body = await _json_object(request)
         if isinstance(body, web.Response):
             return body
-        question = str(body.get("question", "")).strip()
+        question = body.get("question", "")
         track_id = body.get("track_id", 0)
+        person_id = body.get("person_id", "")
+        if not isinstance(question, str):
+            return _error(400, f"question must be text, got {_shown(question)}")
+        question = question.strip()
         if not question:
             return _error(400, "type a question first")
         if len(question) > MAX_QUESTION_CHARS:
             return _error(400, f"the question is longer than {MAX_QUESTION_CHARS} characters")
-        if not isinstance(track_id, int) or isinstance(track_id, bool) or track_id < 0:
-            return _error(400, f"track_id must be a whole number >= 0, got {track_id!r}")
+        if not _utf8(question):
+            return _error(400, "the question is not valid text (a lone UTF-16 surrogate)")
+        if not _whole(track_id) or not 0 <= track_id <= MAX_TRACK_ID:
+            return _error(
+                400, f"track_id must be a whole number 0..{MAX_TRACK_ID}, got {_shown(track_id)}"
+            )
+        if not isinstance(person_id, str) or (person_id and not valid_person_id(person_id)):
+            return _error(400, f"person_id must be a person id, got {_shown(person_id)}")
+        if person_id and track_id:
+            return _error(400, "give track_id or person_id, not both")
         try:
-            request_id = self.actions.ask(question, track_id)
+            request_id = self.actions.ask(question, track_id, person_id)
         except UservlmError as error:
             return _error(503, str(error))
         return web.json_response({"request_id": request_id})
@@ -277,10 +297,10 @@ class ConsoleServer:
         if isinstance(body, web.Response):
             return body
         attribute, enabled = body.get("attribute"), body.get("enabled")
-        if attribute not in labels.ATTRIBUTES:
+        if not isinstance(attribute, str) or attribute not in labels.ATTRIBUTES:
             return _error(400, f"attribute must be one of {', '.join(labels.ATTRIBUTES)}")
         if not isinstance(enabled, bool):
-            return _error(400, f"enabled must be true or false, got {enabled!r}")
+            return _error(400, f"enabled must be true or false, got {_shown(enabled)}")
         future = self.actions.set_privacy(attribute, enabled)
         try:
             reason = await asyncio.wait_for(asyncio.wrap_future(future), PRIVACY_TIMEOUT_S)
@@ -298,7 +318,7 @@ class ConsoleServer:
         if request.path == "/api/forget":
             person_id = body.get("person_id")
             if not isinstance(person_id, str) or not valid_person_id(person_id):
-                return _error(400, f"person_id must be a person id, got {person_id!r}")
+                return _error(400, f"person_id must be a person id, got {_shown(person_id)}")
         try:
             future = self.actions.forget(person_id)
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), FORGET_TIMEOUT_S)
@@ -376,6 +396,28 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     if not isinstance(body, dict):
         return _error(400, "expected a JSON object")
     return body
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utf8(text: str) -> bool:
+    """False for text that cannot be sent (a lone surrogate from a JSON \\ud800 escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A client's value in an error line, as JSON: short, one line, ASCII (never a surrogate
+    that cannot be sent back)."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    text = json.dumps(value)  # None -> null, inf (from 1e999999) -> Infinity
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _error(status: int, text: str) -> web.Response:

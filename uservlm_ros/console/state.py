@@ -5,9 +5,14 @@ DiagnosticArray, the speech events' JSON), so this module runs and is tested wit
 People are kept by person (UserProfile.person_id), not by face track: a person who comes back
 with a new track is the same card, and a track's anonymous person is replaced by the known one
 once identified. Profiles carry no embeddings, and nothing here would show one.
+An attribute switched off (privacy) is hidden at once on every card, not only on the next
+profile: a card out of view gets none. Utterances the speech node heard but did not ask are
+an entry when it recognised text worth showing, and otherwise (the robot hearing itself,
+recognition busy) one counter per reason (`not_asked`). Health shows the console's own
+namespace: two robots on one domain share /diagnostics.
 Callers on several threads (ROS callbacks, the web server) share one ConsoleState: every method
-takes its lock. Each section of the page (people, conversation, health, privacy, camera) has a
-version number that changes with it, so the server sends only what changed.
+takes its lock. Each section of the page (people, conversation, not_asked, health, privacy,
+camera) has a version number that changes with it, so the server sends only what changed.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.persons import is_anonymous
 from uservlm_ros.core.presence import person_id_of
 
-SECTIONS = ("people", "conversation", "health", "privacy", "camera")
+SECTIONS = ("people", "conversation", "not_asked", "health", "privacy", "camera")
 # REP-155 EngagementLevel values, as UserProfile.ENGAGEMENT_* carries them.
 ENGAGEMENT_STATES = ("unknown", "disengaged", "engaging", "engaged", "disengaging")
 # diagnostic_msgs/DiagnosticStatus levels.
 LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
 BRIDGE = "naoqi_bridge_node"  # whose diagnostics say whether the robot is connected
+# Heard but not asked, with nothing recognised worth a line of its own: counted instead.
+COUNTED_DROPS = ("robot_speaking",)
 MAX_HEALTH_ENTRIES = 64  # other packages may publish on /diagnostics too: stay bounded
 
 
@@ -46,6 +53,14 @@ def _seconds(stamp: Any) -> float:
 
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def _namespace_of(name: str) -> str | None:
+    """`/robot1/camera_node` -> `/robot1`, `/camera_node` -> `/`; None for a name that is not
+    a node's full name (another package's status)."""
+    if not name.startswith("/"):
+        return None
+    return name.rsplit("/", 1)[0] or "/"
 
 
 def attribute_view(estimate: Any) -> dict[str, Any]:
@@ -135,6 +150,21 @@ class Person:
     seen: float
 
 
+def _withhold(view: dict[str, Any], disabled: Iterable[str]) -> None:
+    """Hide what the profiler may no longer estimate from a card made before it was switched
+    off: the attribute, the age in years with the age group, and the profile text (written
+    with it)."""
+    hidden = False
+    for attribute in view["attributes"]:
+        if attribute["name"] in disabled and attribute["reason"] != "disabled":
+            attribute.update(label="unknown", known=False, reason="disabled", confidence=0.0)
+            hidden = True
+    if "age_group" in disabled and view["age_years"] is not None:
+        view["age_years"], hidden = None, True
+    if hidden:
+        view["profile_text"] = ""
+
+
 class ConsoleState:
     def __init__(
         self,
@@ -142,6 +172,7 @@ class ConsoleState:
         people_expiry_s: float = 5.0,
         max_exchanges: int = 50,
         health_stale_s: float = 5.0,
+        namespace: str = "/",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
@@ -149,15 +180,18 @@ class ConsoleState:
         self.people_expiry_s = people_expiry_s
         self.max_exchanges = max_exchanges
         self.health_stale_s = health_stale_s
+        self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else "/"
         self.versions = dict.fromkeys(SECTIONS, 0)
         self._people: dict[str, Person] = {}  # by person id
         self._exchanges: OrderedDict[str, Exchange] = OrderedDict()
+        self._not_asked: dict[str, dict[str, Any]] = {}  # reason -> count, last
         self._health: dict[str, dict[str, Any]] = {}
         self._stale: set[str] = set()
         self._privacy: dict[str, dict[str, Any]] = {
             name: {"enabled": None, "pending": False, "error": ""} for name in labels.ATTRIBUTES
         }
         self._privacy_node = {"name": "", "available": False, "error": ""}
+        self._switched_off: dict[str, float] = {}  # attribute -> when it was last switched off
         self._camera: dict[str, Any] = {"enabled": True, "streaming": False, "fps": 0.0}
 
     def _bump(self, section: str) -> None:
@@ -169,6 +203,7 @@ class ConsoleState:
         now = self._clock()
         view = profile_view(msg, now)
         with self._lock:
+            _withhold(view, self._disabled())  # made before the switch, arriving after it
             # Another card on this track was this face under its old (anonymous) id.
             for person_id in [
                 p
@@ -199,11 +234,14 @@ class ConsoleState:
                 self._exchanges.popitem(last=False)
         return exchange
 
-    def asked(self, request_id: str, question: str, track_id: int, source: str) -> None:
+    def asked(
+        self, request_id: str, question: str, track_id: int, source: str, person_id: str = ""
+    ) -> None:
         """A question this console (or another known source) sent."""
         with self._lock:
             exchange = self._exchange(request_id, self._clock())
             exchange.question, exchange.track_id, exchange.source = question, track_id, source
+            exchange.person_id = person_id
             self._bump("conversation")
 
     def on_partial(self, request_id: str, text: str, tokens: int) -> None:
@@ -256,6 +294,14 @@ class ConsoleState:
         now = self._clock()
         heard_key = f"heard:{msg.audio_start.sec}.{msg.audio_start.nanosec:09d}"
         with self._lock:
+            if msg.dropped and (msg.dropped in COUNTED_DROPS or not msg.text):
+                if self._exchanges.pop(heard_key, None) is not None:  # its interim entry
+                    self._bump("conversation")
+                counter = self._not_asked.setdefault(msg.dropped, {"count": 0, "last": now})
+                counter["count"] += 1
+                counter["last"] = now
+                self._bump("not_asked")
+                return
             key = msg.request_id or heard_key
             if msg.request_id and heard_key in self._exchanges:
                 # an interim transcript of the same utterance: keep its place, take the id
@@ -278,6 +324,8 @@ class ConsoleState:
         with self._lock:
             for status in msg.status:
                 name = status.name.removeprefix("uservlm: ")
+                if _namespace_of(name) not in (None, self.namespace):
+                    continue  # another robot's node
                 if name not in self._health and len(self._health) >= MAX_HEALTH_ENTRIES:
                     continue
                 self._health[name] = {
@@ -303,12 +351,28 @@ class ConsoleState:
     def set_privacy(
         self, attribute: str, enabled: bool | None = None, pending: bool = False, error: str = ""
     ) -> None:
+        now = self._clock()
         with self._lock:
             entry = self._privacy[attribute]
+            if enabled is False and entry["enabled"] is not False:
+                self._switched_off[attribute] = now
             if enabled is not None:
                 entry["enabled"] = enabled
             entry["pending"], entry["error"] = pending, error
             self._bump("privacy")
+            if enabled is False:
+                for person in self._people.values():
+                    _withhold(person.view, (attribute,))
+                self._bump("people")
+
+    def switched_off(self) -> dict[str, float]:
+        """When each attribute was last switched off (clock time): anything estimated before
+        that is withheld, also where the console draws it on the camera frames."""
+        with self._lock:
+            return dict(self._switched_off)
+
+    def _disabled(self) -> tuple[str, ...]:
+        return tuple(a for a, entry in self._privacy.items() if entry["enabled"] is False)
 
     def privacy_enabled(self, attribute: str) -> bool | None:
         with self._lock:
@@ -354,6 +418,8 @@ class ConsoleState:
             return [p.view for p in people]
         if name == "conversation":
             return [e.view() for e in self._exchanges.values()]
+        if name == "not_asked":
+            return _copy(self._not_asked)
         if name == "health":
             nodes = []
             for health in sorted(self._health.values(), key=lambda h: h["name"]):

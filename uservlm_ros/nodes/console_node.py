@@ -9,8 +9,9 @@ connected, the camera (camera/image_raw) and uservlm/faces: each frame is drawn 
 and their profiles (core/overlay.py, the debug image's drawing) and sent on as JPEG, at most
 camera.max_fps. Asks questions through the Respond action (source "console"), sets the
 profiler's enable.* parameters through its SetParameters service and makes it forget persons
-through uservlm/forget_persons (ForgetPersons). The web server and what the page shows live in
-uservlm_ros/console/; this node connects them to ROS.
+through uservlm/forget_persons (ForgetPersons). /diagnostics is shared by the whole domain: the
+page shows the nodes of this node's namespace only. The web server and what the page shows live
+in uservlm_ros/console/; this node connects them to ROS.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_parameter_events
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from uservlm.msg import FaceArray, Response, Transcript, UserProfile
+from uservlm.msg import AttributeEstimate, FaceArray, Response, Transcript, UserProfile
 from uservlm.srv import ForgetPersons
 
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
@@ -65,7 +66,7 @@ PARAMS = [
         "token_file",
         "",
         'File whose first line is the access token (>= 16 characters); "" = a random token, '
-        "logged at start, when the host is not loopback",
+        "when the host is not loopback, printed on the terminal only (never logged)",
     ),
     Param(
         "profiler_node",
@@ -124,6 +125,7 @@ class ConsoleNode(Node):
             people_expiry_s=p["people.expiry_s"],
             max_exchanges=p["conversation.max_entries"],
             health_stale_s=p["health.stale_s"],
+            namespace=self.get_namespace(),
         )
         self.state.set_camera(
             enabled=p["camera.enabled"],
@@ -144,7 +146,9 @@ class ConsoleNode(Node):
         self._forget_client = self.create_client(ForgetPersons, topics.FORGET_PERSONS)
         self.create_timer(1.0, self._watch_profiler)
 
-        self._profiles: dict[int, tuple[UserProfile, float]] = {}  # for the frame labels
+        # for the frame labels: the latest profile of each track, and when it arrived
+        # (monotonic, for the expiry; the state's wall clock, for the privacy switches)
+        self._profiles: dict[int, tuple[UserProfile, float, float]] = {}
         self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
         self.create_subscription(Response, topics.RESPONSE, self.state.on_response, REQUEST_QOS)
         self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
@@ -176,18 +180,35 @@ class ConsoleNode(Node):
         )
         self.server.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, f"serving {self.server.port}")
-        self.get_logger().info(f"console at {self.server.url}")
-        if token and p["host"] in ("0.0.0.0", "::"):
+        self._announce(token, p["token_file"], p["host"])
+
+    def _announce(self, token: str | None, token_file: str, host: str) -> None:
+        """Say where the page is. The token never goes to the logger: /rosout is readable by
+        every node on the domain, and ~/.ros/log keeps it. A generated token is printed on
+        this process's own output (the terminal of whoever started it), nowhere else; a token
+        from a file is already known to whoever wrote the file."""
+        base = self.server.url.split("?", 1)[0]
+        if token is None:
+            self.get_logger().info(f"console at {base}")
+            return
+        if token_file:
+            self.get_logger().info(f"console at {base}?token=<the first line of {token_file}>")
+        else:
+            self.get_logger().info(
+                f"console at {base}?token=<generated: printed on the terminal that started it>"
+            )
+            print(f"console address with its generated token: {self.server.url}", flush=True)
+        if host in ("0.0.0.0", "::"):
             self.get_logger().info(
                 f"from another machine: http://<this machine's address>:{self.server.port}/"
-                "?token=<the token above>"
+                "?token=<the token>"
             )
 
     # -- the page's actions (called on the web server's thread; never block)
 
-    def ask(self, question: str, track_id: int) -> str:
-        call = self.respond.ask(question, track_id=track_id, source="console")
-        self.state.asked(call.request_id, question, track_id, "console")
+    def ask(self, question: str, track_id: int, person_id: str) -> str:
+        call = self.respond.ask(question, track_id=track_id, person_id=person_id, source="console")
+        self.state.asked(call.request_id, question, track_id, "console", person_id)
         self.diagnostics.count("questions")
         threading.Thread(
             target=self._follow, args=(call,), name=f"console_ask_{call.request_id}", daemon=True
@@ -338,10 +359,24 @@ class ConsoleNode(Node):
     def _on_profile(self, msg: UserProfile) -> None:
         self.state.on_profile(msg)
         now = time.monotonic()
-        self._profiles[msg.track_id] = (msg, now)
+        self._profiles[msg.track_id] = (msg, now, time.time())
         expiry = self.params["people.expiry_s"]
-        for track in [t for t, (_, seen) in self._profiles.items() if now - seen > expiry]:
+        for track in [t for t, (_, seen, _) in self._profiles.items() if now - seen > expiry]:
             del self._profiles[track]
+
+    def _labels(self) -> dict[int, UserProfile]:
+        """The profiles to draw on a frame, without an attribute switched off after the profile
+        arrived (as on the cards: a settled person's next profile may be a while away)."""
+        switched_off = self.state.switched_off()
+        for msg, _, arrived in self._profiles.values():
+            for attribute, when in switched_off.items():
+                if arrived <= when and getattr(msg, attribute).known:
+                    # in place: hidden until the track's next profile, even if switched back on
+                    withheld = AttributeEstimate(
+                        name=attribute, label="unknown", known=False, abstain_reason="disabled"
+                    )
+                    setattr(msg, attribute, withheld)
+        return {track: msg for track, (msg, _, _) in self._profiles.items()}
 
     def _on_image(self, msg: Image) -> None:
         if not self._camera_subs:
@@ -368,8 +403,7 @@ class ConsoleNode(Node):
         try:
             rgb = image_to_rgb(image)
             if faces is not None and faces.faces:
-                profiles = {track: msg for track, (msg, _) in self._profiles.items()}
-                rgb = draw_people(rgb, faces_to_people(faces, profiles))
+                rgb = draw_people(rgb, faces_to_people(faces, self._labels()))
             jpeg = encode_jpeg(
                 rgb, self.params["camera.max_width"], self.params["camera.jpeg_quality"]
             )

@@ -5,7 +5,12 @@
   'use strict';
 
   var ATTRIBUTE_NAMES = { age_group: 'age', gender: 'gender', ethnicity: 'ethnicity', emotion: 'emotion' };
-  var state = { people: [], conversation: [], health: { nodes: [], robot: {} }, privacy: null, camera: {} };
+  var state = { people: [], conversation: [], not_asked: {}, health: { nodes: [], robot: {} }, privacy: null, camera: {} };
+  // Why the speech node did not ask what it heard (Transcript.dropped), as the page says it.
+  var NOT_ASKED = {
+    robot_speaking: 'while the robot spoke', asr_busy: 'while recognition was busy',
+    empty: 'with nothing recognised', noise: 'noise', low_confidence: 'low confidence', too_short: 'too short'
+  };
   var clockOffset = 0; // local time - server time, seconds
   var framePending = false;
 
@@ -40,6 +45,7 @@
     clockOffset = Date.now() / 1000 - message.time;
     if (message.people) { state.people = message.people; renderPeople(); renderTargets(); }
     if (message.conversation) { state.conversation = message.conversation; renderConversation(); }
+    if (message.not_asked) { state.not_asked = message.not_asked; renderNotAsked(); }
     if (message.health) { state.health = message.health; renderHealth(); }
     if (message.privacy) { state.privacy = message.privacy; renderPrivacy(); }
     if (message.camera) { state.camera = message.camera; renderCameraNote(); }
@@ -201,14 +207,14 @@
       item.appendChild(el('div', 'who', who.join(' ')));
       if (x.heard) {
         var heard = 'heard: "' + x.heard + '"' + (x.heard_confidence !== null ? ' (' + x.heard_confidence.toFixed(2) + ')' : '');
-        if (x.dropped) { heard += ' - not asked: ' + x.dropped; }
+        if (x.dropped) { heard += ' - not asked: ' + (NOT_ASKED[x.dropped] || x.dropped); }
         item.appendChild(el('div', 'heard', heard));
       }
       if (x.question && !x.heard) { item.appendChild(el('div', 'question', x.question)); }
       var text = x.final ? x.text : (x.partial || x.early);
       if (x.error) {
         item.appendChild(el('div', 'answer error', 'error: ' + x.error));
-      } else if (text || !x.final) {
+      } else if (text || (!x.final && x.question && !x.dropped)) { // nothing asked: no answer bar
         item.appendChild(el('div', 'answer' + (x.final ? '' : ' streaming'), text));
       }
       if (x.final) {
@@ -228,6 +234,19 @@
       list.appendChild(item);
     });
     if (atBottom) { list.scrollTop = list.scrollHeight; }
+  }
+
+  // The utterances not asked with nothing worth a line (the robot hearing itself): one line.
+  function renderNotAsked() {
+    var counts = state.not_asked;
+    var last = 0;
+    var parts = Object.keys(counts).map(function (reason) {
+      last = Math.max(last, counts[reason].last);
+      return counts[reason].count + ' ' + (NOT_ASKED[reason] || reason);
+    });
+    var ago = Math.max(0, serverNow() - last);
+    $('not-asked').textContent = parts.length ?
+      'heard, not asked: ' + parts.join(', ') + ' (last ' + (ago < 1 ? 'now' : Math.round(ago) + ' s ago') + ')' : '';
   }
 
   function post(path, body) {
@@ -324,6 +343,6 @@
     });
   }
 
-  setInterval(updateSeen, 1000);
+  setInterval(function () { updateSeen(); renderNotAsked(); }, 1000);
   connect();
 })();
