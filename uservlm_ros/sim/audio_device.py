@@ -6,8 +6,8 @@ every 170 ms in real time, as NAOqi does, with what the microphones hear:
 
 - the clips queued with `SimulatedMicrophones.play` (users speaking), one after the other;
 - the robot's own voice while it speaks (the simulated ALTextToSpeech / ALAnimatedSpeech call
-  `speak(seconds)`): a shipped recording of a synthetic voice, repeated and cut to length,
-  mixed in as a real robot hears itself;
+  `speak(samples)`): what it says, synthesized by `RobotVoice` with the Piper voice the bridge's
+  `local` backend uses (backends/tts.py), mixed in as a real robot hears itself;
 - silence (or a little noise) otherwise.
 
 Only the 16 kHz single-channel format exists here (what uservlm asks for); other preferences
@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from uservlm_ros.backends.audio import load_speech, to_int16
+from uservlm_ros.backends.audio import load_speech, resample, to_int16
+from uservlm_ros.backends.tts import Synthesizer, TtsOptions, make_synthesizer
 
 RATE = 16000
 BLOCK_SAMPLES = 2720  # 170 ms at 16 kHz, NAOqi's buffer length
-SPEECH_DIR = Path(__file__).resolve().parent / "speech"
-OWN_VOICE = SPEECH_DIR / "robot_voice.wav"
+SPEECH_DIR = Path(__file__).resolve().parent / "speech"  # users' questions only
 SPEECH_LEVEL = 0.01  # an absolute sample value above this counts as speech (for speech_end)
 
 
@@ -63,11 +63,10 @@ class SimulatedMicrophones:
     def __init__(self, noise_level: float = 0.0, own_voice_gain: float = 0.6) -> None:
         self.noise_level = noise_level
         self.own_voice_gain = own_voice_gain
-        self._own_voice: np.ndarray | None = None
+        self._own_voice = np.zeros(0, np.float32)  # what the robot says, still to be heard
         self._queue: deque[Played] = deque()
         self._current: tuple[Played, int] | None = None  # clip and samples already played
-        self._speech_left = 0  # samples of own voice still to mix in
-        self._voice_pos = 0
+        self._voice_pos = 0  # samples of _own_voice already heard
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(0)
         self.history: list[Played] = []
@@ -84,21 +83,19 @@ class SimulatedMicrophones:
     def play_file(self, path: str | Path) -> Played:
         return self.play(load_speech(path), Path(path).name)
 
-    def speak(self, seconds: float) -> None:
-        """The robot talks for `seconds`: its voice goes into its microphones."""
+    def speak(self, samples: np.ndarray) -> None:
+        """The robot says `samples` (16 kHz mono float32): its voice goes into its microphones,
+        after what it is still saying."""
         with self._lock:
-            self._speech_left = max(self._speech_left, int(seconds * RATE))
-            self.own_speech_s += seconds
+            rest = self._own_voice[self._voice_pos :]
+            self._own_voice = np.concatenate([rest, np.asarray(samples, np.float32)])
+            self._voice_pos = 0
+            self.own_speech_s += len(samples) / RATE
 
     @property
     def idle(self) -> bool:
         with self._lock:
             return self._current is None and not self._queue
-
-    def _voice(self) -> np.ndarray:
-        if self._own_voice is None:
-            self._own_voice = load_speech(OWN_VOICE)
-        return self._own_voice
 
     def next_block(self, start: float, n: int = BLOCK_SAMPLES) -> np.ndarray:
         """The int16 block captured from `start` (host clock) for `n` samples."""
@@ -125,14 +122,25 @@ class SimulatedMicrophones:
                     self._current = None
                 else:
                     self._current = (clip, position)
-            if self._speech_left > 0:
-                voice = self._voice()
-                take = min(n, self._speech_left)
-                index = (self._voice_pos + np.arange(take)) % len(voice)
-                block[:take] += self.own_voice_gain * voice[index]
-                self._voice_pos = int((self._voice_pos + take) % len(voice))
-                self._speech_left -= take
+            voice = self._own_voice[self._voice_pos : self._voice_pos + n]
+            block[: len(voice)] += self.own_voice_gain * voice
+            self._voice_pos += len(voice)
         return to_int16(block)
+
+
+class RobotVoice:
+    """What the simulated robot's text sounds like: synthesized, at 16 kHz (the microphones'
+    rate). The synthesizer program starts at the first sentence and stops with `close`."""
+
+    def __init__(self, synthesizer: Synthesizer | None = None) -> None:
+        self.synthesizer = synthesizer or make_synthesizer("piper", TtsOptions())
+
+    def __call__(self, text: str) -> np.ndarray:
+        samples = self.synthesizer.synthesize(text)
+        return resample(samples, self.synthesizer.voice.sample_rate, RATE)
+
+    def close(self) -> None:
+        self.synthesizer.close()
 
 
 class SimulatedAudioDevice:

@@ -2,7 +2,8 @@
 
 It serves ALTextToSpeech, ALAnimatedSpeech, ALAnimationPlayer, ALMotion, ALRobotPosture,
 ALMemory, ALAudioDevice (microphones: `pepper.microphones.play(...)`, and the robot hears its own
-voice while it speaks; see sim/audio_device.py) and (when the perception package provides it)
+voice while it speaks: what it says, synthesized with the bridge's Piper voice; see
+sim/audio_device.py) and (when the perception package provides it)
 ALVideoDevice on a loopback qi endpoint,
 records every call (the `calls` list, and a JSONL file when asked), and can be stopped and
 started again on the same port, so tests can make the robot go away and come back. With
@@ -33,7 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from uservlm_ros.sim.audio_device import SimulatedAudioDevice, SimulatedMicrophones
+from uservlm_ros.sim.audio_device import (
+    RATE,
+    RobotVoice,
+    SimulatedAudioDevice,
+    SimulatedMicrophones,
+)
 
 
 @dataclass(frozen=True)
@@ -104,18 +110,24 @@ class _Service:
     def __init__(self, log: CallLog, speech_s_per_word: float = 0.0) -> None:
         self._log = log
         self._speech_s_per_word = speech_s_per_word
-        self.hear_own_voice: Callable[[float], None] | None = None  # the microphones' speak()
+        self.voice: Callable[[str], np.ndarray] | None = None  # text -> 16 kHz samples
+        self.hear_own_voice: Callable[[np.ndarray], None] | None = None  # microphones' speak()
 
     def _record(self, method: str, *args: Any) -> None:
         self._log.record(self.name, method, *args)
 
     def _speak(self, text: str) -> None:
-        """Blocks like the real robot while it talks (if a speaking rate is set), its voice
-        going into its own microphones meanwhile."""
+        """Blocks like the real robot while it talks (if a speaking rate is set): at least the
+        rate times the words, and as long as its synthesized voice lasts, which goes into its
+        own microphones meanwhile."""
         if self._speech_s_per_word:
-            seconds = self._speech_s_per_word * len(_ANNOTATION.sub(" ", text).split())
-            if self.hear_own_voice is not None:
-                self.hear_own_voice(seconds)
+            plain = _ANNOTATION.sub(" ", text)
+            seconds = self._speech_s_per_word * len(plain.split())
+            if self.voice is not None:
+                samples = self.voice(plain)
+                if self.hear_own_voice is not None:
+                    self.hear_own_voice(samples)
+                seconds = max(seconds, len(samples) / RATE)
             time.sleep(seconds)
 
 
@@ -289,6 +301,7 @@ class SimulatedPepper:
         frames: Sequence[np.ndarray] | None = None,
         services_delay_s: float = 0.0,
         microphones: SimulatedMicrophones | None = None,
+        voice: RobotVoice | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.services_delay_s = services_delay_s
@@ -296,6 +309,9 @@ class SimulatedPepper:
         self.frames = frames  # what ALVideoDevice serves (RGB); None = a sample photo
         self.log = CallLog(log_path)
         self.speech_s_per_word = speech_s_per_word
+        # A talking robot's voice: the shipped Piper voice unless given (its program starts at
+        # the first sentence); ConfigError here when it is not installed.
+        self.voice = voice or (RobotVoice() if speech_s_per_word > 0 else None)
         # What ALAudioDevice serves; kept across restarts (queued clips survive them).
         self.microphones = microphones or SimulatedMicrophones()
         self._session: Any = None
@@ -326,6 +342,7 @@ class SimulatedPepper:
             self.port = int(session.endpoints()[0].rsplit(":", 1)[1])
         self.services = {cls.name: cls(self.log, self.speech_s_per_word) for cls in SERVICES}
         for name in ("ALTextToSpeech", "ALAnimatedSpeech"):
+            self.services[name].voice = self.voice
             self.services[name].hear_own_voice = self.microphones.speak
         audio = SimulatedAudioDevice(session, self.microphones, self.log)
         audio.on_first_subscriber = self.on_first_audio_subscriber
@@ -361,6 +378,8 @@ class SimulatedPepper:
             self._session.close()
             self._session = None
             self.services[SimulatedAudioDevice.name].close()
+            if self.voice is not None:  # its program starts again at the next sentence
+                self.voice.close()
 
     def restart(self, down_s: float = 0.0) -> str:
         self.stop()
