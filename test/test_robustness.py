@@ -480,11 +480,13 @@ def counters(diagnostics, node: str) -> dict[str, int]:
     return {}
 
 
-def books_balance(diagnostics, node: str, received: str, dropped: str) -> bool:
-    """Every input the node received was processed, failed (logged) or dropped (counted)."""
+def books_balance(diagnostics, node: str, *pairs: tuple[str, str]) -> bool:
+    """Every input the node's workers received was processed, failed (logged) or dropped
+    (counted); `pairs`: (received, dropped) counters, one pair per worker."""
     c = counters(diagnostics, node)
-    outcomes = c.get("items_processed", 0) + c.get("items_failed", 0) + c.get(dropped, 0)
-    return c.get(received, -1) == outcomes
+    dropped = sum(c.get(d, 0) for _, d in pairs)
+    outcomes = c.get("items_processed", 0) + c.get("items_failed", 0) + dropped
+    return sum(c.get(r, 0) for r, _ in pairs) == outcomes and pairs[0][0] in c
 
 
 def fuzz_graph(
@@ -559,9 +561,12 @@ def fuzz_graph(
     )
     # The books balance and every node is alive.
     time.sleep(2.5)  # two diagnostics periods after the last input
-    assert books_balance(diagnostics, "face_crop_node", "frames_received", "frames_dropped")
+    assert books_balance(diagnostics, "face_crop_node", ("frames_received", "frames_dropped"))
     assert books_balance(
-        diagnostics, "user_profiler_node", "face_arrays_received", "face_arrays_dropped"
+        diagnostics,
+        "user_profiler_node",
+        ("face_arrays_received", "face_arrays_dropped"),
+        ("identity_requests", "identity_dropped"),  # the face embeddings' worker
     )
     responder = counters(diagnostics, "vlm_responder_node")
     assert responder["questions"] == responder.get("answered", 0) + responder.get(

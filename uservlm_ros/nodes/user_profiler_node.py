@@ -601,8 +601,9 @@ class UserProfilerNode(ModelNode):
 
     def destroy_node(self) -> None:
         super().destroy_node()  # stops the workers first
-        if self.identity is not None:
-            self.identity.close()
+        identity = getattr(self, "identity", None)  # unset when a bad parameter stopped __init__
+        if identity is not None:
+            identity.close()
 
     def _on_faces(self, msg: FaceArray) -> None:
         self._feed_engagement(msg)
@@ -765,8 +766,10 @@ class UserProfilerNode(ModelNode):
             if self._identity_on() and self._fit_for_identity(msg, face, crop):
                 fit[face.track_id] = crop
         due = people.due_for_embedding(fit, camera)
-        if due is not None and self._identity_worker.put((msg, due, fit[due], camera)):
-            self.diagnostics.count("identity_dropped")
+        if due is not None:
+            if self._identity_worker.put((msg, due, fit[due], camera)):
+                self.diagnostics.count("identity_dropped")
+            self.diagnostics.count("identity_requests")
         if not faces:
             return
         estimates = self.profiler.estimate(crops, self.enabled)
