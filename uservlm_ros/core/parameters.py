@@ -7,9 +7,9 @@ declared ROS parameters with descriptors; tests and docs read the same lists.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, TypeVar
 
 from uservlm_ros.core.errors import ConfigError
 
@@ -90,3 +90,51 @@ def markdown_table(params: Iterable[Param]) -> str:
         default = param.default if param.default != "" else '""'
         rows.append(f"| `{param.name}` | {param.type_name} | `{default}` | {param.doc()} |")
     return "\n".join(rows)
+
+
+# -- settings: a configuration dataclass whose fields are node parameters, described once
+
+Config = TypeVar("Config")
+
+
+def setting(
+    default: Any,
+    description: str,
+    *,
+    name: str = "",
+    choices: tuple[Any, ...] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    live: bool = False,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
+    """A dataclass field that is also a node parameter: `params_of` makes the Param (named
+    `<prefix>.<name or the field's name>`), `config_of` builds the dataclass from the values."""
+    meta = {"description": description, "choices": choices, "min": min, "max": max}
+    meta.update(live=live, check=check, name=name)
+    return field(default=default, metadata={"param": meta})
+
+
+def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
+    found = []
+    for item in fields(config_cls):
+        if "param" in item.metadata:
+            meta = dict(item.metadata["param"])
+            if item.default is MISSING:
+                raise TypeError(f"{config_cls.__name__}.{item.name}: a setting needs a default")
+            found.append((meta.pop("name") or item.name, item, meta))
+    return found
+
+
+def params_of(config_cls: type, prefix: str) -> list[Param]:
+    """The node parameters of a configuration dataclass's settings, in field order."""
+    return [
+        Param(f"{prefix}.{name}", item.default, **meta)
+        for name, item, meta in _settings(config_cls)
+    ]
+
+
+def config_of(config_cls: type[Config], prefix: str, values: Mapping[str, Any], **extra) -> Config:
+    """The dataclass built from node parameter values (its settings) and `extra` fields."""
+    given = {item.name: values[f"{prefix}.{name}"] for name, item, _ in _settings(config_cls)}
+    return config_cls(**given, **extra)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.core.parameters import setting
 
 ANONYMOUS_PREFIX = "anonymous_person_"
 ID_LETTERS = 5
@@ -65,11 +66,40 @@ def is_anonymous(person_id: str) -> bool:
 class PersonsConfig:
     # Calibrated on real crops (docs/models.md, bench/identity.py): the nearest two different
     # people were 0.47 apart, the same person's views 0.30 apart (median).
-    match_distance: float = 0.35  # embedding distance within which a face is a known person's
-    ambiguity_margin: float = 0.10  # the runner-up must be this much farther than the best
-    max_embeddings: int = 16  # per person
-    forget_after_s: float = 7200.0  # a known person unseen this long is forgotten
-    max_known: int = 500  # beyond this, the person seen least recently is forgotten
+    match_distance: float = setting(
+        0.35,
+        "Embedding distance within which a face is a known person's (calibration: docs/models.md)",
+        min=0.01,
+        max=2.0,
+        live=True,
+    )
+    ambiguity_margin: float = setting(
+        0.10,
+        "A match counts only when the next-nearest person is this much farther; else the face "
+        "stays anonymous (two people are never merged)",
+        min=0.0,
+        max=2.0,
+        live=True,
+    )
+    max_embeddings: int = setting(
+        16, "Face embeddings kept per person (the oldest are replaced)", min=1, max=256, live=True
+    )
+    # Two hours: a visit to a lab or a museum, someone who steps away and comes back; the robot
+    # does not remember people from one day to the next unless the operator opts in (database).
+    forget_after_s: float = setting(
+        7200.0,
+        "A known person not seen for this long is forgotten (embeddings, profile, visits)",
+        min=1.0,
+        max=31_536_000.0,
+        live=True,
+    )
+    max_known: int = setting(
+        500,
+        "Known persons kept at most; beyond, the one seen least recently is forgotten",
+        min=1,
+        max=100_000,
+        live=True,
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.match_distance < 10.0:

@@ -32,7 +32,7 @@ from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
 from uservlm_ros.core.health import health_params
-from uservlm_ros.core.parameters import Param
+from uservlm_ros.core.parameters import Param, config_of, params_of
 from uservlm_ros.core.person_profiles import PersonProfiles
 from uservlm_ros.core.persons import (
     EmbeddingSchedule,
@@ -81,87 +81,8 @@ def _device_problem(value: str) -> str | None:
     return f"expected cpu, cuda or cuda:N, got {value!r}"
 
 
-_ENGAGEMENT = EngagementConfig()  # the defaults
-ENGAGEMENT_PARAMS = [
-    Param(
-        "engagement.personal_distance_m",
-        _ENGAGEMENT.personal_distance_m,
-        "Distance (estimated from the face size) up to which the proximity cue is 1 (Hall's "
-        "personal space), metres; it falls linearly to 0 at engagement.max_distance_m, which "
-        "must be larger",
-        min=0.0,
-        max=20.0,
-    ),
-    Param(
-        "engagement.max_distance_m",
-        _ENGAGEMENT.max_distance_m,
-        "Distance (estimated from the face size) at which the proximity cue reaches 0 "
-        "(linearly from engagement.personal_distance_m), metres",
-        min=0.5,
-        max=20.0,
-    ),
-    Param(
-        "engagement.camera_vfov_deg",
-        _ENGAGEMENT.camera_vfov_deg,
-        "Camera's vertical field of view, degrees, to turn face size into distance (Pepper's "
-        "top camera: 44.3)",
-        min=10.0,
-        max=170.0,
-    ),
-    Param(
-        "engagement.smoothing_s",
-        _ENGAGEMENT.smoothing_s,
-        "Time constant of the engagement score's smoothing, seconds of camera time",
-        min=0.05,
-        max=30.0,
-    ),
-    Param(
-        "engagement.time_in_view_s",
-        _ENGAGEMENT.time_in_view_s,
-        "A new face counts half; its full weight after this long in view, seconds",
-        min=0.01,
-        max=60.0,
-    ),
-    Param(
-        "engagement.engage_threshold",
-        _ENGAGEMENT.engage_threshold,
-        "Score at or above which a person becomes ENGAGING (or an ENGAGED/DISENGAGING one "
-        "ENGAGED again); must exceed engagement.disengage_threshold",
-        min=0.0,
-        max=1.0,
-    ),
-    Param(
-        "engagement.disengage_threshold",
-        _ENGAGEMENT.disengage_threshold,
-        "Score below which an ENGAGING person becomes DISENGAGED and the engaged one DISENGAGING",
-        min=0.0,
-        max=1.0,
-    ),
-    Param(
-        "engagement.min_dwell_s",
-        _ENGAGEMENT.min_dwell_s,
-        "Time ENGAGING before becoming engaged, and DISENGAGING before letting go, seconds",
-        min=0.0,
-        max=60.0,
-    ),
-    Param(
-        "engagement.switch_margin",
-        _ENGAGEMENT.switch_margin,
-        "How much higher another person's score must be to take over the engagement",
-        min=0.0,
-        max=1.0,
-    ),
-    Param(
-        "engagement.switch_dwell_s",
-        _ENGAGEMENT.switch_dwell_s,
-        "How long the other person must stay that much higher before the engagement switches, "
-        "seconds",
-        min=0.0,
-        max=60.0,
-    ),
-]
+ENGAGEMENT_PARAMS = params_of(EngagementConfig, "engagement")
 
-_PERSONS = PersonsConfig()  # the defaults
 PERSONS_PARAMS = [
     Param(
         "enable.identity",
@@ -206,47 +127,7 @@ PERSONS_PARAMS = [
         max=3600.0,
         live=True,
     ),
-    Param(
-        "persons.match_distance",
-        _PERSONS.match_distance,
-        "Embedding distance within which a face is a known person's (calibration: docs/models.md)",
-        min=0.01,
-        max=2.0,
-        live=True,
-    ),
-    Param(
-        "persons.ambiguity_margin",
-        _PERSONS.ambiguity_margin,
-        "A match counts only when the next-nearest person is this much farther; else the face "
-        "stays anonymous (two people are never merged)",
-        min=0.0,
-        max=2.0,
-        live=True,
-    ),
-    Param(
-        "persons.max_embeddings",
-        _PERSONS.max_embeddings,
-        "Face embeddings kept per person (the oldest are replaced)",
-        min=1,
-        max=256,
-        live=True,
-    ),
-    Param(
-        "persons.forget_after_s",
-        _PERSONS.forget_after_s,
-        "A known person not seen for this long is forgotten (embeddings, profile, visits)",
-        min=1.0,
-        max=31_536_000.0,
-        live=True,
-    ),
-    Param(
-        "persons.max_known",
-        _PERSONS.max_known,
-        "Known persons kept at most; beyond, the one seen least recently is forgotten",
-        min=1,
-        max=100_000,
-        live=True,
-    ),
+    *params_of(PersonsConfig, "persons"),
     Param(
         "persons.database",
         "",
@@ -335,77 +216,7 @@ PARAMS = [
         max=100,
         live=True,
     ),
-    *[
-        Param(
-            f"profile.{name}",
-            default,
-            description,
-            live=True,
-            **limits,
-        )
-        for name, default, description, limits in (
-            (
-                "schedule",
-                True,
-                "Profile only crops that help (new tracks at once, unsettled ones at "
-                "`profile.unsettled_hz`, settled ones at `profile.refresh_hz`, quality gate); "
-                "false profiles every crop of every frame",
-                {},
-            ),
-            (
-                "refresh_hz",
-                1.0,
-                "Profiles per second of a settled track (enough crops fused, every attribute "
-                "above its threshold)",
-                {"min": 0.01, "max": 1000.0},
-            ),
-            (
-                "unsettled_hz",
-                5.0,
-                "Profiles per second of a track whose profile has not settled yet",
-                {"min": 0.01, "max": 1000.0},
-            ),
-            (
-                "settle_observations",
-                3,
-                "Crops fused before a track's profile can count as settled",
-                {"min": 1, "max": 1000},
-            ),
-            (
-                "max_per_frame",
-                1,
-                "Crops of known tracks (unsettled or refresh) profiled per frame at most; due "
-                "ones wait for the next frame, so refreshes spread out (new tracks: no limit)",
-                {"min": 1, "max": 100},
-            ),
-            (
-                "min_face_px",
-                40.0,
-                "Quality gate: faces with a smaller box side (source pixels) are not profiled",
-                {"min": 0.0, "max": 4096.0},
-            ),
-            (
-                "min_sharpness",
-                60.0,
-                "Quality gate: crops with a lower variance of the Laplacian (at 64 px; sharp "
-                "faces score 300-5000) are not profiled as blurred",
-                {"min": 0.0, "max": 1e6},
-            ),
-            (
-                "max_turn",
-                0.5,
-                "Quality gate: nose offset from the eyes' midline in inter-eye distances "
-                "(0.5 ~ 45 degrees of yaw); more is turned away and not profiled",
-                {"min": 0.0, "max": 100.0},
-            ),
-            (
-                "max_roll_deg",
-                60.0,
-                "Quality gate: faces rolled further (lying, upside down) are not profiled",
-                {"min": 0.0, "max": 180.0},
-            ),
-        )
-    ],
+    *params_of(ScheduleConfig, "profile"),
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
@@ -432,10 +243,10 @@ class UserProfilerNode(ModelNode):
             idle=self._expire,
         )
         # Embeddings (~80 ms each) in a thread of their own, so profiles never wait for them.
-        self._identity_worker: SlotWorker[tuple[FaceArray, int, np.ndarray, float]] = SlotWorker(
+        self._identity_worker: SlotWorker[tuple[int, np.ndarray, float]] = SlotWorker(
             lambda item: self._identify(*item),
             "identity_worker",
-            self.worker_error_logger(lambda item: f"the face of track {item[1]}"),
+            self.worker_error_logger(lambda item: f"the face of track {item[0]}"),
             latency_bound=False,  # ~0.1-0.4 s a face, and no profile waits for it
         )
         self.workers = [self._worker, self._identity_worker]
@@ -559,28 +370,10 @@ class UserProfilerNode(ModelNode):
         )
 
     def _schedule_config(self) -> ScheduleConfig:
-        p = self.params
-        return ScheduleConfig(
-            enabled=p["profile.schedule"],
-            refresh_hz=p["profile.refresh_hz"],
-            unsettled_hz=p["profile.unsettled_hz"],
-            settle_observations=p["profile.settle_observations"],
-            max_per_frame=p["profile.max_per_frame"],
-            min_face_px=p["profile.min_face_px"],
-            min_sharpness=p["profile.min_sharpness"],
-            max_turn=p["profile.max_turn"],
-            max_roll_deg=p["profile.max_roll_deg"],
-        )
+        return config_of(ScheduleConfig, "profile", self.params)
 
     def _persons_config(self) -> PersonsConfig:
-        p = self.params
-        return PersonsConfig(
-            match_distance=p["persons.match_distance"],
-            ambiguity_margin=p["persons.ambiguity_margin"],
-            max_embeddings=p["persons.max_embeddings"],
-            forget_after_s=p["persons.forget_after_s"],
-            max_known=p["persons.max_known"],
-        )
+        return config_of(PersonsConfig, "persons", self.params)
 
     def _apply_live(self, changed: dict) -> None:
         people = self.people
@@ -630,7 +423,7 @@ class UserProfilerNode(ModelNode):
 
     # -- persons (core/persons.py, core/person_profiles.py)
 
-    def _identify(self, msg: FaceArray, track_id: int, crop: np.ndarray, camera: float) -> None:
+    def _identify(self, track_id: int, crop: np.ndarray, camera: float) -> None:
         """Identity worker: embed one face and match it to a person."""
         identity, people = self.identity, self.people
         if not self._identity_on() or people is None:
@@ -643,9 +436,11 @@ class UserProfilerNode(ModelNode):
         if match is None:
             return
         self.diagnostics.count(f"identity_{match.outcome}")
-        if match.previous != match.person_id and track_id in self._last_profiles:
-            # Subscribers learn the person's id now, not at the person's next profile.
-            self._publish_profile(msg, track_id, match.person_id, [])
+        last = self._last_profiles.get(track_id)
+        if match.previous != match.person_id and last is not None:
+            # Subscribers learn the person's id now, not at the person's next profile: the
+            # track's latest profile again (its frame and stages), under the person's id.
+            self._publish_profile(last.header, list(last.timings), track_id, match.person_id)
             self.get_logger().info(
                 f"face track {track_id} is person {match.person_id} ({match.outcome}, "
                 f"visit {people.person(match.person_id).visits})"
@@ -767,7 +562,7 @@ class UserProfilerNode(ModelNode):
                 fit[face.track_id] = crop
         due = people.due_for_embedding(fit, camera)
         if due is not None:
-            if self._identity_worker.put((msg, due, fit[due], camera)):
+            if self._identity_worker.put((due, fit[due], camera)):
                 self.diagnostics.count("identity_dropped")
             self.diagnostics.count("identity_requests")
         if not faces:
@@ -791,18 +586,18 @@ class UserProfilerNode(ModelNode):
                 continue
             self._last_published[person_id] = now
             timings["fuse"] = (now - profiled) * 1e3
-            self._publish_profile(msg, face.track_id, person_id, stage_timings(timings))
+            stages = [*msg.timings, *stage_timings(timings)]
+            self._publish_profile(msg.header, stages, face.track_id, person_id)
 
-    def _publish_profile(self, msg: FaceArray, track_id: int, person_id: str, timings) -> None:
-        """The fused profile of `person_id`, seen as `track_id` in the frame `msg`."""
+    def _publish_profile(self, header, timings: list, track_id: int, person_id: str) -> None:
+        """The fused profile of `person_id`, seen as `track_id` in the frame of `header`, with
+        the stages that led to it."""
         with self.people.lock:
             fused = self.people.fusion.current(person_id)
             person = self.people.registry.person(person_id)
         if fused is None or person is None:  # forgotten meanwhile
             return
-        profile = profile_to_msg(
-            fused, msg.header, self.profiler.model_id, [*msg.timings, *timings], track_id, person
-        )
+        profile = profile_to_msg(fused, header, self.profiler.model_id, timings, track_id, person)
         self._publisher.publish(self._with_engagement(profile))
         self.diagnostics.count("profiles_published")
         humans = self._humans
@@ -853,11 +648,11 @@ class UserProfilerNode(ModelNode):
     # -- engagement (core/engagement.py): fed per FaceArray, read when a profile is published
 
     def _engagement_config(self) -> EngagementConfig:
-        p = self.params
-        names = [q.name.split(".", 1)[1] for q in ENGAGEMENT_PARAMS]
-        return EngagementConfig(
-            **{name: p[f"engagement.{name}"] for name in names},
-            forget_after_s=p["fusion.expiry_s"],
+        return config_of(
+            EngagementConfig,
+            "engagement",
+            self.params,
+            forget_after_s=self.params["fusion.expiry_s"],
         )
 
     def _feed_engagement(self, msg: FaceArray) -> None:
