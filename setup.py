@@ -19,7 +19,7 @@ NODE_SCRIPTS = [
 # for bags). config/ and msg/ stay the one source of truth; a pip build copies them into
 # uservlm_ros/share/ (uservlm_ros.core.shipped finds them there), colcon installs them to
 # share/uservlm/ (CMakeLists.txt).
-SHIPPED = {"config": ("**/*.yaml", "*.xml"), "msg": ("*.msg",)}
+SHIPPED = {"config": ("**/*.yaml", "*.xml", "*.jinja"), "msg": ("*.msg",)}
 
 
 class BuildWithSharedFiles(build_py):

