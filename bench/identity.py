@@ -430,10 +430,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from uservlm_ros.backends.face_detector import create_face_detector
-    from uservlm_ros.backends.face_identity import create_face_identity
+    from uservlm_ros.backends.face_identity import IDENTITY, IdentityOptions
 
     cv2.setNumThreads(1)
-    identity = create_face_identity("dlib_resnet")
+    identity = IDENTITY.create("dlib_resnet", IdentityOptions())
     detector = create_face_detector("blazeface_full", threads=1)
     crops, match, margin = bench_calibration(identity, detector, 6 if args.quick else 40)
     bench_cost(identity, crops, 8 if args.quick else 50)

@@ -15,10 +15,9 @@ import skimage.data
 from uservlm_ros.backends.face_detector import create_face_detector
 from uservlm_ros.backends.face_identity import (
     DESCRIPTOR_FILE,
-    IDENTITY_BACKENDS,
+    IDENTITY,
     LANDMARKS_FILE,
     IdentityOptions,
-    create_face_identity,
 )
 from uservlm_ros.core.alignment import align_face
 from uservlm_ros.core.errors import ConfigError, ModelLoadError
@@ -30,7 +29,7 @@ MATCH_DISTANCE, AMBIGUITY_MARGIN = 0.35, 0.10
 
 @pytest.fixture(scope="module")
 def identity():
-    return create_face_identity("dlib_resnet")
+    return IDENTITY.create("dlib_resnet", IdentityOptions())
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +109,17 @@ def test_bad_crops_raise_one_clear_line(identity, bad):
 
 def test_unknown_backend_lists_the_known_ones():
     with pytest.raises(ConfigError, match="unknown identity backend 'arcface'; known: dlib_resnet"):
-        create_face_identity("arcface")
-    assert IDENTITY_BACKENDS == ("dlib_resnet",)
+        IDENTITY.create("arcface", IdentityOptions())
+    assert IDENTITY.names == ("dlib_resnet",)
 
 
 @pytest.mark.parametrize(
-    "options", [IdentityOptions(crop_margin=-0.1), IdentityOptions(num_jitters=101)]
+    ("options", "problem"),
+    [({"crop_margin": -0.1}, "crop_margin"), ({"num_jitters": 101}, "jitters")],
 )
-def test_bad_options_are_config_errors(options):
-    with pytest.raises(ConfigError, match="identity"):
-        create_face_identity("dlib_resnet", options)
+def test_bad_options_are_config_errors(options, problem):
+    with pytest.raises(ConfigError, match=problem):
+        IdentityOptions(**options)
 
 
 def test_missing_dlib_names_the_package(monkeypatch):
@@ -132,22 +132,22 @@ def test_missing_dlib_names_the_package(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_dlib)
     with pytest.raises(ConfigError, match="pip install dlib-bin"):
-        create_face_identity("dlib_resnet")
+        IDENTITY.create("dlib_resnet", IdentityOptions())
 
 
 def test_missing_weights_name_the_path(tmp_path, identity):
     shutil.copy(identity.folder / LANDMARKS_FILE, tmp_path / LANDMARKS_FILE)
     with pytest.raises(ModelLoadError, match=str(tmp_path / DESCRIPTOR_FILE)):
-        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path)))
+        IDENTITY.create("dlib_resnet", IdentityOptions(path=str(tmp_path)))
     with pytest.raises(ModelLoadError, match=str(tmp_path / "nowhere" / LANDMARKS_FILE)):
-        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path / "nowhere")))
+        IDENTITY.create("dlib_resnet", IdentityOptions(path=str(tmp_path / "nowhere")))
 
 
 def test_corrupt_weights_are_named(tmp_path):
     (tmp_path / LANDMARKS_FILE).write_bytes(b"not a dlib model")
     (tmp_path / DESCRIPTOR_FILE).write_bytes(b"not a dlib model")
     with pytest.raises(ModelLoadError, match=f"{tmp_path / LANDMARKS_FILE} is corrupt"):
-        create_face_identity("dlib_resnet", IdentityOptions(path=str(tmp_path)))
+        IDENTITY.create("dlib_resnet", IdentityOptions(path=str(tmp_path)))
 
 
 def test_the_embedding_is_never_in_repr_or_str(identity, detector):

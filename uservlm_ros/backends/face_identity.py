@@ -21,8 +21,9 @@ import numpy as np
 
 from uservlm_ros.backends.face_detector import package_file
 from uservlm_ros.core.errors import ConfigError, ModelLoadError
+from uservlm_ros.core.parameters import check_settings, setting
+from uservlm_ros.core.registry import Registry
 
-IDENTITY_BACKENDS = ("dlib_resnet",)
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 INSTALL_HINT = "pip install face-recognition-models==0.3.0 --no-deps"
@@ -40,9 +41,26 @@ BLANK_DISTANCE = 0.4
 
 @dataclass(frozen=True)
 class IdentityOptions:
-    path: str = ""  # folder holding the two .dat files; "" = the face-recognition-models package
-    crop_margin: float = 0.2  # face_crop_node's crop_margin: where the face lies in the crop
-    num_jitters: int = 0  # extra randomly jittered passes averaged (each costs one more pass)
+    path: str = setting(
+        "",
+        'Folder with the backend\'s weights ("" = the installed face-recognition-models files)',
+        name="model_path",
+    )
+    crop_margin: float = setting(
+        0.2,
+        "Where the face lies in a crop: face_crop_node's crop_margin (set both alike)",
+        min=0.0,
+        max=1.0,
+    )
+    num_jitters: int = setting(
+        0,
+        "Extra randomly jittered passes averaged into each embedding (each costs one more pass)",
+        min=0,
+        max=100,
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 class FaceIdentity(Protocol):
@@ -136,16 +154,10 @@ def _load(loader, path: Path):
         raise ModelLoadError(f"identity model {path} is corrupt ({reason})") from error
 
 
-def create_face_identity(name: str, options: IdentityOptions | None = None) -> FaceIdentity:
-    """The identity backend called `name` (one of IDENTITY_BACKENDS); raises ConfigError for an
-    unknown name, bad options or a missing dlib, ModelLoadError when the weights cannot load."""
-    options = options or IdentityOptions()
-    if name not in IDENTITY_BACKENDS:
-        raise ConfigError(
-            f"unknown identity backend {name!r}; known: {', '.join(IDENTITY_BACKENDS)}"
-        )
-    if not 0.0 <= options.crop_margin <= 1.0:
-        raise ConfigError(f"identity crop_margin must be 0..1, got {options.crop_margin}")
-    if not 0 <= options.num_jitters <= 100:
-        raise ConfigError(f"identity num_jitters must be 0..100, got {options.num_jitters}")
-    return DlibResnetIdentity(options)
+IDENTITY: Registry[FaceIdentity] = Registry("identity backend", "identity")
+IDENTITY.add(
+    "dlib_resnet",
+    DlibResnetIdentity,
+    IdentityOptions,
+    "dlib's ResNet face descriptor, 128-D, weights from face-recognition-models (CC0)",
+)

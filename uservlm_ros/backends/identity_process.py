@@ -5,7 +5,7 @@ perception process, every other thread of it (the profiler, the executor, the co
 and face_crop nodes) waited for each embedding: camera -> profile p95 rose from 21 to 98 ms on
 the demo graph (docs/benchmarks.md). In a child process the embedding runs beside them, on the
 other core. The child is `python -m uservlm_ros.backends.identity_process`: it builds the backend
-(create_face_identity), says it is ready, then answers one crop at a time over its stdin/stdout
+(face_identity.IDENTITY), says it is ready, then answers one crop at a time over its stdin/stdout
 (length-prefixed pickles, local to the two processes). It ignores SIGINT (Ctrl-C reaches the
 whole process group; the parent decides when it ends) and exits when its stdin closes, so it
 never outlives the node, even one that was killed.
@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from uservlm_ros.backends.face_identity import IdentityOptions, check_crop, create_face_identity
+from uservlm_ros.backends.face_identity import IDENTITY, IdentityOptions, check_crop
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
 
 START_TIMEOUT_S = 60.0  # importing dlib and loading its two models: ~1-3 s on a robot's CPU
@@ -121,7 +121,7 @@ def _serve(argument: str) -> int:
     requests = sys.stdin.buffer
     name, options = json.loads(argument)
     try:
-        identity = create_face_identity(name, IdentityOptions(**options))
+        identity = IDENTITY.create(name, IdentityOptions(**options))
     except UservlmError as error:
         _send(replies, ("error", type(error).__name__, str(error)))
         return 1

@@ -134,6 +134,16 @@ def params_of(config_cls: type, prefix: str) -> list[Param]:
     ]
 
 
+def check_settings(config: Any) -> None:
+    """Validate a configuration dataclass's settings as their parameters would be (for options
+    built in code rather than from node parameters); ConfigError names each bad one."""
+    prefix = type(config).__name__
+    values = {
+        f"{prefix}.{name}": getattr(config, item.name) for name, item, _ in _settings(type(config))
+    }
+    validate_all(params_of(type(config), prefix), values)
+
+
 def config_of(config_cls: type[Config], prefix: str, values: Mapping[str, Any], **extra) -> Config:
     """The dataclass built from node parameter values (its settings) and `extra` fields."""
     given = {item.name: values[f"{prefix}.{name}"] for name, item, _ in _settings(config_cls)}

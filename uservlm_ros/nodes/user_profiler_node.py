@@ -24,7 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, Transcript, UserProfile
 from uservlm.srv import ForgetPersons
 
-from uservlm_ros.backends.face_identity import IDENTITY_BACKENDS, MIN_CROP, IdentityOptions
+from uservlm_ros.backends.face_identity import IDENTITY, MIN_CROP
 from uservlm_ros.backends.identity_process import IdentityProcess
 from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
 from uservlm_ros.core import labels
@@ -91,25 +91,8 @@ PERSONS_PARAMS = [
         "no embedding, and each new face track is an anonymous person",
         live=True,
     ),
-    Param(
-        "identity.backend",
-        IDENTITY_BACKENDS[0],
-        "Face-embedding backend: `dlib_resnet` (dlib's ResNet, 128-D, from "
-        "face-recognition-models; docs/models.md)",
-        choices=IDENTITY_BACKENDS,
-    ),
-    Param(
-        "identity.model_path",
-        "",
-        'Folder with the backend\'s weights ("" = the installed face-recognition-models files)',
-    ),
-    Param(
-        "identity.crop_margin",
-        0.2,
-        "Where the face lies in a crop: face_crop_node's crop_margin (set both alike)",
-        min=0.0,
-        max=1.0,
-    ),
+    IDENTITY.choice_param("identity.backend", "dlib_resnet", "Face-embedding backend"),
+    *IDENTITY.params(),
     Param(
         "identity.retry_s",
         0.5,
@@ -312,12 +295,8 @@ class UserProfilerNode(ModelNode):
         holds the GIL), or None (one line why): without it tracks act as persons."""
         p = self.params
         try:
-            identity = IdentityProcess(
-                p["identity.backend"],
-                IdentityOptions(
-                    path=p["identity.model_path"], crop_margin=p["identity.crop_margin"]
-                ),
-            )
+            name = p["identity.backend"]
+            identity = IdentityProcess(name, IDENTITY.options(name, p))
         except UservlmError as error:
             self.get_logger().warning(
                 f"face identity off ({error}): every face track is an anonymous person"
