@@ -297,10 +297,10 @@ def bench_calibration(identity, detector, per_person: int):
 
 
 def bench_cost(identity, crops: list[np.ndarray], count: int) -> None:
-    from uservlm_ros.backends.profiler import create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
     from uservlm_ros.core import labels
 
-    profiler = create_profiler("attributes")
+    profiler = PROFILERS.create("attributes", ProfilerOptions())
     attributes = frozenset(labels.ATTRIBUTES)
     sample = (crops * (count // max(1, len(crops)) + 1))[:count]
     identity.embed(sample[0])  # warm-up
@@ -429,12 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few views: a smoke run")
     args = parser.parse_args(argv)
 
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
     from uservlm_ros.backends.face_identity import IDENTITY, IdentityOptions
 
     cv2.setNumThreads(1)
     identity = IDENTITY.create("dlib_resnet", IdentityOptions())
-    detector = create_face_detector("blazeface_full", threads=1)
+    detector = DETECTORS.create("blazeface_full", DetectorOptions(threads=1))
     crops, match, margin = bench_calibration(identity, detector, 6 if args.quick else 40)
     bench_cost(identity, crops, 8 if args.quick else 50)
     if args.quick:  # too few views to calibrate: the scene runs with the documented values

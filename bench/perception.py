@@ -70,14 +70,14 @@ def header(title: str, unit: str = "ms") -> None:
 
 
 def bench_in_process(frames: int) -> dict[str, list[float]]:
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
     from uservlm_ros.backends.face_pipeline import FacePipeline
-    from uservlm_ros.backends.profiler import create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
     from uservlm_ros.core import labels
     from uservlm_ros.sim.photos import frame_with_faces
 
-    pipeline = FacePipeline(create_face_detector("blazeface_full"))
-    profiler = create_profiler("attributes")
+    pipeline = FacePipeline(DETECTORS.create("blazeface_full", DetectorOptions()))
+    profiler = PROFILERS.create("attributes", ProfilerOptions())
     images = [frame_with_faces(count) for count in (1, 2, 3)]
     stages: dict[str, list[float]] = {k: [] for k in ("detect", "track", "crop", "profile")}
     totals, faces_found = [], []
@@ -123,20 +123,20 @@ def three_person_scene(fps: float, seconds: float, arrivals=(0.0, 2.0, 4.0)) -> 
 def bench_schedule(seconds: float, fps: float = 15.0) -> None:
     """The profiler's CPU in a 3-person scene with and without profile.* scheduling, as the
     user_profiler_node runs it (detector outside the measurement)."""
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
     from uservlm_ros.backends.face_pipeline import FacePipeline
-    from uservlm_ros.backends.profiler import create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
     from uservlm_ros.core import labels
     from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
     from uservlm_ros.core.profile_schedule import PROFILED, ProfileScheduler, ScheduleConfig
 
     arrivals = (0.0, 2.0, 4.0)
-    pipeline = FacePipeline(create_face_detector("blazeface_full"))
+    pipeline = FacePipeline(DETECTORS.create("blazeface_full", DetectorOptions()))
     frames = [
         (stamp, pipeline.process(frame, stamp).faces)
         for stamp, frame in three_person_scene(fps, seconds, arrivals)
     ]
-    profiler = create_profiler("attributes")
+    profiler = PROFILERS.create("attributes", ProfilerOptions())
     attributes = frozenset(labels.ATTRIBUTES)
     profiler.estimate([frames[-1][1][0].crop.image], attributes)  # warm-up
     thresholds = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
@@ -370,7 +370,7 @@ def face_free_images() -> list[np.ndarray]:
     return [*images, np.stack([mosaic] * 3, -1)]
 
 
-# Detector settings compared: (label, create_face_detector keyword arguments).
+# Detector settings compared: (label, DetectorOptions keyword arguments).
 DETECTOR_VARIANTS = (
     ("default (whole frame)", {}),
     ("min_score 0.5", {"min_score": 0.5}),
@@ -382,7 +382,7 @@ RECALL_SIZES = (24, 32, 48, 64, 96)
 
 def bench_recall(shape: tuple[int, int]) -> None:
     """Detection recall by face size on group scenes, false positives on face-free images."""
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 
     scenes = {size: [group_scene(size, shape, seed) for seed in range(2)] for size in RECALL_SIZES}
     clean = face_free_images()
@@ -397,7 +397,7 @@ def bench_recall(shape: tuple[int, int]) -> None:
     )
     print(f"|{'-' * 21}|" + "|".join("-" * 8 for _ in RECALL_SIZES) + "|----|----------|")
     for label, kwargs in DETECTOR_VARIANTS:
-        detector = create_face_detector("blazeface_full", **kwargs)
+        detector = DETECTORS.create("blazeface_full", DetectorOptions(**kwargs))
         cells, times = [], []
         for size in RECALL_SIZES:
             found = total = 0

@@ -104,9 +104,9 @@ def test_image_roi_crops_only_with_two_people_in_asker_mode():
 
 
 def test_crop_of_a_photo_frame_shows_the_asker_and_not_the_other():
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 
-    detector = create_face_detector("blazeface_full")
+    detector = DETECTORS.create("blazeface_full", DetectorOptions())
     frame = frame_with_people([(0, 200, 330, 140), (1, 240, 60, 120)])  # astronaut right
     height, width = frame.shape[:2]
     faces = sorted(detector.detect(frame), key=lambda d: d.box.xmin)

@@ -218,9 +218,9 @@ def test_stamps_going_back_do_not_break_the_clock():
 
 @cache
 def _detector():
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 
-    return create_face_detector("blazeface_full")
+    return DETECTORS.create("blazeface_full", DetectorOptions())
 
 
 @cache

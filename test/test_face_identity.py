@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 from uservlm_ros.backends.face_identity import (
     DESCRIPTOR_FILE,
     IDENTITY,
@@ -34,7 +34,7 @@ def identity():
 
 @pytest.fixture(scope="module")
 def detector():
-    return create_face_detector("blazeface_full")
+    return DETECTORS.create("blazeface_full", DetectorOptions())
 
 
 def crop(detector, photo: np.ndarray, scale: float = 1.0, mirror: bool = False) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from clip_fixtures import tiny_clip, tiny_tokenizer, to_openai_state_dict
 
 from uservlm_ros.backends import clip_profiler
-from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.manifest import read_manifest
@@ -136,7 +136,7 @@ def test_clip_backend_loads_the_training_engineers_tiny_hf_folder(tmp_path):
     from transformers import AutoTokenizer, CLIPModel
 
     folder = build_tiny_clip(tmp_path / "clip")
-    profiler = create_profiler("clip", ProfilerOptions(path=str(folder)))
+    profiler = PROFILERS.create("clip", ProfilerOptions(path=str(folder)))
     assert profiler.supported == frozenset(labels.ATTRIBUTES)
     assert profiler.model_id == "clip:clip"
     crops = random_crops(3)
@@ -164,7 +164,7 @@ def test_clip_backend_maps_openai_and_farl_state_dicts(tmp_path, layout):
     if layout == "farl":  # FaRL: {"state_dict": ...} plus weights of its own heads
         state = {"state_dict": {**state, "mim_head.weight": torch.zeros(3)}}
     torch.save(state, tmp_path / "ViT-B-16.pt")
-    profiler = create_profiler(
+    profiler = PROFILERS.create(
         "clip",
         ProfilerOptions(
             path=str(tmp_path / "ViT-B-16.pt"), tokenizer_path=str(tmp_path / "tokenizer")
@@ -181,7 +181,7 @@ def test_clip_backend_maps_openai_and_farl_state_dicts(tmp_path, layout):
 
 def test_clip_backend_runs_an_exported_onnx_folder_like_torch(tmp_path, model, tokenizer, heads):
     clip_profiler.export_onnx(model, heads, tmp_path / "onnx", "tiny-clip", version="1.2.0")
-    profiler = create_profiler("clip", ProfilerOptions(path=str(tmp_path / "onnx"), device="cuda"))
+    profiler = PROFILERS.create("clip", ProfilerOptions(path=str(tmp_path / "onnx"), device="cuda"))
     assert profiler.model_id == "tiny-clip@1.2.0"  # cuda asked, no GPU here: CPU provider
     crops = random_crops(2)
     reference = expected_probabilities(model, tokenizer, crops)
@@ -193,8 +193,8 @@ def test_clip_backend_torch_in_bf16_agrees_roughly(tmp_path):
     from tiny_models import build_tiny_clip
 
     folder = build_tiny_clip(tmp_path / "clip")
-    fp32 = create_profiler("clip", ProfilerOptions(path=str(folder)))
-    bf16 = create_profiler("clip", ProfilerOptions(path=str(folder), dtype="bf16"))
+    fp32 = PROFILERS.create("clip", ProfilerOptions(path=str(folder)))
+    bf16 = PROFILERS.create("clip", ProfilerOptions(path=str(folder), dtype="bf16"))
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
     crops = random_crops(2)
     for name, probs in bf16.probabilities(crops).items():
@@ -204,19 +204,19 @@ def test_clip_backend_torch_in_bf16_agrees_roughly(tmp_path):
 
 def test_clip_backend_load_errors_name_the_file(tmp_path, model, heads):
     with pytest.raises(ModelLoadError, match=r"nothing-here not found"):
-        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "nothing-here")))
+        PROFILERS.create("clip", ProfilerOptions(path=str(tmp_path / "nothing-here")))
     torch.save({"a": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ModelLoadError, match=r"other\.pt is not an OpenAI/FaRL CLIP"):
-        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "other.pt")))
+        PROFILERS.create("clip", ProfilerOptions(path=str(tmp_path / "other.pt")))
     torch.save(to_openai_state_dict(model), tmp_path / "clip.pt")
     with pytest.raises(ModelLoadError, match=r"clip\.pt is a state dict without a tokenizer"):
-        create_profiler("clip", ProfilerOptions(path=str(tmp_path / "clip.pt")))
+        PROFILERS.create("clip", ProfilerOptions(path=str(tmp_path / "clip.pt")))
     folder = tmp_path / "exported"
     clip_profiler.export_onnx(model, heads, folder, "tiny")
     with open(folder / clip_profiler.ONNX_FILE, "r+b") as handle:
         handle.write(b"broken")
     with pytest.raises(ModelLoadError, match=r"profiler\.onnx does not match its sha256"):
-        create_profiler("clip", ProfilerOptions(path=str(folder)))
+        PROFILERS.create("clip", ProfilerOptions(path=str(folder)))
 
 
 def test_corrupt_clip_files_name_the_file_and_the_reason(tmp_path, model, heads):
@@ -225,17 +225,17 @@ def test_corrupt_clip_files_name_the_file_and_the_reason(tmp_path, model, heads)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a checkpoint" * 100)
     with pytest.raises(ModelLoadError, match=r"garbage\.pt: UnpicklingError") as info:
-        create_profiler("clip", ProfilerOptions(path=str(garbage)))
+        PROFILERS.create("clip", ProfilerOptions(path=str(garbage)))
     assert "\n" not in str(info.value)
     folder = tmp_path / "exported"
     clip_profiler.export_onnx(model, heads, folder, "tiny")
     (folder / clip_profiler.ONNX_FILE).write_bytes(b"\x08\x07garbage" * 64)
     write_manifest(folder, read_manifest(folder, verify=False))  # hashes match the corrupt file
     with pytest.raises(ModelLoadError, match=r"profiler\.onnx cannot be loaded: .*\S") as info:
-        create_profiler("clip", ProfilerOptions(path=str(folder)))
+        PROFILERS.create("clip", ProfilerOptions(path=str(folder)))
     assert "\n" not in str(info.value)
     with pytest.raises(ModelLoadError, match=r"profiler\.onnx is an \.onnx file: set model\.path"):
-        create_profiler("clip", ProfilerOptions(path=str(folder / clip_profiler.ONNX_FILE)))
+        PROFILERS.create("clip", ProfilerOptions(path=str(folder / clip_profiler.ONNX_FILE)))
 
 
 @pytest.mark.graph

@@ -20,9 +20,9 @@ from perception_images import astronaut, grace_hopper, moving_faces_frames
 from sensor_msgs.msg import Image
 from uservlm.msg import Face, FaceArray
 
-from uservlm_ros.backends.face_detector import create_face_detector, tile_boxes
+from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions, tile_boxes
 from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
-from uservlm_ros.core.errors import ModelLoadError
+from uservlm_ros.core.errors import ConfigError, ModelLoadError
 from uservlm_ros.core.faces import LEFT_EYE, RIGHT_EYE
 from uservlm_ros.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from uservlm_ros.sim.photos import heads
@@ -30,14 +30,14 @@ from uservlm_ros.sim.photos import heads
 
 @pytest.fixture(scope="module")
 def blazeface():
-    return create_face_detector("blazeface_full")
+    return DETECTORS.create("blazeface_full", DetectorOptions())
 
 
 @pytest.mark.parametrize("photo", [astronaut, grace_hopper], ids=["astronaut", "grace_hopper"])
 @pytest.mark.parametrize("name", ["blazeface_full", "blazeface_short", "haar"])
 def test_each_detector_finds_the_one_face_of_a_real_photo(name, photo):
     image = photo()
-    detections = create_face_detector(name).detect(image)
+    detections = DETECTORS.create(name, DetectorOptions()).detect(image)
     assert len(detections) == 1
     box = detections[0].box
     # The face is in the upper middle of both portraits and of a plausible size.
@@ -78,8 +78,8 @@ def test_tiles_cover_the_frame_with_overlap():
     assert len(boxes) == 4 and boxes[0] == (0, 0, 736, 414)  # 640 + 15 % of 640, clamped at 0
     assert boxes[-1] == (544, 306, 1280, 720)
     assert all(0 <= x0 < x1 <= 1280 and 0 <= y0 < y1 <= 720 for x0, y0, x1, y1 in boxes)
-    with pytest.raises(ValueError, match="tiles"):
-        create_face_detector("blazeface_full", tiles=0)
+    with pytest.raises(ConfigError, match="tiles"):
+        DETECTORS.create("blazeface_full", DetectorOptions(tiles=0))
 
 
 def test_tiling_finds_small_faces_of_a_group_without_duplicates():
@@ -91,26 +91,28 @@ def test_tiling_finds_small_faces_of_a_group_without_duplicates():
         x, y = 60 + (index % 6) * 200, 120 + (index // 6) * 320
         frame[y : y + 100, x : x + 100] = people[index % 4]
         centres.append((x + 50, y + 50))
-    plain = create_face_detector("blazeface_full").detect(frame)
-    tiled = create_face_detector("blazeface_full", tiles=3).detect(frame)
+    plain = DETECTORS.create("blazeface_full", DetectorOptions()).detect(frame)
+    tiled = DETECTORS.create("blazeface_full", DetectorOptions(tiles=3)).detect(frame)
     assert len(plain) < 6
     assert len(tiled) == 12  # every face once: the overlapping tiles' boxes merged
     for cx, cy in centres:
         assert any(abs(d.box.centre[0] - cx) < 30 and abs(d.box.centre[1] - cy) < 30 for d in tiled)
-    assert not create_face_detector("blazeface_full", tiles=3).detect(
+    assert not DETECTORS.create("blazeface_full", DetectorOptions(tiles=3)).detect(
         np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
     )
 
 
 def test_missing_or_corrupt_detector_file_names_the_file(tmp_path):
     with pytest.raises(ModelLoadError, match=r"nowhere\.tflite.*pip install face-detection"):
-        create_face_detector("blazeface_full", model_path=str(tmp_path / "nowhere.tflite"))
+        DETECTORS.create(
+            "blazeface_full", DetectorOptions(model_path=str(tmp_path / "nowhere.tflite"))
+        )
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"not a model" * 50)
     with pytest.raises(ModelLoadError, match=r"corrupt\.tflite is corrupt"):
-        create_face_detector("blazeface_full", model_path=str(corrupt))
+        DETECTORS.create("blazeface_full", DetectorOptions(model_path=str(corrupt)))
     with pytest.raises(ModelLoadError, match=r"Haar cascade .*none\.xml not found"):
-        create_face_detector("haar", model_path=str(tmp_path / "none.xml"))
+        DETECTORS.create("haar", DetectorOptions(model_path=str(tmp_path / "none.xml")))
 
 
 CORRUPT_HAAR = '<?xml version="1.0"?>\n<opencv_storage><cascade>truncated'
@@ -120,12 +122,12 @@ def test_corrupt_or_empty_haar_cascade_names_the_file_and_the_reason(tmp_path):
     corrupt = tmp_path / "corrupt.xml"
     corrupt.write_text(CORRUPT_HAAR)
     with pytest.raises(ModelLoadError, match=r"corrupt\.xml is corrupt \(.*Parsing error") as info:
-        create_face_detector("haar", model_path=str(corrupt))
+        DETECTORS.create("haar", DetectorOptions(model_path=str(corrupt)))
     assert "\n" not in str(info.value)
     empty = tmp_path / "empty.xml"
     empty.write_text('<?xml version="1.0"?>\n<opencv_storage></opencv_storage>\n')
     with pytest.raises(ModelLoadError, match=r"empty\.xml is not a cascade"):
-        create_face_detector("haar", model_path=str(empty))
+        DETECTORS.create("haar", DetectorOptions(model_path=str(empty)))
 
 
 def start_face_crop(processes, *params: str):

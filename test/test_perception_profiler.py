@@ -29,7 +29,7 @@ from uservlm_ros.backends.attribute_profiler import (
     age_group_matrix,
     default_model_files,
 )
-from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 from uservlm_ros.core import labels
 from uservlm_ros.core.alignment import align_face
 from uservlm_ros.core.errors import ModelLoadError
@@ -41,7 +41,7 @@ ALL = frozenset(labels.ATTRIBUTES)
 
 @pytest.fixture(scope="module")
 def crops():
-    detector = create_face_detector("blazeface_full")
+    detector = DETECTORS.create("blazeface_full", DetectorOptions())
     return [align_face(p, detector.detect(p)[0]).image for p in (astronaut(), grace_hopper())]
 
 

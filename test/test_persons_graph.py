@@ -18,7 +18,7 @@ from test_perception_profiler import face_array_of, start_node
 from uservlm.msg import FaceArray, UserProfile
 from uservlm.srv import ForgetPersons
 
-from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 from uservlm_ros.core import persons
 from uservlm_ros.core.alignment import align_face
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
@@ -31,7 +31,7 @@ HRI_LATCHED = QoSProfile(
 
 @pytest.fixture(scope="module")
 def crops():
-    detector = create_face_detector("blazeface_full")
+    detector = DETECTORS.create("blazeface_full", DetectorOptions())
     return {
         p.__name__: align_face(p(), detector.detect(p())[0]).image
         for p in (astronaut, grace_hopper)

@@ -78,12 +78,12 @@ def test_profiler_onnx_export_matches_torch_and_its_manifest_round_trips(profile
 
 
 def test_the_clip_profiler_backend_loads_the_onnx_export(profiler_run, tmp_path):
-    from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
 
     best, _ = profiler_run
     out = tmp_path / "profiler"
     export_profiler(best, out, "profiler")
-    backend = create_profiler("clip", ProfilerOptions(path=str(out)))
+    backend = PROFILERS.create("clip", ProfilerOptions(path=str(out)))
     assert backend.model_id == "profiler@0.1.0"
     rng = np.random.default_rng(3)
     crops = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
@@ -100,7 +100,7 @@ def test_the_clip_profiler_backend_loads_the_onnx_export(profiler_run, tmp_path)
 
 
 def test_int8_profiler_export_records_its_fidelity_and_runs_in_the_backend(profiler_run, tmp_path):
-    from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
 
     best, _ = profiler_run
     fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
@@ -123,8 +123,8 @@ def test_int8_profiler_export_records_its_fidelity_and_runs_in_the_backend(profi
 
     crops = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8) for i in range(3)]
     attributes = frozenset(labels.ATTRIBUTES)
-    full = create_profiler("clip", ProfilerOptions(path=str(fp32))).estimate(crops, attributes)
-    quant = create_profiler(
+    full = PROFILERS.create("clip", ProfilerOptions(path=str(fp32))).estimate(crops, attributes)
+    quant = PROFILERS.create(
         "clip",
         ProfilerOptions(path=str(int8)),
     ).estimate(crops, attributes)

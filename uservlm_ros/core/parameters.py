@@ -112,6 +112,8 @@ def setting(
     `<prefix>.<name or the field's name>`), `config_of` builds the dataclass from the values."""
     meta = {"description": description, "choices": choices, "min": min, "max": max}
     meta.update(live=live, check=check, name=name)
+    if isinstance(default, list):  # a string[] parameter: each instance gets its own list
+        return field(default_factory=lambda: list(default), metadata={"param": meta})
     return field(default=default, metadata={"param": meta})
 
 
@@ -120,18 +122,23 @@ def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
     for item in fields(config_cls):
         if "param" in item.metadata:
             meta = dict(item.metadata["param"])
-            if item.default is MISSING:
+            if item.default is MISSING and item.default_factory is MISSING:
                 raise TypeError(f"{config_cls.__name__}.{item.name}: a setting needs a default")
+            meta["default"] = (
+                item.default if item.default is not MISSING else item.default_factory()
+            )
             found.append((meta.pop("name") or item.name, item, meta))
     return found
 
 
+def _dotted(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
 def params_of(config_cls: type, prefix: str) -> list[Param]:
-    """The node parameters of a configuration dataclass's settings, in field order."""
-    return [
-        Param(f"{prefix}.{name}", item.default, **meta)
-        for name, item, meta in _settings(config_cls)
-    ]
+    """The node parameters of a configuration dataclass's settings, in field order, named
+    `<prefix>.<setting>` (just `<setting>` with an empty prefix)."""
+    return [Param(_dotted(prefix, name), **meta) for name, item, meta in _settings(config_cls)]
 
 
 def check_settings(config: Any) -> None:
@@ -146,5 +153,5 @@ def check_settings(config: Any) -> None:
 
 def config_of(config_cls: type[Config], prefix: str, values: Mapping[str, Any], **extra) -> Config:
     """The dataclass built from node parameter values (its settings) and `extra` fields."""
-    given = {item.name: values[f"{prefix}.{name}"] for name, item, _ in _settings(config_cls)}
+    given = {item.name: values[_dotted(prefix, name)] for name, item, _ in _settings(config_cls)}
     return config_cls(**given, **extra)

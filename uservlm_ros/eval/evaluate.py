@@ -60,21 +60,21 @@ class _Scores:
 
 
 def _build_perception(options: EvalOptions):
-    from uservlm_ros.backends.face_detector import create_face_detector
+    from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
     from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
-    from uservlm_ros.backends.profiler import ProfilerOptions, create_profiler
+    from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
     from uservlm_ros.nodes import face_crop_node, user_profiler_node
 
     crop = face_crop_node.PARAMS
     pipeline = FacePipeline(
-        create_face_detector(options.detector),
+        DETECTORS.create(options.detector, DetectorOptions()),
         PipelineConfig(
             min_confidence=_default(crop, "detector.min_confidence"),
             min_face_size=_default(crop, "min_face_size"),
             crop_size=_default(crop, "crop_size"),
         ),
     )
-    profiler = create_profiler(options.profiler, ProfilerOptions(path=options.profiler_path))
+    profiler = PROFILERS.create(options.profiler, ProfilerOptions(path=options.profiler_path))
     prof = user_profiler_node.PARAMS
     fusion = ProfileFusion(
         FusionConfig(

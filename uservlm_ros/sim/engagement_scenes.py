@@ -24,7 +24,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from uservlm_ros.backends.face_detector import create_face_detector
+from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 from uservlm_ros.core.alignment import roll_degrees
 from uservlm_ros.core.engagement import (
     FACE_HEIGHT_M,
@@ -71,7 +71,7 @@ class Result:
 
 @cache
 def detector():
-    return create_face_detector("blazeface_full")
+    return DETECTORS.create("blazeface_full", DetectorOptions())
 
 
 def face_height_px(distance_m: float, config: EngagementConfig) -> float:
