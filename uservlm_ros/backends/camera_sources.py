@@ -7,6 +7,7 @@ and raises CameraError when a frame cannot be had (the node logs, counts and car
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -14,8 +15,9 @@ import cv2
 import numpy as np
 
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 
-SOURCES = ("webcam", "video", "folder", "naoqi")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # NAOqi colour spaces a client may ask for -> (code, channels)
 NAOQI_COLOUR_SPACES = {"yuv422": (9, 2), "rgb": (11, 3)}
@@ -149,3 +151,61 @@ class NaoqiSource:
         with contextlib.suppress(RuntimeError):  # the robot may be gone already
             self._device.unsubscribe(self._handle)
         self._session.close()
+
+
+@dataclass(frozen=True)
+class WebcamOptions:
+    index: int = setting(
+        0, "source webcam: OpenCV device index", name="webcam.index", min=0, max=64
+    )
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    path: str = setting("", "source video: the video file; source folder: the image folder")
+    loop: bool = setting(
+        True, "source video/folder: start again at the end (false: stop and report)"
+    )
+
+
+@dataclass(frozen=True)
+class NaoqiOptions:
+    ip: str = setting("127.0.0.1", "source naoqi: the robot's address", name="naoqi.ip")
+    port: int = setting(9559, "source naoqi: NAOqi port", name="naoqi.port", min=1, max=65535)
+    camera: int = setting(
+        0, "source naoqi: 0 top camera, 1 bottom camera", name="naoqi.camera", min=0, max=2
+    )
+    resolution: int = setting(
+        2,
+        "source naoqi: 0 160x120, 1 320x240, 2 640x480, 3 1280x960",
+        name="naoqi.resolution",
+        choices=NAOQI_RESOLUTIONS,
+    )
+    colour_space: str = setting(
+        "yuv422",
+        "source naoqi: colour space asked of the robot (yuv422 is 2/3 of rgb's bytes)",
+        name="naoqi.colour_space",
+        choices=tuple(NAOQI_COLOUR_SPACES),
+    )
+
+
+# Factories take the options and the node's frame rate (Pepper's camera is asked for it).
+SOURCES: Registry[FrameSource] = Registry("camera source", "")
+SOURCES.add("webcam", lambda o, rate_hz: CaptureSource(o.index), WebcamOptions, "a webcam (OpenCV)")
+SOURCES.add(
+    "video", lambda o, rate_hz: CaptureSource(o.path, loop=o.loop), FileOptions, "a video file"
+)
+SOURCES.add(
+    "folder",
+    lambda o, rate_hz: FolderSource(o.path, loop=o.loop),
+    FileOptions,
+    "the images of a folder, in name order",
+)
+SOURCES.add(
+    "naoqi",
+    lambda o, rate_hz: NaoqiSource(
+        o.ip, o.port, o.camera, o.resolution, o.colour_space, max(1, round(rate_hz))
+    ),
+    NaoqiOptions,
+    "Pepper's camera over NAOqi (ALVideoDevice)",
+)

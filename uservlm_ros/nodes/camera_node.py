@@ -17,15 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from uservlm_ros.backends.camera_sources import (
-    NAOQI_COLOUR_SPACES,
-    NAOQI_RESOLUTIONS,
-    SOURCES,
-    CaptureSource,
-    FolderSource,
-    FrameSource,
-    NaoqiSource,
-)
+from uservlm_ros.backends.camera_sources import SOURCES, FrameSource
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.ros import topics
@@ -37,10 +29,8 @@ from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
 
 PARAMS = [
-    Param("source", "webcam", "Where frames come from", choices=SOURCES),
-    Param("webcam.index", 0, "source webcam: OpenCV device index", min=0, max=64),
-    Param("path", "", "source video: the video file; source folder: the image folder"),
-    Param("loop", True, "source video/folder: start again at the end (false: stop and report)"),
+    SOURCES.choice_param("source", "webcam", "Where frames come from"),
+    *SOURCES.params(),
     Param("rate_hz", 15.0, "Frames published per second (at most)", min=0.1, max=120.0),
     Param("width", 0, "Output width in pixels; 0 keeps the source's", min=0, max=8192),
     Param("height", 0, "Output height in pixels; 0 keeps the source's", min=0, max=8192),
@@ -58,21 +48,6 @@ PARAMS = [
         "Horizontal field of view for camera_info's pinhole model (56.3: Pepper's top camera)",
         min=1.0,
         max=179.0,
-    ),
-    Param("naoqi.ip", "127.0.0.1", "source naoqi: the robot's address"),
-    Param("naoqi.port", 9559, "source naoqi: NAOqi port", min=1, max=65535),
-    Param("naoqi.camera", 0, "source naoqi: 0 top camera, 1 bottom camera", min=0, max=2),
-    Param(
-        "naoqi.resolution",
-        2,
-        "source naoqi: 0 160x120, 1 320x240, 2 640x480, 3 1280x960",
-        choices=NAOQI_RESOLUTIONS,
-    ),
-    Param(
-        "naoqi.colour_space",
-        "yuv422",
-        "source naoqi: colour space asked of the robot (yuv422 is 2/3 of rgb's bytes)",
-        choices=tuple(NAOQI_COLOUR_SPACES),
     ),
 ]
 
@@ -97,22 +72,7 @@ class CameraNode(Node):
         )
 
     def _open_source(self) -> FrameSource:
-        p = self.params
-        source = p["source"]
-        if source == "webcam":
-            return CaptureSource(p["webcam.index"])
-        if source == "video":
-            return CaptureSource(p["path"], loop=p["loop"])
-        if source == "folder":
-            return FolderSource(p["path"], loop=p["loop"])
-        return NaoqiSource(
-            p["naoqi.ip"],
-            p["naoqi.port"],
-            p["naoqi.camera"],
-            p["naoqi.resolution"],
-            p["naoqi.colour_space"],
-            max(1, round(p["rate_hz"])),
-        )
+        return SOURCES.create(self.params["source"], self.params, self.params["rate_hz"])
 
     def _tick(self) -> None:
         try:
