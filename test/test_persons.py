@@ -166,7 +166,7 @@ def test_bad_config_and_embeddings_are_refused():
 
 
 def test_embedding_schedule_backs_off_refreshes_known_and_takes_turns():
-    schedule = persons.EmbeddingSchedule(retry_s=0.5, refresh_s=5.0)
+    schedule = persons.EmbeddingSchedule(persons.EmbeddingConfig(retry_s=0.5, refresh_s=5.0))
     assert schedule.pick([(1, True), (2, True)], 0.0) == 1
     assert schedule.pick([(1, True), (2, True)], 0.1) == 2  # the other one's turn
     assert schedule.pick([(1, True), (2, True)], 0.2) is None

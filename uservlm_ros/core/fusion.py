@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from uservlm_ros.core import labels
+from uservlm_ros.core.parameters import Param, config_of, setting
 
 LOW_CONFIDENCE, DISABLED, NOT_SUPPORTED = "low_confidence", "disabled", "not_supported"
 
@@ -60,10 +62,29 @@ class FusedProfile:
     profile_text: str
 
 
+# Minimum fused confidence per attribute (chance: 1/9 age groups, 1/2 genders, 1/7 groups and
+# emotions): below it the attribute is reported unknown.
+DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
+
+
 @dataclass(frozen=True)
 class FusionConfig:
-    half_life_s: float = 1.0
-    expiry_s: float = 5.0  # `expire` drops a profile after this long without observations
+    half_life_s: float = setting(
+        1.0,
+        "An observation's weight in the fused profile halves every this many seconds",
+        min=0.01,
+        max=3600.0,
+        live=True,
+    )
+    # The profiler node also ends a face track after this long without its face.
+    expiry_s: float = setting(
+        5.0,
+        "A face track ends after this long without its face (its anonymous person and their "
+        "profile with it; a known person is kept for persons.forget_after_s)",
+        min=0.1,
+        max=86400.0,
+        live=True,
+    )
     thresholds: Mapping[str, float] = field(default_factory=dict)  # attribute -> min confidence
     enabled: frozenset[str] = frozenset(labels.ATTRIBUTES)
 
@@ -193,3 +214,44 @@ class ProfileFusion:
         for key in gone:
             del self._profiles[key]
         return gone
+
+
+# The privacy switches and confidence thresholds, per attribute, as node parameters.
+ATTRIBUTE_PARAMS = [
+    *[
+        Param(
+            f"enable.{name}",
+            True,
+            f"Estimate {name}; false reports it unknown (disabled)",
+            live=True,
+        )
+        for name in labels.ATTRIBUTES
+    ],
+    *[
+        Param(
+            f"threshold.{name}",
+            DEFAULT_THRESHOLDS[name],
+            f"Minimum fused confidence of {name}; below it the label is unknown",
+            min=0.0,
+            max=1.0,
+            live=True,
+        )
+        for name in labels.ATTRIBUTES
+    ],
+]
+
+
+def enabled_attributes(values: Mapping[str, Any]) -> frozenset[str]:
+    """The attributes whose `enable.<name>` parameter is on."""
+    return frozenset(a for a in labels.ATTRIBUTES if values[f"enable.{a}"])
+
+
+def fusion_config(values: Mapping[str, Any]) -> FusionConfig:
+    """The fusion settings, thresholds and privacy switches from node parameter values."""
+    return config_of(
+        FusionConfig,
+        "fusion",
+        values,
+        thresholds={a: values[f"threshold.{a}"] for a in labels.ATTRIBUTES},
+        enabled=enabled_attributes(values),
+    )

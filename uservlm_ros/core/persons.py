@@ -377,6 +377,26 @@ def _record_from_json(item: dict) -> _Person:
     )
 
 
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    retry_s: float = setting(
+        0.5,
+        "While a track's person is anonymous, seconds before its face is embedded again (the "
+        "wait doubles with each try, up to identity.refresh_s)",
+        min=0.05,
+        max=60.0,
+        live=True,
+    )
+    refresh_s: float = setting(
+        5.0,
+        "Seconds between embeddings of an identified track's face (each teaches the person "
+        "another view; one costs ~80 ms of a core)",
+        min=0.1,
+        max=3600.0,
+        live=True,
+    )
+
+
 class EmbeddingSchedule:
     """Which track's face to embed next. An embedding costs ~80 ms of a core, so one is
     computed when a track starts; while its person stays anonymous (no usable face yet, or a
@@ -385,8 +405,8 @@ class EmbeddingSchedule:
     embedded every `refresh_s` to learn the person's other views. The track waiting longest
     goes first, so no track starves."""
 
-    def __init__(self, retry_s: float = 0.5, refresh_s: float = 5.0) -> None:
-        self.retry_s, self.refresh_s = retry_s, refresh_s
+    def __init__(self, config: EmbeddingConfig | None = None) -> None:
+        self.config = config or EmbeddingConfig()
         self._attempted: dict[int, tuple[float, int]] = {}  # track -> (latest try, tries)
 
     def pick(self, candidates: Iterable[tuple[int, bool]], now: float) -> int | None:
@@ -394,9 +414,8 @@ class EmbeddingSchedule:
         due = []
         for track_id, anonymous in candidates:
             last, tries = self._attempted.get(track_id, (-math.inf, 0))
-            wait = min(self.retry_s * 2 ** max(tries - 1, 0), self.refresh_s)
-            if not anonymous:
-                wait = self.refresh_s
+            retry_s, refresh_s = self.config.retry_s, self.config.refresh_s
+            wait = min(retry_s * 2 ** max(tries - 1, 0), refresh_s) if anonymous else refresh_s
             if now - last >= wait or now < last:  # a replayed bag going back: due
                 due.append((last, track_id, tries))
         if not due:

@@ -12,7 +12,6 @@ skips while busy; each profile carries its track's face box, engagement score an
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -27,20 +26,24 @@ from uservlm.srv import ForgetPersons
 from uservlm_ros.backends.face_identity import IDENTITY, MIN_CROP
 from uservlm_ros.backends.identity_process import IdentityProcess
 from uservlm_ros.backends.profiler import PROFILERS
-from uservlm_ros.core import labels
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
-from uservlm_ros.core.fusion import FusionConfig, ProfileFusion
+from uservlm_ros.core.fusion import (
+    ATTRIBUTE_PARAMS,
+    FusionConfig,
+    ProfileFusion,
+    enabled_attributes,
+    fusion_config,
+)
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param, config_of, params_of
 from uservlm_ros.core.person_profiles import PersonProfiles
 from uservlm_ros.core.persons import (
+    EmbeddingConfig,
     EmbeddingSchedule,
     PersonRegistry,
     PersonsConfig,
-    anonymous_id,
     face_id,
-    is_anonymous,
 )
 from uservlm_ros.core.profile_schedule import (
     PROFILED,
@@ -51,7 +54,10 @@ from uservlm_ros.core.profile_schedule import (
 from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import (
+    face_landmarks,
+    face_px,
     face_to_observation,
+    faces_to_profile,
     image_to_rgb,
     profile_to_msg,
     set_engagement,
@@ -66,14 +72,10 @@ from uservlm_ros.ros.parameters import AUTOSTART
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from uservlm_ros.ros.rep155 import (
     REP155_PARAMS,
-    FaceView,
     HumansPublisher,
-    PersonView,
+    frame_views,
     hri_msgs_available,
 )
-
-DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotion": 0.4}
-
 
 ENGAGEMENT_PARAMS = params_of(EngagementConfig, "engagement")
 
@@ -87,23 +89,7 @@ PERSONS_PARAMS = [
     ),
     IDENTITY.choice_param("identity.backend", "dlib_resnet", "Face-embedding backend"),
     *IDENTITY.params(),
-    Param(
-        "identity.retry_s",
-        0.5,
-        "While a track's person is anonymous, seconds between embeddings of its face",
-        min=0.05,
-        max=60.0,
-        live=True,
-    ),
-    Param(
-        "identity.refresh_s",
-        5.0,
-        "Seconds between embeddings of an identified track's face (each teaches the person "
-        "another view; one costs ~80 ms of a core)",
-        min=0.1,
-        max=3600.0,
-        live=True,
-    ),
+    *params_of(EmbeddingConfig, "identity"),
     *params_of(PersonsConfig, "persons"),
     Param(
         "persons.database",
@@ -117,43 +103,8 @@ PARAMS = [
     AUTOSTART,
     PROFILERS.choice_param("backend", "attributes", "Profiler"),
     *PROFILERS.params(),
-    *[
-        Param(
-            f"enable.{name}",
-            True,
-            f"Estimate {name}; false reports it unknown (disabled)",
-            live=True,
-        )
-        for name in labels.ATTRIBUTES
-    ],
-    *[
-        Param(
-            f"threshold.{name}",
-            DEFAULT_THRESHOLDS[name],
-            f"Minimum fused confidence of {name}; below it the label is unknown",
-            min=0.0,
-            max=1.0,
-            live=True,
-        )
-        for name in labels.ATTRIBUTES
-    ],
-    Param(
-        "fusion.half_life_s",
-        1.0,
-        "An observation's weight in the fused profile halves every this many seconds",
-        min=0.01,
-        max=3600.0,
-        live=True,
-    ),
-    Param(
-        "fusion.expiry_s",
-        5.0,
-        "A face track ends after this long without its face (its anonymous person and their "
-        "profile with it; a known person is kept for persons.forget_after_s)",
-        min=0.1,
-        max=86400.0,
-        live=True,
-    ),
+    *ATTRIBUTE_PARAMS,
+    *params_of(FusionConfig, "fusion"),
     Param(
         "publish.max_rate_hz",
         5.0,
@@ -218,7 +169,7 @@ class UserProfilerNode(ModelNode):
 
     @property
     def enabled(self) -> frozenset[str]:
-        return frozenset(a for a in labels.ATTRIBUTES if self.params[f"enable.{a}"])
+        return enabled_attributes(self.params)
 
     def _configure(self) -> TransitionCallbackReturn:
         p = self.params
@@ -244,9 +195,9 @@ class UserProfilerNode(ModelNode):
                 self.get_logger().info("persons.database does not exist yet: starting empty")
         self.people = PersonProfiles(
             registry,
-            ProfileFusion(self._fusion_config(), supported=self.profiler.supported),
+            ProfileFusion(fusion_config(self.params), supported=self.profiler.supported),
             ProfileScheduler(self._schedule_config()),
-            EmbeddingSchedule(p["identity.retry_s"], p["identity.refresh_s"]),
+            EmbeddingSchedule(config_of(EmbeddingConfig, "identity", p)),
             track_expiry_s=p["fusion.expiry_s"],
         )
         self.identity = self._load_identity()
@@ -304,15 +255,6 @@ class UserProfilerNode(ModelNode):
         self._save_persons()
         return result
 
-    def _fusion_config(self) -> FusionConfig:
-        p = self.params
-        return FusionConfig(
-            half_life_s=p["fusion.half_life_s"],
-            expiry_s=p["fusion.expiry_s"],
-            thresholds={a: p[f"threshold.{a}"] for a in labels.ATTRIBUTES},
-            enabled=self.enabled,
-        )
-
     def _schedule_config(self) -> ScheduleConfig:
         return config_of(ScheduleConfig, "profile", self.params)
 
@@ -324,12 +266,11 @@ class UserProfilerNode(ModelNode):
         if people is None:
             return
         with people.lock:  # thresholds, privacy switches, fusion, persons: from the next crop on
-            people.fusion.config = self._fusion_config()
+            people.fusion.config = fusion_config(self.params)
             people.scheduler.config = self._schedule_config()
             people.registry.config = self._persons_config()
             people.track_expiry_s = self.params["fusion.expiry_s"]
-            people.embeddings.retry_s = self.params["identity.retry_s"]
-            people.embeddings.refresh_s = self.params["identity.refresh_s"]
+            people.embeddings.config = config_of(EmbeddingConfig, "identity", self.params)
 
     def _release_model(self) -> None:
         if self.identity is not None:
@@ -431,24 +372,16 @@ class UserProfilerNode(ModelNode):
 
     def _faces_to_profile(self, msg: FaceArray) -> list:
         """The `max_faces` largest faces with a valid, distinct track id (0 is never a face)."""
-        valid, seen = [], set()
-        for face in msg.faces:
-            if face.track_id == 0 or face.track_id in seen:
-                self.diagnostics.count("faces_rejected")
-                log_rejection(
-                    self,
-                    self._rejections,
-                    f"rejected face with track id {face.track_id}: ids must be >= 1 and "
-                    "distinct within a FaceArray",
-                )
-                continue
-            seen.add(face.track_id)
-            valid.append(face)
-        limit = self.params["max_faces"]
-        if len(valid) > limit:
-            self.diagnostics.count("faces_skipped", len(valid) - limit)
-            valid.sort(key=_face_area, reverse=True)
-            valid = valid[:limit]
+        valid, rejected, skipped = faces_to_profile(msg.faces, self.params["max_faces"])
+        for track_id in rejected:
+            self.diagnostics.count("faces_rejected")
+            log_rejection(
+                self,
+                self._rejections,
+                f"rejected face with track id {track_id}: ids must be >= 1 and distinct within "
+                "a FaceArray",
+            )
+        self.diagnostics.count("faces_skipped", skipped)
         return valid
 
     def _schedule(self, msg: FaceArray, face, crop, camera: float, person_id: str) -> bool:
@@ -461,8 +394,8 @@ class UserProfilerNode(ModelNode):
             person_id,
             camera,
             people.fusion,
-            _face_px(face, msg.image_width, msg.image_height),
-            _landmarks(face),
+            face_px(face, msg.image_width, msg.image_height),
+            face_landmarks(face),
             face.roll_deg,
             crop,
         )
@@ -478,8 +411,8 @@ class UserProfilerNode(ModelNode):
         if crop.shape[0] != crop.shape[1] or crop.shape[0] < MIN_CROP:
             return False
         config = self.people.scheduler.config
-        face_px = _face_px(face, msg.image_width, msg.image_height)
-        return quality_problem(config, face_px, _landmarks(face), face.roll_deg, crop) is None
+        side = face_px(face, msg.image_width, msg.image_height)
+        return quality_problem(config, side, face_landmarks(face), face.roll_deg, crop) is None
 
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
@@ -560,28 +493,9 @@ class UserProfilerNode(ModelNode):
             known = people.registry.known()
             confidence = dict(people.confidence)
         with self._engagement_lock:
-            levels = {f.track_id: self.engagement.status(f.track_id) for f in faces}
-        views, persons = [], []
-        for face in faces:
-            person_id = tracked.get(face.track_id, anonymous_id(face.track_id))
-            status = levels[face.track_id]
-            views.append(
-                FaceView(
-                    face_id(face.track_id),
-                    (face.xmin, face.ymin, face.xmax, face.ymax),
-                    face.crop,
-                    face.confidence,
-                )
-            )
-            persons.append(
-                PersonView(
-                    person_id,
-                    face_id(face.track_id),
-                    is_anonymous(person_id),
-                    status.state if status is not None else 0,
-                    confidence.get(face.track_id, 0.0),
-                )
-            )
+            statuses = {f.track_id: self.engagement.status(f.track_id) for f in faces}
+        levels = {t: status.state for t, status in statuses.items() if status is not None}
+        views, persons = frame_views(faces, tracked, confidence, levels)
         try:
             humans.publish_frame(msg.header, views)
             humans.publish_persons(msg.header, persons, known)
@@ -641,23 +555,6 @@ class UserProfilerNode(ModelNode):
             return
         self._publisher.publish(self._with_engagement(self._last_profiles[former]))
         self.diagnostics.count("profiles_published")
-
-
-def _landmarks(face) -> np.ndarray:
-    return np.array([(p.x, p.y) for p in face.landmarks], np.float32).reshape(-1, 2)
-
-
-def _face_px(face, image_width: int, image_height: int) -> float:
-    """Side of the face box in source pixels (roi, else the normalised box); NaN if unknown."""
-    if face.roi.width > 0 and face.roi.height > 0:
-        return float(min(face.roi.width, face.roi.height))
-    side = min((face.xmax - face.xmin) * image_width, (face.ymax - face.ymin) * image_height)
-    return float(side) if side > 0 else math.nan
-
-
-def _face_area(face) -> float:
-    area = (face.xmax - face.xmin) * (face.ymax - face.ymin)
-    return area if math.isfinite(area) else 0.0
 
 
 # What a container (nodes/container.py) builds under this node's name.

@@ -180,3 +180,38 @@ def faces_to_people(faces: FaceArray, profiles: Mapping[int, UserProfile]) -> li
             )
         )
     return people
+
+
+def face_landmarks(face: Face) -> np.ndarray:
+    """A Face's landmarks, an (n, 2) float32 array of pixels (NaN: no such point detected)."""
+    return np.array([(p.x, p.y) for p in face.landmarks], np.float32).reshape(-1, 2)
+
+
+def face_px(face: Face, image_width: int, image_height: int) -> float:
+    """Side of the face box in source pixels (roi, else the normalised box); NaN if unknown."""
+    if face.roi.width > 0 and face.roi.height > 0:
+        return float(min(face.roi.width, face.roi.height))
+    side = min((face.xmax - face.xmin) * image_width, (face.ymax - face.ymin) * image_height)
+    return float(side) if side > 0 else math.nan
+
+
+def faces_to_profile(faces: list[Face], limit: int) -> tuple[list[Face], list[int], int]:
+    """The `limit` largest faces with a valid, distinct track id (0 is never a face): (those
+    faces, the track ids rejected, how many valid ones were skipped beyond the limit)."""
+    valid, rejected, seen = [], [], set()
+    for face in faces:
+        if face.track_id == 0 or face.track_id in seen:
+            rejected.append(face.track_id)
+            continue
+        seen.add(face.track_id)
+        valid.append(face)
+    skipped = max(len(valid) - limit, 0)
+    if skipped:
+        valid.sort(key=_face_area, reverse=True)
+        valid = valid[:limit]
+    return valid, rejected, skipped
+
+
+def _face_area(face: Face) -> float:
+    area = (face.xmax - face.xmin) * (face.ymax - face.ymin)
+    return area if math.isfinite(area) else 0.0

@@ -14,7 +14,7 @@ and the nodes publish none of this.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header, String
 
 from uservlm_ros.core import humans
+from uservlm_ros.core import persons as persons_model
 from uservlm_ros.core.errors import ImageConversionError
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.ros.conversions import image_to_rgb, rgb_to_image
@@ -118,6 +119,33 @@ class _Ids:
     leaves: tuple[tuple[str, Any, QoSProfile], ...]
     topic: Any  # (prefix, id, leaf) -> name
     by_id: dict[str, _Entry] = field(default_factory=dict)
+
+
+def frame_views(
+    faces: Sequence,
+    tracked: Mapping[int, str],
+    confidence: Mapping[int, float],
+    levels: Mapping[int, int],
+) -> tuple[list[FaceView], list[PersonView]]:
+    """The REP-155 views of one frame's uservlm/Face messages: `tracked` maps a track to its
+    person (a track not in it is its anonymous person, as the profiler will make it),
+    `confidence` to the person match's confidence, `levels` to its engagement level."""
+    views, persons = [], []
+    for face in faces:
+        face_id = persons_model.face_id(face.track_id)
+        person_id = tracked.get(face.track_id, persons_model.anonymous_id(face.track_id))
+        roi = (face.xmin, face.ymin, face.xmax, face.ymax)
+        views.append(FaceView(face_id, roi, face.crop, face.confidence))
+        persons.append(
+            PersonView(
+                person_id,
+                face_id,
+                persons_model.is_anonymous(person_id),
+                levels.get(face.track_id, 0),
+                confidence.get(face.track_id, 0.0),
+            )
+        )
+    return views, persons
 
 
 class HumansPublisher:
