@@ -36,6 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ("What am I wearing today?", "What do you see?", "How are you?", "Tell me a joke")
 
 
+def _quiet(_line: str) -> None:
+    """The backends' log lines would interleave with the table."""
+
+
 def robot(kind: str, settings: dict, start, results) -> None:
     """One robot: its own backend, then `questions` answers once all robots are ready."""
     from uservlm_ros.backends.responder_pipeline import (
@@ -45,16 +49,17 @@ def robot(kind: str, settings: dict, start, results) -> None:
         ResponderPipeline,
     )
     from uservlm_ros.backends.vlm import VlmOptions
-    from uservlm_ros.backends.vlm_registry import BackendSettings, make_vlm_backend
-    from uservlm_ros.core.bias_guard import BiasGuard
+    from uservlm_ros.backends.vlm_registry import RESPONDERS
 
-    quiet = BackendSettings(log=lambda _: None, warn=lambda _: None, server=settings.get("server"))
-    options = VlmOptions(path=settings["model"], device=settings["device"], warmup=False)
-    backend = make_vlm_backend(kind, options, quiet)
+    if kind == "openai":
+        options = settings["server"]
+    else:
+        options = VlmOptions(path=settings["model"], device=settings["device"], warmup=False)
+    backend = RESPONDERS.create(kind, options, _quiet, _quiet)
     backend.load()
     backend.warm_up()
     pipeline = ResponderPipeline(
-        backend, BiasGuard(), lambda: PipelineSettings(early_sentence=False), lambda *_: None
+        backend, lambda: PipelineSettings(early_sentence=False), lambda *_: None
     )
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     rss = psutil.Process().memory_info().rss

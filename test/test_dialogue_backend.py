@@ -9,11 +9,15 @@ import pytest
 import torch
 from dialogue_fixtures import tiny_vlm_with_adapters
 
-from uservlm_ros.backends.fallback_responder import RESPONDER_ID, FallbackResponder
+from uservlm_ros.backends.fallback_responder import (
+    RESPONDER_ID,
+    FallbackOptions,
+    FallbackResponder,
+)
 from uservlm_ros.backends.fast_decode import CANCELLED, LENGTH, GreedyDecoder, plain_generate
 from uservlm_ros.backends.paligemma import PaliGemmaBackend
 from uservlm_ros.backends.vlm import UserContext, VlmOptions, parse_adapters
-from uservlm_ros.backends.vlm_registry import make_vlm_backend
+from uservlm_ros.backends.vlm_registry import RESPONDERS
 from uservlm_ros.core.bias_guard import BiasGuard
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
 from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
@@ -155,8 +159,8 @@ def test_adapter_parameter_parsing():
     for bad in (["instruct"], ["=/a"], ["base=/a"], ["x=/a", "x=/b"]):
         with pytest.raises(ConfigError):
             parse_adapters(bad)
-    with pytest.raises(ConfigError, match="unknown responder backend"):
-        make_vlm_backend("llava", VlmOptions())
+    with pytest.raises(ConfigError, match="unknown responder backend 'llava'; known: paligemma"):
+        RESPONDERS.create("llava", VlmOptions())
 
 
 @pytest.mark.parametrize(
@@ -165,7 +169,7 @@ def test_adapter_parameter_parsing():
 )
 @pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "neutral", ""])
 def test_fallback_answers_are_personal_streamed_and_pass_the_guard(question, emotion):
-    responder = make_vlm_backend("fallback", VlmOptions())
+    responder = RESPONDERS.create("fallback", FallbackOptions(), print, print)
     assert isinstance(responder, FallbackResponder)
     user = UserContext(question, {"age_group": "3-9", "emotion": emotion} if emotion else {})
     streamed: list[str] = []

@@ -270,7 +270,9 @@ def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path)
     assert "sk-wrong" not in str(error.value)
     with pytest.raises(ModelLoadError, match=r"api_key_file .*missing"):
         backend(ready, served, api_key_file=str(tmp_path / "missing"))
-    slow = backend(ready, served, token_timeout_s=0.001)
+    slow = backend(ready, served)
+    # Below server.token_timeout_s's range (0.1 s), which options refuse: a timeout on any server.
+    object.__setattr__(slow.server, "token_timeout_s", 0.001)
     with pytest.raises(UservlmError, match=r"no answer within server.token_timeout_s=0.001 s"):
         slow.generate(IMAGE, prompt, 4)
     down = backend(ready, served, url=f"http://127.0.0.1:{free_port()}/v1")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from uservlm_ros.backends.vlm import (
     UserContext,
 )
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.parameters import check_settings, setting
 
 RESPONDER_ID = "fallback-template"
 
@@ -60,11 +63,31 @@ _DEFAULT = (
 )
 
 
+def word_delay_setting() -> Any:
+    """The pause between the templates' streamed words (the demo shows streaming with it); the
+    openai backend's templates, when its server fails, use the same parameter."""
+    return setting(
+        0.0,
+        "fallback templates only: pause between streamed words, seconds (a demo shows streaming)",
+        name="responder.fallback_word_delay_s",
+        min=0.0,
+        max=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class FallbackOptions:
+    word_delay_s: float = word_delay_setting()
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
 class FallbackResponder:
     """Template answers with the VlmBackend interface; see the module docstring."""
 
-    def __init__(self, word_delay_s: float = 0.0) -> None:
-        self.word_delay_s = word_delay_s  # pacing of the streamed words (the demo shows it)
+    def __init__(self, options: FallbackOptions = FallbackOptions()) -> None:
+        self.word_delay_s = options.word_delay_s
 
     @property
     def adapters(self) -> tuple[str, ...]:

@@ -22,13 +22,14 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from uservlm_ros.backends.fallback_responder import word_delay_setting
 from uservlm_ros.backends.vlm import (
     BASE_ADAPTER,
     DEFAULT_MAX_NEW_TOKENS,
@@ -36,27 +37,16 @@ from uservlm_ros.backends.vlm import (
     StopCheck,
     TokenCallback,
     UserContext,
+    check_with_adapters,
+    strings_check,
 )
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
+from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.prompt import TEMPLATE
 
 _STOP_POLL_S = 0.05  # how often a waiting request looks at should_stop (cancel latency)
 _FINISH = {"stop": "eos", "length": "length"}  # OpenAI finish_reason -> GenerationResult's
 _QUESTION_START, _QUESTION_END = TEMPLATE.split("{question}")
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Where and how to reach the server (the node's `server.*` parameters)."""
-
-    url: str = "http://localhost:8000/v1"  # the API base: .../v1
-    model: str = ""  # the served model name (vLLM --served-model-name, or the folder)
-    adapters: Mapping[str, str] = field(default_factory=dict)  # goal adapter -> served name
-    api_key_file: str = ""  # a file holding the key, sent as a bearer token; never logged
-    connect_timeout_s: float = 5.0
-    token_timeout_s: float = 30.0  # longest wait for the next token, the first one included
-    jpeg_quality: int = 90
-    fallback: bool = False  # answer with the labelled templates when the server fails
 
 
 def parse_server_adapters(entries: list[str]) -> dict[str, str]:
@@ -74,6 +64,65 @@ def parse_server_adapters(entries: list[str]) -> dict[str, str]:
             )
         adapters[name] = served
     return adapters
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where and how to reach the server: the `server.*` parameters."""
+
+    url: str = setting(
+        "http://localhost:8000/v1",
+        "openai backend: the server's OpenAI-compatible API base (vLLM: http://HOST:8000/v1); "
+        "https:// for TLS terminated by the server or a proxy",
+        name="server.url",
+    )
+    model: str = setting(
+        "",
+        "openai backend: the served model's name (vLLM --served-model-name, else its --model)",
+        name="server.model",
+    )
+    # NAME or NAME=SERVED_NAME entries as the parameter gives them, or {adapter: served name} in
+    # code; kept as a dict.
+    adapters: Mapping[str, str] = setting(
+        [],
+        "openai backend: adapters a goal may name, each NAME (served under that name: vLLM "
+        "--lora-modules NAME=FOLDER) or NAME=SERVED_NAME; `base` = server.model",
+        name="server.adapters",
+        check=strings_check(parse_server_adapters),
+    )
+    api_key_file: str = setting(
+        "",
+        "openai backend: a file holding the server's API key (sent as a bearer token, never "
+        "logged); empty = no key",
+        name="server.api_key_file",
+    )
+    connect_timeout_s: float = setting(
+        5.0,
+        "openai backend: longest wait for a connection to the server, seconds",
+        name="server.connect_timeout_s",
+        min=0.1,
+        max=300.0,
+    )
+    token_timeout_s: float = setting(
+        30.0,
+        "openai backend: longest wait for the next streamed token (the first one included), "
+        "seconds; longer means the question ends with an error (server slow or overloaded)",
+        name="server.token_timeout_s",
+        min=0.1,
+        max=600.0,
+    )
+    fallback: bool = setting(
+        False,
+        "openai backend: when the server fails before the first token (down, overloaded, "
+        "refused), answer with the fallback templates (responder=fallback-template, logged) "
+        "instead of an error Response",
+        name="server.fallback",
+    )
+    fallback_word_delay_s: float = word_delay_setting()
+    jpeg_quality: int = 90  # the image part's JPEG quality
+
+    def __post_init__(self) -> None:
+        check_with_adapters(self, parse_server_adapters)
 
 
 def question_text(prompt: str) -> str:

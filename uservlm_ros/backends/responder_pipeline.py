@@ -6,14 +6,15 @@ turns messages into a `Question` and an `AskerView` and the `Answer` back into a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from uservlm_ros.backends.vlm import UserContext, VlmBackend
-from uservlm_ros.core.bias_guard import BiasGuard
+from uservlm_ros.backends.vlm import UserContext, VlmBackend, strings_check
+from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
 from uservlm_ros.core.gestures import choose_gesture
+from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.prompt import build_prompt
 from uservlm_ros.core.sentences import FirstSentenceDetector
 from uservlm_ros.core.sentiment import sentiment
@@ -31,6 +32,7 @@ class Question:
     max_new_tokens: int
     adapter: str
     source: str = ""
+    person_id: str = ""  # the person the question names; "" = by track_id
     received: float = field(default_factory=time.monotonic)  # monotonic seconds
 
 
@@ -68,24 +70,55 @@ class Answer:
     timings_ms: dict[str, float]
 
 
+def _guard_patterns(patterns: list[str]) -> None:
+    BiasGuard(extra_patterns=patterns)  # raises ValueError naming a bad pattern
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
-    guard_enabled: bool = True
-    early_sentence: bool = True
-    min_sentence_chars: int = 12
+    """The answer's way out: early first sentence and the fairness guard (node parameters)."""
+
+    early_sentence: bool = setting(
+        True,
+        "Publish the first complete sentence early (final=false) so the robot starts speaking",
+        name="responder.early_sentence",
+    )
+    min_sentence_chars: int = setting(
+        12,
+        "Shortest early sentence, characters: shorter ones are merged with the next",
+        name="responder.min_sentence_chars",
+        min=1,
+        max=1000,
+    )
+    guard_enabled: bool = setting(
+        True,
+        "Fairness guard: replace answers that state the user's ethnicity or generalise about a "
+        "demographic group (unless the question asks) with guard.safe_reply, and log it",
+        name="guard.enabled",
+    )
+    guard_patterns: Sequence[str] = setting(
+        [],
+        "More guard patterns, FAMILY:REGEX each (FAMILY: ethnicity or generalisation)",
+        name="guard.extra_patterns",
+        check=strings_check(_guard_patterns),
+    )
+    safe_reply: str = setting(
+        SAFE_REPLY, "What the robot says instead of a blocked answer", name="guard.safe_reply"
+    )
 
 
 class ResponderPipeline:
     def __init__(
         self,
         backend: VlmBackend,
-        guard: BiasGuard,
         settings: Callable[[], PipelineSettings],
         log_blocked: Callable[[Question, str], None],
     ) -> None:
-        """`settings()` is read per question, so live parameter changes apply to the next one."""
+        """`settings()` is read per question, so live parameter changes apply to the next one;
+        the guard's patterns and reply are read here, once."""
         self.backend = backend
-        self.guard = guard
+        first = settings()
+        self.guard = BiasGuard(first.guard_patterns, first.safe_reply)
         self._settings = settings
         self._log_blocked = log_blocked
 

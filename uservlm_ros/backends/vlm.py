@@ -2,19 +2,21 @@
 
 A `VlmBackend` loads its weights, warms up, and answers one prompt about one image, streaming
 text through `on_token` and stopping when `should_stop()` turns true. Implementations:
-paligemma.py (the User-VLM model) and fallback_responder.py (templates); vlm_registry.py maps
-the `responder.backend` parameter's names to them.
+paligemma.py (the User-VLM model), openai_responder.py (a model on an inference server) and
+fallback_responder.py (templates); vlm_registry.py's RESPONDERS maps the `responder.backend`
+parameter's names to them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.core.parameters import check_settings, setting
 
 BASE_ADAPTER = "base"  # adapters disabled: the model as loaded from model.path
 DEFAULT_MAX_NEW_TOKENS = 100  # the User-VLM papers' generation setting
@@ -80,19 +82,6 @@ class VlmBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class VlmOptions:
-    """How to load a VLM (the node's `model.*` parameters)."""
-
-    path: str = ""  # a model folder, or a hub id already in the local Hugging Face cache
-    adapters: Mapping[str, str] = field(default_factory=dict)  # name -> peft adapter folder
-    default_adapter: str = ""  # "" = BASE_ADAPTER
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    dtype: str = "auto"  # auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16
-    fast_decode: bool = True  # static-cache decode loop, CUDA graphs on CUDA
-    warmup: bool = True
-
-
 def parse_adapters(entries: Sequence[str]) -> dict[str, str]:
     """`["instruct=/path", "dpo=/path"]` -> {name: path}; raises ConfigError."""
     adapters: dict[str, str] = {}
@@ -105,3 +94,81 @@ def parse_adapters(entries: Sequence[str]) -> dict[str, str]:
             raise ConfigError(f"adapter name {name!r} is reserved or given twice")
         adapters[name] = path
     return adapters
+
+
+def strings_check(parse: Callable[[list[str]], object]) -> Callable[[list], str | None]:
+    """A string[] parameter's check: every entry a string, and `parse` (which raises ConfigError
+    or ValueError) accepts the list."""
+
+    def check(value: list) -> str | None:
+        if not all(isinstance(v, str) for v in value):
+            return "must be a list of strings"
+        try:
+            parse(value)
+        except (ConfigError, ValueError) as error:
+            return str(error)
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class VlmOptions:
+    """How to load a VLM: the `model.*` parameters."""
+
+    path: str = setting(
+        "",
+        "VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the "
+        "local Hugging Face cache; nothing is downloaded. Empty: see "
+        "responder.fallback_without_model",
+        name="model.path",
+    )
+    # NAME=FOLDER entries as the parameter gives them, or {name: folder} in code; kept as a dict.
+    adapters: Mapping[str, str] = setting(
+        [],
+        "peft LoRA adapters to load, NAME=FOLDER each, e.g. [instruct=/m/instruct, dpo=/m/dpo]; "
+        "a request picks one by name, `base` = adapters disabled",
+        name="model.adapters",
+        check=strings_check(parse_adapters),
+    )
+    default_adapter: str = setting(
+        "", "Adapter used when a request names none; empty = base", name="model.default_adapter"
+    )
+    device: str = setting(
+        "auto", "torch device: auto (cuda if available), cpu, cuda, cuda:N", name="model.device"
+    )
+    dtype: str = setting(
+        "auto",
+        "Weights dtype: auto = bfloat16 on CUDA, float32 on CPU",
+        name="model.dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    warmup: bool = setting(
+        True, "Run a short generation per adapter at configure", name="model.warmup"
+    )
+    fast_decode: bool = setting(
+        True,
+        "Own greedy decode loop with a static KV cache (and CUDA graphs on CUDA); false = "
+        "transformers generate (same tokens, slower)",
+        name="model.fast_decode",
+    )
+
+    def __post_init__(self) -> None:
+        check_with_adapters(self, parse_adapters)
+        loaded = (BASE_ADAPTER, *self.adapters)
+        if self.default_adapter and self.default_adapter not in loaded:
+            raise ConfigError(
+                f"model.default_adapter {self.default_adapter!r} is not loaded "
+                f"(adapters: {', '.join(loaded)})"
+            )
+
+
+def check_with_adapters(options: Any, parse: Callable[[list[str]], dict[str, str]]) -> None:
+    """Check a backend's options (core/parameters.check_settings) whose `adapters` setting is
+    given as the parameter's entries or, in code, as a {name: value} mapping; the options then
+    keep the mapping `parse` makes of the entries."""
+    if isinstance(options.adapters, Mapping):
+        entries = [f"{name}={value}" for name, value in options.adapters.items()]
+        object.__setattr__(options, "adapters", entries)
+    check_settings(options)
+    object.__setattr__(options, "adapters", parse(options.adapters))

@@ -1,61 +1,96 @@
-"""The responder backends by name (the node's `responder.backend` parameter), in one table."""
+"""The responder backends by name (the node's `responder.backend` parameter): RESPONDERS.
+
+Each backend's options dataclass holds its parameters (`model.*`, `server.*`,
+`responder.fallback_word_delay_s`); the node's Params are `RESPONDERS.params()`. A factory takes
+the options and the node's info and warning loggers, and imports its heavy packages itself: the
+fallback must work on a machine without torch or transformers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from uservlm_ros.backends.fallback_responder import FallbackOptions, FallbackResponder
+from uservlm_ros.backends.openai_responder import ServerOptions
 from uservlm_ros.backends.vlm import VlmBackend, VlmOptions
-from uservlm_ros.core.errors import ConfigError
+from uservlm_ros.core.registry import Registry
+
+Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class BackendSettings:
-    """What a factory may need besides the model options."""
-
-    log: Callable[[str], None] = print
-    warn: Callable[[str], None] = print
-    word_delay_s: float = 0.0  # fallback templates: pause between streamed words
-    server: object = None  # openai: openai_responder.ServerOptions
-
-
-def _paligemma(options: VlmOptions, settings: BackendSettings) -> VlmBackend:
+def _paligemma(options: VlmOptions, log: Log, warn: Log) -> VlmBackend:
     from uservlm_ros.backends.paligemma import PaliGemmaBackend
 
-    return PaliGemmaBackend(options, settings.log)
+    return PaliGemmaBackend(options, log)
 
 
-def _fallback(options: VlmOptions, settings: BackendSettings) -> VlmBackend:
-    from uservlm_ros.backends.fallback_responder import FallbackResponder
-
-    return FallbackResponder(settings.word_delay_s)
+def _fallback(options: FallbackOptions, log: Log, warn: Log) -> VlmBackend:
+    return FallbackResponder(options)
 
 
-def _openai(options: VlmOptions, settings: BackendSettings) -> VlmBackend:
-    from uservlm_ros.backends.fallback_responder import FallbackResponder
-    from uservlm_ros.backends.openai_responder import OpenAIResponder, ServerOptions
+def _openai(options: ServerOptions, log: Log, warn: Log) -> VlmBackend:
+    from uservlm_ros.backends.openai_responder import OpenAIResponder
 
-    server = settings.server or ServerOptions()
-    fallback = FallbackResponder(settings.word_delay_s) if server.fallback else None
-    return OpenAIResponder(server, settings.log, settings.warn, fallback)
-
-
-# Imported lazily: the fallback must work on a machine without torch or transformers.
-VLM_BACKENDS: dict[str, Callable[[VlmOptions, BackendSettings], VlmBackend]] = {
-    "paligemma": _paligemma,
-    "fallback": _fallback,
-    "openai": _openai,  # any OpenAI-compatible server: vLLM, SGLang, TGI, llama.cpp, Ollama
-}
+    templates = FallbackOptions(options.fallback_word_delay_s)
+    return OpenAIResponder(
+        options, log, warn, FallbackResponder(templates) if options.fallback else None
+    )
 
 
-def make_vlm_backend(
-    name: str, options: VlmOptions, settings: BackendSettings | None = None
-) -> VlmBackend:
-    """The backend called `name`; raises ConfigError for an unknown name."""
-    try:
-        factory = VLM_BACKENDS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown responder backend {name!r}; known: {', '.join(VLM_BACKENDS)}"
-        ) from None
-    return factory(options, settings or BackendSettings())
+# Parameters are named in full (model.*, server.*, ...): the backends' groups differ.
+RESPONDERS: Registry[VlmBackend] = Registry("responder backend", "")
+RESPONDERS.add(
+    "paligemma",
+    _paligemma,
+    VlmOptions,
+    "the User-VLM (PaliGemma 2) in this process (needs model.path)",
+)
+RESPONDERS.add(
+    "fallback",
+    _fallback,
+    FallbackOptions,
+    "profile-aware templates (never a VLM: every Response says responder=fallback-template)",
+)
+RESPONDERS.add(
+    "openai",
+    _openai,
+    ServerOptions,
+    "a model served by vLLM or another OpenAI-compatible server (SGLang, TGI, llama.cpp, "
+    "Ollama), see server.*",
+)
+
+
+def choose_backend(values: Mapping[str, Any]) -> tuple[str, str]:
+    """(the backend to build, a warning to log or "") from the node's parameter values: paligemma
+    without weights becomes the fallback when `responder.fallback_without_model` allows it."""
+    name = values["responder.backend"]
+    if name == "fallback":
+        return name, (
+            "responder.backend is 'fallback': answers come from TEMPLATES, not from a VLM "
+            "(every Response says responder=fallback-template)"
+        )
+    if (
+        name == "paligemma"
+        and not values["model.path"]
+        and values["responder.fallback_without_model"]
+    ):
+        return "fallback", (
+            f"no VLM weights (model.path is empty): answering with the FALLBACK responder, "
+            f"templates instead of {name} (every Response says responder=fallback-template); "
+            "set model.path (launch argument vlm_model) for the User-VLM"
+        )
+    return name, ""
+
+
+def start_backend(name: str, values: Mapping[str, Any], log: Log, warn: Log) -> VlmBackend:
+    """The backend `name` built from the node's parameter values, loaded and, with
+    `model.warmup`, warmed up; raises UservlmError (ConfigError, ModelLoadError) when it cannot."""
+    backend = RESPONDERS.create(name, values, log, warn)
+    started = time.perf_counter()
+    backend.load()
+    if values["model.warmup"]:
+        backend.warm_up()
+        log(f"warm-up done in {time.perf_counter() - started:.1f} s")
+    return backend

@@ -143,12 +143,15 @@ def params_of(config_cls: type, prefix: str) -> list[Param]:
 
 def check_settings(config: Any) -> None:
     """Validate a configuration dataclass's settings as their parameters would be (for options
-    built in code rather than from node parameters); ConfigError names each bad one."""
-    prefix = type(config).__name__
-    values = {
-        f"{prefix}.{name}": getattr(config, item.name) for name, item, _ in _settings(type(config))
-    }
-    validate_all(params_of(type(config), prefix), values)
+    built in code rather than from node parameters); ConfigError names each bad one (by its
+    dotted name, else as `<class>.<setting>`)."""
+    cls = type(config)
+    params, values = [], {}
+    for name, item, meta in _settings(cls):
+        label = name if "." in name else f"{cls.__name__}.{name}"
+        params.append(Param(label, **meta))
+        values[label] = getattr(config, item.name)
+    validate_all(params, values)
 
 
 def config_of(config_cls: type[Config], prefix: str, values: Mapping[str, Any], **extra) -> Config:

@@ -26,6 +26,7 @@ from uservlm.srv import ForgetPersons
 from uservlm_ros.backends.face_identity import IDENTITY, MIN_CROP
 from uservlm_ros.backends.identity_process import IdentityProcess
 from uservlm_ros.backends.profiler import PROFILERS
+from uservlm_ros.core.camera_clock import RESTART_S, CameraClock
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import (
@@ -159,7 +160,7 @@ class UserProfilerNode(ModelNode):
         self._last_published: dict[str, float] = {}  # person -> wall time of their last profile
         self._rejections: dict[str, float] = {}
         self._publisher = None
-        self._last_camera: tuple[float, float] | None = None  # (camera stamp, wall arrival)
+        self.clock = CameraClock(restart_s=RESTART_S)  # frames only: follows a looping bag
         self.engagement: EngagementEstimator | None = None
         self._engagement_lock = threading.Lock()  # fed by the executor, read by the worker
         self._partner: int | None = None  # the engaged track of the latest published profiles
@@ -292,7 +293,7 @@ class UserProfilerNode(ModelNode):
 
     def _expire(self) -> None:
         self._republish_former_partner()
-        ended, forgotten = self.people.expire(self._camera_now())
+        ended, forgotten = self.people.expire(self.clock.now())
         for track_id in ended:
             self._last_profiles.pop(track_id, None)
             self.diagnostics.count("tracks_expired")
@@ -361,15 +362,6 @@ class UserProfilerNode(ModelNode):
             return
         self.get_logger().info(f"{saved} known persons written to persons.database")
 
-    def _camera_now(self) -> float:
-        """Now on the camera's clock: the latest camera stamp plus the wall time since it came.
-        Live this is wall time; on a replayed bag (old stamps) tracks still expire only after
-        `fusion.expiry_s` of the recording without the face."""
-        if self._last_camera is None:
-            return 0.0
-        stamp, arrived = self._last_camera
-        return stamp + (time.time() - arrived)
-
     def _faces_to_profile(self, msg: FaceArray) -> list:
         """The `max_faces` largest faces with a valid, distinct track id (0 is never a face)."""
         valid, rejected, skipped = faces_to_profile(msg.faces, self.params["max_faces"])
@@ -416,9 +408,7 @@ class UserProfilerNode(ModelNode):
 
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
-        # Frames without a stamp count as seen on arrival.
-        camera = stamp_to_seconds(msg.header.stamp) or received
-        self._last_camera = (camera, received)
+        camera = self.clock.seen(stamp_to_seconds(msg.header.stamp), received)
         people = self.people
         faces, crops, fit = [], [], {}
         for face in self._faces_to_profile(msg):
@@ -536,7 +526,7 @@ class UserProfilerNode(ModelNode):
             with self._engagement_lock:
                 speaker = self.engagement.likely_speaker()
                 if speaker is not None:
-                    self.engagement.heard_speech(speaker, self._camera_now())
+                    self.engagement.heard_speech(speaker, self.clock.now())
             self.diagnostics.count("speech_cues")
 
     def _with_engagement(self, profile: UserProfile) -> UserProfile:
