@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-from types import SimpleNamespace
+import math
+from dataclasses import replace
 
 import aiohttp
 import cv2
@@ -16,7 +17,17 @@ from uservlm_ros.console import security
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
 from uservlm_ros.console.server import ConsoleServer, Forgotten
 from uservlm_ros.console.state import ConsoleState
+from uservlm_ros.core import labels
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.message_data import (
+    AttributeData,
+    ProfileData,
+    ResponseData,
+    SpeechEventData,
+    StageTime,
+    StatusData,
+    TranscriptData,
+)
 
 # -- access rules
 
@@ -73,26 +84,25 @@ def test_host_header_and_origin_rules():
 
 
 def _estimate(name, label, confidence, reason=""):
-    return SimpleNamespace(
-        name=name, label=label, known=not reason, abstain_reason=reason, confidence=confidence
-    )
+    return AttributeData(name, label, not reason, reason, confidence)
 
 
-def _profile(track_id=3, engaged=False, gender_reason="", person_id="", visits=1):
-    return SimpleNamespace(
+def _profile(track_id=3, engaged=False, gender_reason="", person_id="", visits=1, age=math.nan):
+    return ProfileData(
         track_id=track_id,
         person_id=person_id,
-        anonymous=not person_id,
         visits=visits,
-        roi=[0.1, 0.2, 0.3, 0.5],
+        roi=(0.1, 0.2, 0.3, 0.5),
         engagement=0.8,
         engagement_state=3 if engaged else 1,
         engaged=engaged,
-        age_group=_estimate("age_group", "30-39", 0.41),
-        gender=_estimate("gender", "unknown" if gender_reason else "Female", 0.0, gender_reason),
-        ethnicity=_estimate("ethnicity", "unknown", 0.0, "not_supported"),
-        emotion=_estimate("emotion", "unknown", 0.2, "low_confidence"),
-        age_years=float("nan"),
+        attributes=(
+            _estimate("age_group", "30-39", 0.41),
+            _estimate("gender", "unknown" if gender_reason else "Female", 0.0, gender_reason),
+            _estimate("ethnicity", "unknown", 0.0, "not_supported"),
+            _estimate("emotion", "unknown", 0.2, "low_confidence"),
+        ),
+        age_years=age,
         observations=12,
         seconds_since_first_seen=3.21,
         profile_text="The person appears to be a Female.",
@@ -101,7 +111,7 @@ def _profile(track_id=3, engaged=False, gender_reason="", person_id="", visits=1
 
 
 def _response(request_id, final=True, text="Hello there.", error=""):
-    return SimpleNamespace(
+    return ResponseData(
         request_id=request_id,
         question="Hi?",
         track_id=3,
@@ -114,12 +124,12 @@ def _response(request_id, final=True, text="Hello there.", error=""):
         sentiment="positive",
         mode="user_aware",
         responder="fallback-template",
-        timings=[SimpleNamespace(stage="generate", duration_ms=12.34)],
+        timings=(StageTime("generate", 12.34),),
     )
 
 
 def _time(sec, nanosec=0):
-    return SimpleNamespace(sec=sec, nanosec=nanosec)
+    return (sec, nanosec)
 
 
 class Clock:
@@ -204,7 +214,7 @@ def test_a_console_question_streams_then_ends_with_one_final_answer():
     state.on_response(_response("r1"))
     state.on_response(_response("r1", text="a second final is ignored"))
     state.on_partial("r1", "late partial", 9)
-    state.on_speech_event({"event": "started", "request_id": "r1", "part": "full"})
+    state.on_speech_event(SpeechEventData("started", request_id="r1", part="full"))
     (exchange,) = state.section("conversation")
     assert exchange["status"] == "answered" and exchange["text"] == "Hello there."
     assert exchange["source"] == "console" and exchange["addressee"] == "engaged"
@@ -217,16 +227,16 @@ def test_a_console_question_streams_then_ends_with_one_final_answer():
 
 def test_speech_that_was_heard_is_shown_asked_or_not():
     state = ConsoleState(clock=Clock(), max_exchanges=2)
-    heard = SimpleNamespace(
+    heard = TranscriptData(
         request_id="", text="hello rob", confidence=0.5, dropped="", audio_start=_time(5)
     )
     state.on_transcript(heard)
     assert state.section("conversation")[0]["status"] == "heard"
     # the final transcript of the same utterance names the question it became
-    state.on_transcript(SimpleNamespace(**{**vars(heard), "request_id": "r9", "text": "hello"}))
+    state.on_transcript(replace(heard, **{"request_id": "r9", "text": "hello"}))
     (exchange,) = state.section("conversation")
     assert exchange["key"] == "r9" and exchange["question"] == "hello"
-    noise = SimpleNamespace(
+    noise = TranscriptData(
         request_id="", text="Thank you.", confidence=0.1, dropped="noise", audio_start=_time(9)
     )
     state.on_transcript(noise)
@@ -242,7 +252,7 @@ def test_the_robot_hearing_itself_is_one_counter_line_not_an_entry_each_time():
     state.asked("r1", "Hi?", 0, "console")
     for second in range(5):  # Pepper's own answer, heard by its microphones
         clock.now += 1
-        own = SimpleNamespace(
+        own = TranscriptData(
             request_id="",
             text="",
             confidence=0.0,
@@ -251,7 +261,7 @@ def test_the_robot_hearing_itself_is_one_counter_line_not_an_entry_each_time():
         )
         state.on_transcript(own)
     # recognised, then found to overlap the robot's speech: also its own voice
-    own_words = SimpleNamespace(
+    own_words = TranscriptData(
         request_id="",
         text="Hello there",
         confidence=0.8,
@@ -259,7 +269,7 @@ def test_the_robot_hearing_itself_is_one_counter_line_not_an_entry_each_time():
         audio_start=_time(7),
     )
     state.on_transcript(own_words)
-    busy = SimpleNamespace(
+    busy = TranscriptData(
         request_id="", text="", confidence=0.0, dropped="asr_busy", audio_start=_time(8)
     )
     state.on_transcript(busy)
@@ -269,11 +279,11 @@ def test_the_robot_hearing_itself_is_one_counter_line_not_an_entry_each_time():
         "asr_busy": {"count": 1, "last": clock.now},
     }
     # an interim transcript later dropped leaves no entry behind either
-    interim = SimpleNamespace(
+    interim = TranscriptData(
         request_id="", text="hel", confidence=0.5, dropped="", audio_start=_time(20)
     )
     state.on_transcript(interim)
-    state.on_transcript(SimpleNamespace(**{**vars(interim), "dropped": "robot_speaking"}))
+    state.on_transcript(replace(interim, **{"dropped": "robot_speaking"}))
     assert [e["key"] for e in state.section("conversation")] == ["r1"]
     assert state.section("not_asked")["robot_speaking"]["count"] == 7
 
@@ -283,8 +293,7 @@ def test_a_privacy_switch_hides_the_attribute_on_cards_not_updated_since():
     state = ConsoleState(clock=clock)
     state.set_privacy("gender", enabled=True)
     state.set_privacy("age_group", enabled=True)
-    old = _profile(3)
-    old.age_years = 34.0
+    old = _profile(3, age=34.0)
     state.on_profile(old)
     versions = dict(state.versions)
     clock.now += 1
@@ -322,20 +331,14 @@ def test_health_levels_staleness_and_the_robot_connection():
     state = ConsoleState(clock=clock, health_stale_s=3.0)
 
     def status(name, level, message):
-        return SimpleNamespace(
-            name=f"uservlm: /{name}",
-            level=bytes([level]),
-            message=message,
-            hardware_id="",
-            values=[SimpleNamespace(key="said", value="2")],
-        )
+        return StatusData(f"uservlm: /{name}", level, message, values={"said": "2"})
 
-    state.on_diagnostics(SimpleNamespace(status=[status("naoqi_bridge_node", 1, "not connected")]))
+    state.on_diagnostics([status("naoqi_bridge_node", 1, "not connected")])
     health = state.section("health")
     assert health["nodes"][0]["level"] == "WARN"
     assert health["nodes"][0]["values"] == {"said": "2"}
     assert health["robot"]["state"] == "not_connected"
-    state.on_diagnostics(SimpleNamespace(status=[status("naoqi_bridge_node", 0, "connected")]))
+    state.on_diagnostics([status("naoqi_bridge_node", 0, "connected")])
     assert state.section("health")["robot"] == {"state": "connected", "detail": "connected"}
     clock.now += 4
     state.tick()
@@ -345,24 +348,16 @@ def test_health_levels_staleness_and_the_robot_connection():
 
 def test_a_console_shows_the_health_of_its_own_namespace_only():
     def status(name, level):
-        return SimpleNamespace(
-            name=f"uservlm: {name}",
-            level=bytes([level]),
-            message=name,
-            hardware_id="",
-            values=[],
-        )
+        return StatusData(f"uservlm: {name}", level, name)
 
-    everyone = SimpleNamespace(
-        status=[
-            status("/robot1/naoqi_bridge_node", 0),  # sorts first: robot1's Pepper is up
-            status("/robot1/camera_node", 0),
-            status("/robot2/naoqi_bridge_node", 2),  # robot2's Pepper is not
-            status("/robot2/camera_node", 0),
-            status("/naoqi_bridge_node", 0),  # a robot without a namespace
-            status("/robot2/lab/camera_node", 0),  # a namespace inside robot2's
-        ]
-    )
+    everyone = [
+        status("/robot1/naoqi_bridge_node", 0),  # sorts first: robot1's Pepper is up
+        status("/robot1/camera_node", 0),
+        status("/robot2/naoqi_bridge_node", 2),  # robot2's Pepper is not
+        status("/robot2/camera_node", 0),
+        status("/naoqi_bridge_node", 0),  # a robot without a namespace
+        status("/robot2/lab/camera_node", 0),  # a namespace inside robot2's
+    ]
     for namespace, names, robot in [
         ("/robot2", ["/robot2/camera_node", "/robot2/naoqi_bridge_node"], "not_connected"),
         ("/robot1", ["/robot1/camera_node", "/robot1/naoqi_bridge_node"], "connected"),
@@ -373,6 +368,51 @@ def test_a_console_shows_the_health_of_its_own_namespace_only():
         health = state.section("health")
         assert [n["name"] for n in health["nodes"]] == names, namespace
         assert health["robot"]["state"] == robot, namespace
+
+
+# -- console_node hands the console plain data, converted from the messages
+
+
+def test_messages_become_the_plain_data_the_console_takes():
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from uservlm.msg import AttributeEstimate, Response, StageTiming, Transcript, UserProfile
+
+    from uservlm_ros.ros import message_data
+
+    msg = UserProfile(track_id=3, person_id="kqzxt", visits=2, engagement_state=3, engaged=True)
+    msg.gender = AttributeEstimate(name="gender", label="Female", known=True, confidence=0.75)
+    profile = message_data.profile(msg)
+    assert (profile.track_id, profile.person_id, profile.visits, profile.engaged) == (
+        3,
+        "kqzxt",
+        2,
+        True,
+    )
+    assert [a.name for a in profile.attributes] == list(labels.ATTRIBUTES)
+    assert profile.attributes[labels.ATTRIBUTES.index("gender")] == AttributeData(
+        "gender", "Female", True, "", 0.75
+    )
+    timing = StageTiming(stage="generate", duration_ms=12.5)
+    response = message_data.response(Response(request_id="r1", final=True, timings=[timing]))
+    assert response.final and response.timings == (StageTime("generate", 12.5),)
+    transcript = Transcript(text="hello", dropped="noise")
+    transcript.audio_start.sec, transcript.audio_start.nanosec = 5, 7
+    assert message_data.transcript(transcript) == TranscriptData((5, 7), "hello", dropped="noise")
+    status = DiagnosticStatus(name="/camera_node", level=DiagnosticStatus.WARN, message="slow")
+    status.values = [KeyValue(key="fps", value="3")]
+    (plain,) = message_data.statuses(DiagnosticArray(status=[status]))
+    assert plain == StatusData("/camera_node", 1, "slow", "", {"fps": "3"})  # not rclpy's bytes
+    event = message_data.speech_event('{"event": "started", "request_id": "r1", "part": "full"}')
+    assert event == SpeechEventData("started", "r1", "full")
+    for bad in ("[]", '{"part": "full"}', "not json"):
+        with pytest.raises(ValueError):
+            message_data.speech_event(bad)
+    # whatever the node hands it, the state shows
+    state = ConsoleState(clock=Clock())
+    state.on_profile(profile)
+    state.on_diagnostics([plain])
+    assert state.section("people")[0]["person_id"] == "kqzxt"
+    assert state.section("health")["nodes"][0]["level"] == "WARN"
 
 
 # -- camera frames

@@ -58,27 +58,28 @@ class _Idle:
 
 def _layout_state():
     """Two people, an answered question, the robot hearing itself, a noise drop."""
-    from types import SimpleNamespace as N
-
     from uservlm_ros.console.state import ConsoleState
     from uservlm_ros.core import labels
+    from uservlm_ros.core.message_data import (
+        AttributeData,
+        ProfileData,
+        ResponseData,
+        TranscriptData,
+    )
 
     state = ConsoleState()
     for track, person in ((3, "kqzxt"), (4, "abcde")):
-        estimates = {
-            name: N(name=name, label="30-39", known=True, abstain_reason="", confidence=0.6)
-            for name in labels.ATTRIBUTES
-        }
+        estimates = tuple(AttributeData(n, "30-39", True, "", 0.6) for n in labels.ATTRIBUTES)
         state.on_profile(
-            N(
-                **estimates,
+            ProfileData(
                 track_id=track,
                 person_id=person,
                 visits=1,
-                roi=[0.1] * 4,
+                roi=(0.1,) * 4,
                 engagement=0.8,
                 engagement_state=3,
                 engaged=track == 3,
+                attributes=estimates,
                 age_years=33.0,
                 observations=12,
                 seconds_since_first_seen=3.0,
@@ -88,7 +89,7 @@ def _layout_state():
         )
     state.asked("r1", QUESTION, 0, "console")
     state.on_response(
-        N(
+        ResponseData(
             request_id="r1",
             question=QUESTION,
             track_id=3,
@@ -96,33 +97,14 @@ def _layout_state():
             addressee="engaged",
             final=True,
             text="I can answer questions.",
-            error="",
             gesture="hey",
-            sentiment="",
             mode="user_aware",
             responder="fallback-template",
-            timings=[],
         )
     )
     for second in range(3):
-        state.on_transcript(
-            N(
-                request_id="",
-                text="",
-                confidence=0.0,
-                dropped="robot_speaking",
-                audio_start=N(sec=second, nanosec=0),
-            )
-        )
-    state.on_transcript(
-        N(
-            request_id="",
-            text="Thank you.",
-            confidence=0.3,
-            dropped="noise",
-            audio_start=N(sec=9, nanosec=0),
-        )
-    )
+        state.on_transcript(TranscriptData((second, 0), dropped="robot_speaking"))
+    state.on_transcript(TranscriptData((9, 0), "Thank you.", 0.3, dropped="noise"))
     return state
 
 

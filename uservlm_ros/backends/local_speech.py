@@ -187,7 +187,7 @@ def make_output(name: str, device: str = "", wav_dir: str = "") -> AudioOutput:
 
 
 class LocalSpeech:
-    """A SpeechBackend (backends/pepper_speech.py) that speaks on this computer."""
+    """Speech on this computer, with the connect / speak / close of PepperSpeech (pepper_speech.py)."""
 
     name = "local"
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
@@ -130,23 +130,6 @@ def read_password(env_var: str, file: str) -> str:
         except (OSError, IndexError) as error:
             raise ConfigError(f"cannot read the robot password file {file!r}: {error}") from error
     return os.environ.get(env_var, "") if env_var else ""
-
-
-class SpeechBackend(Protocol):
-    name: str
-
-    @property
-    def connected(self) -> bool: ...
-
-    def connect(self) -> None:
-        """Raises RobotUnavailable when the robot cannot be reached."""
-        ...
-
-    def speak(self, utterance: Utterance) -> None:
-        """Blocks until said; raises RobotUnavailable if the robot went away."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class _Authenticator:

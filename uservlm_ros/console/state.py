@@ -1,7 +1,8 @@
 """What the console page shows, kept up to date from the graph's messages.
 
-Pure Python: the messages are read by attribute (UserProfile, Response, Transcript,
-DiagnosticArray, the speech events' JSON), so this module runs and is tested without ROS.
+Pure Python: console_node turns each message (UserProfile, Response, Transcript,
+DiagnosticStatus, a speech event) into plain data first (core/message_data.py), so this module
+runs and is tested without ROS.
 People are kept by person (UserProfile.person_id), not by face track: a person who comes back
 with a new track is the same card, and a track's anonymous person is replaced by the known one
 once identified. Profiles carry no embeddings, and nothing here would show one.
@@ -26,6 +27,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from uservlm_ros.core import labels
+from uservlm_ros.core.message_data import (
+    AttributeData,
+    ProfileData,
+    ResponseData,
+    SpeechEventData,
+    StatusData,
+    TranscriptData,
+)
 from uservlm_ros.core.persons import is_anonymous
 from uservlm_ros.core.presence import person_id_of
 
@@ -40,17 +49,6 @@ COUNTED_DROPS = ("robot_speaking",)
 MAX_HEALTH_ENTRIES = 64  # other packages may publish on /diagnostics too: stay bounded
 
 
-def _level(value: Any) -> int:
-    """A DiagnosticStatus level: rclpy gives a one-byte `bytes`."""
-    if isinstance(value, bytes | bytearray):
-        return value[0] if value else 0
-    return int(value)
-
-
-def _seconds(stamp: Any) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
@@ -63,39 +61,38 @@ def _namespace_of(name: str) -> str | None:
     return name.rsplit("/", 1)[0] or "/"
 
 
-def attribute_view(estimate: Any) -> dict[str, Any]:
+def attribute_view(estimate: AttributeData) -> dict[str, Any]:
     return {
         "name": estimate.name,
         "label": estimate.label,
-        "known": bool(estimate.known),
+        "known": estimate.known,
         "reason": estimate.abstain_reason,
-        "confidence": round(float(estimate.confidence), 3),
+        "confidence": round(estimate.confidence, 3),
     }
 
 
-def profile_view(msg: Any, seen: float) -> dict[str, Any]:
-    """A UserProfile as the page shows it; `seen` is the wall time it arrived."""
-    state = int(msg.engagement_state)
-    roi = [round(float(v), 4) for v in msg.roi]
-    person_id = person_id_of(msg.person_id, int(msg.track_id))
+def profile_view(profile: ProfileData, seen: float) -> dict[str, Any]:
+    """A profile as the page shows it; `seen` is the wall time it arrived."""
+    state = profile.engagement_state
+    roi = [round(v, 4) for v in profile.roi]
+    person_id = person_id_of(profile.person_id, profile.track_id)
     return {
         "person_id": person_id,
         "anonymous": is_anonymous(person_id),
-        "visits": max(1, int(msg.visits)),  # 0 from a profiler that does not count visits
-        "track_id": int(msg.track_id),
-        # all zero = the profiler did not say where the face is
+        "visits": max(1, profile.visits),
+        "track_id": profile.track_id,
         "roi": roi if any(roi) else None,
-        "engagement": round(float(msg.engagement), 3),
+        "engagement": round(profile.engagement, 3),
         "engagement_state": (
             ENGAGEMENT_STATES[state] if state < len(ENGAGEMENT_STATES) else str(state)
         ),
-        "engaged": bool(msg.engaged),
-        "attributes": [attribute_view(getattr(msg, name)) for name in labels.ATTRIBUTES],
-        "age_years": _finite(msg.age_years),
-        "observations": int(msg.observations),
-        "seconds_in_view": round(float(msg.seconds_since_first_seen), 1),
-        "profile_text": msg.profile_text,
-        "model_id": msg.model_id,
+        "engaged": profile.engaged,
+        "attributes": [attribute_view(a) for a in profile.attributes],
+        "age_years": _finite(profile.age_years),
+        "observations": profile.observations,
+        "seconds_in_view": round(profile.seconds_since_first_seen, 1),
+        "profile_text": profile.profile_text,
+        "model_id": profile.model_id,
         "seen": seen,
     }
 
@@ -199,9 +196,9 @@ class ConsoleState:
 
     # -- people
 
-    def on_profile(self, msg: Any) -> None:
+    def on_profile(self, profile: ProfileData) -> None:
         now = self._clock()
-        view = profile_view(msg, now)
+        view = profile_view(profile, now)
         with self._lock:
             _withhold(view, self._disabled())  # made before the switch, arriving after it
             # Another card on this track was this face under its old (anonymous) id.
@@ -252,7 +249,7 @@ class ConsoleState:
             exchange.partial, exchange.tokens = text, tokens
             self._bump("conversation")
 
-    def on_response(self, msg: Any) -> None:
+    def on_response(self, msg: ResponseData) -> None:
         """An early or final Response (the topic, or a Respond result: the first final wins)."""
         now = self._clock()
         with self._lock:
@@ -260,9 +257,9 @@ class ConsoleState:
             if exchange.final:
                 return
             exchange.question = exchange.question or msg.question
-            exchange.track_id = int(msg.track_id)
+            exchange.track_id = msg.track_id
             if msg.track_id:
-                exchange.person_id = person_id_of(msg.person_id, int(msg.track_id))
+                exchange.person_id = person_id_of(msg.person_id, msg.track_id)
             exchange.addressee = msg.addressee
             if not msg.final:
                 exchange.early = msg.text
@@ -272,27 +269,26 @@ class ConsoleState:
                 exchange.gesture, exchange.sentiment = msg.gesture, msg.sentiment
                 exchange.mode, exchange.responder = msg.mode, msg.responder
                 exchange.timings = [
-                    {"stage": t.stage, "ms": round(float(t.duration_ms), 1)} for t in msg.timings
+                    {"stage": t.stage, "ms": round(t.duration_ms, 1)} for t in msg.timings
                 ]
             self._bump("conversation")
 
-    def on_speech_event(self, event: Mapping[str, Any]) -> None:
-        """A naoqi_bridge_node speech event (JSON object) about an answer."""
-        request_id = str(event.get("request_id", ""))
+    def on_speech_event(self, event: SpeechEventData) -> None:
+        """A naoqi_bridge_node speech event about an answer."""
         with self._lock:
-            exchange = self._exchanges.get(request_id)
+            exchange = self._exchanges.get(event.request_id)
             if exchange is None:
                 return
-            part = event.get("part", "")
-            exchange.speech = f"{event.get('event', '?')} ({part})" if part else event["event"]
-            if event.get("detail"):
-                exchange.speech += f": {event['detail']}"
+            exchange.speech = f"{event.event} ({event.part})" if event.part else event.event
+            if event.detail:
+                exchange.speech += f": {event.detail}"
             self._bump("conversation")
 
-    def on_transcript(self, msg: Any) -> None:
+    def on_transcript(self, msg: TranscriptData) -> None:
         """What the speech node heard; tied to its question by request id when it asked one."""
         now = self._clock()
-        heard_key = f"heard:{msg.audio_start.sec}.{msg.audio_start.nanosec:09d}"
+        sec, nanosec = msg.audio_start
+        heard_key = f"heard:{sec}.{nanosec:09d}"
         with self._lock:
             if msg.dropped and (msg.dropped in COUNTED_DROPS or not msg.text):
                 if self._exchanges.pop(heard_key, None) is not None:  # its interim entry
@@ -311,7 +307,7 @@ class ConsoleState:
             exchange = self._exchange(key, now)
             exchange.source = "voice"
             exchange.heard = msg.text
-            exchange.heard_confidence = round(float(msg.confidence), 3)
+            exchange.heard_confidence = round(msg.confidence, 3)
             exchange.dropped = msg.dropped
             if msg.request_id and not exchange.question:
                 exchange.question = msg.text
@@ -319,10 +315,11 @@ class ConsoleState:
 
     # -- health
 
-    def on_diagnostics(self, msg: Any) -> None:
+    def on_diagnostics(self, statuses: Iterable[StatusData]) -> None:
+        """One DiagnosticArray's statuses."""
         now = self._clock()
         with self._lock:
-            for status in msg.status:
+            for status in statuses:
                 name = status.name.removeprefix("uservlm: ")
                 if _namespace_of(name) not in (None, self.namespace):
                     continue  # another robot's node
@@ -330,10 +327,10 @@ class ConsoleState:
                     continue
                 self._health[name] = {
                     "name": name,
-                    "level": LEVELS.get(_level(status.level), str(_level(status.level))),
+                    "level": LEVELS.get(status.level, str(status.level)),
                     "message": status.message,
                     "hardware_id": status.hardware_id,
-                    "values": {kv.key: kv.value for kv in status.values},
+                    "values": dict(status.values),
                     "received": now,
                 }
                 self._stale.discard(name)
@@ -374,13 +371,9 @@ class ConsoleState:
     def _disabled(self) -> tuple[str, ...]:
         return tuple(a for a, entry in self._privacy.items() if entry["enabled"] is False)
 
-    def privacy_enabled(self, attribute: str) -> bool | None:
-        with self._lock:
-            return self._privacy[attribute]["enabled"]
-
     # -- camera
 
-    def set_camera(self, **values: Any) -> None:
+    def set_camera(self, **values: bool | float | str) -> None:
         with self._lock:
             if any(self._camera.get(k) != v for k, v in values.items()):
                 self._camera.update(values)

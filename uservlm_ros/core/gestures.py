@@ -20,7 +20,6 @@ HAPPY = "happy"
 SAD = "sad"
 EXPLAIN = "explain"
 NONE = ""
-GESTURES = (HELLO, YES, NO, QUESTION, HAPPY, SAD, EXPLAIN)
 
 # Standard animations of Pepper's NAOqi 2.5+ library (overridable by the bridge's parameters).
 PEPPER_ANIMATIONS: Mapping[str, str] = {

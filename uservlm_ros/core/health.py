@@ -14,7 +14,6 @@ from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.worker import WorkerState
 
 OK, WARN, ERROR = 0, 1, 2
-LEVEL_NAMES = {OK: "OK", WARN: "WARN", ERROR: "ERROR"}
 # A queue this full (fraction of its capacity) is a warning: requests are about to be refused.
 QUEUE_WARN_FRACTION = 0.8
 # After a worker restart the node stays WARN this long, so a monitor sampling at 1 Hz sees it.

@@ -23,8 +23,3 @@ def build_prompt(question: str, mode: str = USER_AWARE, profile_text: str = "") 
     if mode == PROFILE_PROMPT and profile_text.strip():
         question = f"{profile_text.strip()} {question}"
     return TEMPLATE.format(question=question)
-
-
-def text_after_image(prompt: str) -> str:
-    """The prompt without its leading image placeholder (processors insert image tokens)."""
-    return prompt.removeprefix(IMAGE_TOKEN).lstrip()

@@ -11,13 +11,13 @@ camera.max_fps. Asks questions through the Respond action (source "console"), se
 profiler's enable.* parameters through its SetParameters service and makes it forget persons
 through uservlm/forget_persons (ForgetPersons). /diagnostics is shared by the whole domain: the
 page shows the nodes of this node's namespace only. The web server and what the page shows live
-in uservlm_ros/console/; this node connects them to ROS.
+in uservlm_ros/console/, which sees plain Python data only: this node converts every message
+(ros/message_data.py) before handing it on.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import sys
 import threading
 import time
@@ -42,7 +42,7 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.overlay import draw_people
 from uservlm_ros.core.parameters import Param
-from uservlm_ros.ros import topics
+from uservlm_ros.ros import message_data, topics
 from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
 from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
 from uservlm_ros.ros.node_main import run_node
@@ -150,12 +150,15 @@ class ConsoleNode(Node):
         # (monotonic, for the expiry; the state's wall clock, for the privacy switches)
         self._profiles: dict[int, tuple[UserProfile, float, float]] = {}
         self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
-        self.create_subscription(Response, topics.RESPONSE, self.state.on_response, REQUEST_QOS)
         self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
-        self.create_subscription(
-            Transcript, topics.TRANSCRIPT, self.state.on_transcript, RELIABLE_QOS
-        )
-        self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.state.on_diagnostics, 10)
+        # the console sees plain data only: each message is converted first
+        state, data = self.state, message_data
+        for kind, topic, convert, handle, qos in (
+            (Response, topics.RESPONSE, data.response, state.on_response, REQUEST_QOS),
+            (Transcript, topics.TRANSCRIPT, data.transcript, state.on_transcript, RELIABLE_QOS),
+            (DiagnosticArray, topics.DIAGNOSTICS, data.statuses, state.on_diagnostics, 10),
+        ):
+            self.create_subscription(kind, topic, lambda m, c=convert, h=handle: h(c(m)), qos)
         self.create_subscription(
             ParameterEvent, "/parameter_events", self._on_parameters, qos_profile_parameter_events
         )
@@ -221,7 +224,7 @@ class ConsoleNode(Node):
             if isinstance(event, Partial):
                 self.state.on_partial(call.request_id, event.text, event.tokens)
             else:
-                self.state.on_response(event)
+                self.state.on_response(message_data.response(event))
 
     def set_privacy(self, attribute: str, enabled: bool) -> concurrent.futures.Future[str]:
         outcome: concurrent.futures.Future[str] = concurrent.futures.Future()
@@ -280,9 +283,7 @@ class ConsoleNode(Node):
 
     def _on_speech(self, msg: String) -> None:
         try:
-            event = json.loads(msg.data)
-            if not isinstance(event, dict) or "event" not in event:
-                raise ValueError("not an object with an 'event'")
+            event = message_data.speech_event(msg.data)
         except ValueError as error:
             log_rejection(self, self._rejections, f"ignored a speech event: {error}")
             return
@@ -357,7 +358,7 @@ class ConsoleNode(Node):
             self.state.set_camera(streaming=False, fps=0.0)
 
     def _on_profile(self, msg: UserProfile) -> None:
-        self.state.on_profile(msg)
+        self.state.on_profile(message_data.profile(msg))
         now = time.monotonic()
         self._profiles[msg.track_id] = (msg, now, time.time())
         expiry = self.params["people.expiry_s"]

@@ -191,7 +191,3 @@ def finish(trainer, processor, config: VlmStageConfig, evaluation: dict | None =
     history = {"log_history": trainer.state.log_history, "evaluation": evaluation or {}}
     (Path(config.output_dir) / "log_history.json").write_text(json.dumps(history, indent=1))
     return final
-
-
-def train_losses(trainer) -> list[float]:
-    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
