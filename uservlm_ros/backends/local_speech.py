@@ -187,7 +187,7 @@ def make_output(name: str, device: str = "", wav_dir: str = "") -> AudioOutput:
 
 
 class LocalSpeech:
-    """Speech on this computer, with the connect / speak / close of PepperSpeech (pepper_speech.py)."""
+    """Speech on this computer; connect, speak and close as PepperSpeech (pepper_speech.py)."""
 
     name = "local"
 
