@@ -15,16 +15,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from uservlm.msg import FaceArray, Transcript, UserProfile
-from uservlm.srv import ForgetPersons
 
-from uservlm_ros.backends.face_identity import IDENTITY, MIN_CROP
-from uservlm_ros.backends.identity_process import IdentityProcess
 from uservlm_ros.backends.profiler import PROFILERS
 from uservlm_ros.core.camera_clock import RESTART_S, CameraClock
 from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
@@ -40,9 +35,6 @@ from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param, config_of, params_of
 from uservlm_ros.core.person_profiles import PersonProfiles
 from uservlm_ros.core.persons import (
-    EmbeddingConfig,
-    EmbeddingSchedule,
-    PersonRegistry,
     PersonsConfig,
     face_id,
 )
@@ -53,7 +45,7 @@ from uservlm_ros.core.profile_schedule import (
     quality_problem,
 )
 from uservlm_ros.core.worker import SlotWorker
-from uservlm_ros.ros import topics
+from uservlm_ros.ros import person_identity, topics
 from uservlm_ros.ros.conversions import (
     face_landmarks,
     face_px,
@@ -70,6 +62,7 @@ from uservlm_ros.ros.intra_process import intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
 from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.person_identity import PersonIdentity
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from uservlm_ros.ros.rep155 import (
     REP155_PARAMS,
@@ -79,26 +72,6 @@ from uservlm_ros.ros.rep155 import (
 )
 
 ENGAGEMENT_PARAMS = params_of(EngagementConfig, "engagement")
-
-PERSONS_PARAMS = [
-    Param(
-        "enable.identity",
-        True,
-        "Recognise a person who comes back from a face embedding (persons.*); false computes "
-        "no embedding, and each new face track is an anonymous person",
-        live=True,
-    ),
-    IDENTITY.choice_param("identity.backend", "dlib_resnet", "Face-embedding backend"),
-    *IDENTITY.params(),
-    *params_of(EmbeddingConfig, "identity"),
-    *params_of(PersonsConfig, "persons"),
-    Param(
-        "persons.database",
-        "",
-        "Opt-in file that keeps known persons (their face embeddings: biometric data) across "
-        'restarts, written with mode 0600 on deactivation and after a forget; "" = memory only',
-    ),
-]
 
 PARAMS = [
     AUTOSTART,
@@ -127,7 +100,7 @@ PARAMS = [
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
     *ENGAGEMENT_PARAMS,
-    *PERSONS_PARAMS,
+    *person_identity.PARAMS,
     *REP155_PARAMS,
 ]
 
@@ -136,7 +109,6 @@ class UserProfilerNode(ModelNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("user_profiler_node", PARAMS, **kwargs)
         self.profiler = None
-        self.identity = None  # the face-embedding backend; None = identity off
         self.people: PersonProfiles | None = None
         self._worker: SlotWorker[tuple[FaceArray, float]] = SlotWorker(
             lambda item: self._process(*item),
@@ -149,14 +121,8 @@ class UserProfilerNode(ModelNode):
             ),
             idle=self._expire,
         )
-        # Embeddings (~80 ms each) in a thread of their own, so profiles never wait for them.
-        self._identity_worker: SlotWorker[tuple[int, np.ndarray, float]] = SlotWorker(
-            lambda item: self._identify(*item),
-            "identity_worker",
-            self.worker_error_logger(lambda item: f"the face of track {item[0]}"),
-            latency_bound=False,  # ~0.1-0.4 s a face, and no profile waits for it
-        )
-        self.workers = [self._worker, self._identity_worker]
+        self.identity = PersonIdentity(self, self._identified)
+        self.workers = [self._worker, self.identity.worker]
         self._last_published: dict[str, float] = {}  # person -> wall time of their last profile
         self._rejections: dict[str, float] = {}
         self._publisher = None
@@ -166,7 +132,6 @@ class UserProfilerNode(ModelNode):
         self._partner: int | None = None  # the engaged track of the latest published profiles
         self._last_profiles: dict[int, UserProfile] = {}
         self._humans: HumansPublisher | None = None  # REP-155 output (ros/rep155.py)
-        self.create_service(ForgetPersons, topics.FORGET_PERSONS, self._on_forget)
 
     @property
     def enabled(self) -> frozenset[str]:
@@ -181,46 +146,22 @@ class UserProfilerNode(ModelNode):
             return TransitionCallbackReturn.FAILURE
         try:
             self.engagement = EngagementEstimator(self._engagement_config())
-            registry = PersonRegistry(self._persons_config())
+            registry = self.identity.registry()
         except (ValueError, UservlmError) as error:
             self.get_logger().error(f"bad engagement or persons parameters: {error}")
             return TransitionCallbackReturn.FAILURE
-        if p["persons.database"]:
-            try:
-                loaded = registry.load(Path(p["persons.database"]).expanduser())
-                self.get_logger().info(f"{loaded} known persons read from persons.database")
-            except UservlmError as error:
-                if Path(p["persons.database"]).expanduser().exists():
-                    self.get_logger().error(str(error))
-                    return TransitionCallbackReturn.FAILURE
-                self.get_logger().info("persons.database does not exist yet: starting empty")
         self.people = PersonProfiles(
             registry,
-            ProfileFusion(fusion_config(self.params), supported=self.profiler.supported),
+            ProfileFusion(fusion_config(p), supported=self.profiler.supported),
             ProfileScheduler(self._schedule_config()),
-            EmbeddingSchedule(config_of(EmbeddingConfig, "identity", p)),
+            self.identity.schedule(),
             track_expiry_s=p["fusion.expiry_s"],
         )
-        self.identity = self._load_identity()
+        self.identity.start(self.people)
         self.start_diagnostics(self.profiler.model_id)
         estimated = ", ".join(sorted(self.enabled & self.profiler.supported)) or "nothing"
         self.get_logger().info(f"profiler {self.profiler.model_id} loaded; estimating {estimated}")
         return TransitionCallbackReturn.SUCCESS
-
-    def _load_identity(self):
-        """The embedding backend in a process of its own (backends/identity_process.py: it
-        holds the GIL), or None (one line why): without it tracks act as persons."""
-        p = self.params
-        try:
-            name = p["identity.backend"]
-            identity = IdentityProcess(name, IDENTITY.options(name, p))
-        except UservlmError as error:
-            self.get_logger().warning(
-                f"face identity off ({error}): every face track is an anonymous person"
-            )
-            return None
-        self.get_logger().info(f"face identity {identity.model_id} loaded")
-        return identity
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._publisher = self.create_publisher(UserProfile, topics.PROFILE, LATCHED_QOS)
@@ -240,7 +181,7 @@ class UserProfilerNode(ModelNode):
                     "rep155.enabled but the hri_msgs package is not installed: no humans/ topics"
                 )
         self._worker.start()
-        self._identity_worker.start()
+        self.identity.worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
         self.get_logger().info(
             f"user_profiler_node active: {self.resolve_topic_name(topics.FACES)} -> "
@@ -253,14 +194,11 @@ class UserProfilerNode(ModelNode):
         humans, self._humans = self._humans, None
         if humans is not None:
             humans.close()
-        self._save_persons()
+        self.identity.save()
         return result
 
     def _schedule_config(self) -> ScheduleConfig:
         return config_of(ScheduleConfig, "profile", self.params)
-
-    def _persons_config(self) -> PersonsConfig:
-        return config_of(PersonsConfig, "persons", self.params)
 
     def _apply_live(self, changed: dict) -> None:
         people = self.people
@@ -269,14 +207,13 @@ class UserProfilerNode(ModelNode):
         with people.lock:  # thresholds, privacy switches, fusion, persons: from the next crop on
             people.fusion.config = fusion_config(self.params)
             people.scheduler.config = self._schedule_config()
-            people.registry.config = self._persons_config()
+            people.registry.config = config_of(PersonsConfig, "persons", self.params)
             people.track_expiry_s = self.params["fusion.expiry_s"]
-            people.embeddings.config = config_of(EmbeddingConfig, "identity", self.params)
+            people.embeddings.config = self.identity.embedding_config()
 
     def _release_model(self) -> None:
-        if self.identity is not None:
-            self.identity.close()
-        self.profiler = self.people = self.engagement = self.identity = None
+        self.identity.close()
+        self.profiler = self.people = self.engagement = None
 
     def destroy_node(self) -> None:
         super().destroy_node()  # stops the workers first
@@ -307,60 +244,12 @@ class UserProfilerNode(ModelNode):
         self.diagnostics.values["tracks"] = tracked
         self.diagnostics.values["persons_known"] = known
 
-    # -- persons (core/persons.py, core/person_profiles.py)
-
-    def _identify(self, track_id: int, crop: np.ndarray, camera: float) -> None:
-        """Identity worker: embed one face and match it to a person."""
-        identity, people = self.identity, self.people
-        if not self._identity_on() or people is None:
-            return
-        embedding = identity.embed(crop)
-        if embedding is None:
-            self.diagnostics.count("identity_no_face")
-            return
-        match = people.identified(track_id, embedding, camera)
-        if match is None:
-            return
-        self.diagnostics.count(f"identity_{match.outcome}")
+    def _identified(self, track_id: int, match) -> None:
+        """A track's person was identified: subscribers learn the id now, not at the person's
+        next profile (the track's latest profile again, its frame and stages, under the id)."""
         last = self._last_profiles.get(track_id)
-        if match.previous != match.person_id and last is not None:
-            # Subscribers learn the person's id now, not at the person's next profile: the
-            # track's latest profile again (its frame and stages), under the person's id.
+        if last is not None:
             self._publish_profile(last.header, list(last.timings), track_id, match.person_id)
-            self.get_logger().info(
-                f"face track {track_id} is person {match.person_id} ({match.outcome}, "
-                f"visit {people.person(match.person_id).visits})"
-            )
-
-    def _on_forget(self, request, response):
-        people = self.people
-        if people is None:
-            response.success, response.message = False, "user_profiler_node is not configured"
-            return response
-        wanted = request.person_id.strip()
-        forgotten = people.forget(wanted or None)
-        self._save_persons()
-        response.forgotten = len(forgotten)
-        response.success = bool(forgotten) or not wanted
-        if wanted and not forgotten:
-            response.message = f"no known person {wanted!r}: known are {people.registry.known()}"
-        else:
-            response.message = f"forgot {len(forgotten)} person(s)"
-            self.diagnostics.count("persons_forgotten", len(forgotten))
-        self.get_logger().info(f"forget request: {response.message}")
-        return response
-
-    def _save_persons(self) -> None:
-        path, people = self.params.get("persons.database"), self.people
-        if not path or people is None:
-            return
-        try:
-            with people.lock:
-                saved = people.registry.save(Path(path).expanduser())
-        except OSError as error:
-            self.get_logger().error(f"cannot write persons.database {path}: {error}")
-            return
-        self.get_logger().info(f"{saved} known persons written to persons.database")
 
     def _faces_to_profile(self, msg: FaceArray) -> list:
         """The `max_faces` largest faces with a valid, distinct track id (0 is never a face)."""
@@ -394,17 +283,12 @@ class UserProfilerNode(ModelNode):
         self.diagnostics.count(f"crops_{reason}")
         return reason in PROFILED
 
-    def _identity_on(self) -> bool:
-        return self.identity is not None and self.params["enable.identity"]
-
     def _fit_for_identity(self, msg: FaceArray, face, crop) -> bool:
-        """A square crop the backend takes, through the profile schedule's quality gate (size,
-        pose, sharpness)."""
-        if crop.shape[0] != crop.shape[1] or crop.shape[0] < MIN_CROP:
-            return False
-        config = self.people.scheduler.config
         side = face_px(face, msg.image_width, msg.image_height)
-        return quality_problem(config, side, face_landmarks(face), face.roll_deg, crop) is None
+        gate = self.people.scheduler.config
+        return self.identity.fit(
+            crop, quality_problem(gate, side, face_landmarks(face), face.roll_deg, crop)
+        )
 
     def _process(self, msg: FaceArray, received: float) -> None:
         taken = time.time()
@@ -425,13 +309,9 @@ class UserProfilerNode(ModelNode):
                 if self._schedule(msg, face, crop, camera, person_id):
                     crops.append(crop)
                     faces.append(face)
-            if self._identity_on() and self._fit_for_identity(msg, face, crop):
+            if self.identity.on and self._fit_for_identity(msg, face, crop):
                 fit[face.track_id] = crop
-        due = people.due_for_embedding(fit, camera)
-        if due is not None:
-            if self._identity_worker.put((due, fit[due], camera)):
-                self.diagnostics.count("identity_dropped")
-            self.diagnostics.count("identity_requests")
+        self.identity.offer(fit, camera)
         if not faces:
             return
         estimates = self.profiler.estimate(crops, self.enabled)
