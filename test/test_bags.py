@@ -236,3 +236,19 @@ def test_jpeg_recording_is_smaller_and_replays_as_images(ros, tmp_path):
     assert replay(tmp_path / "jpeg", rate=10.0, progress=None) == 5
     got = received.wait_for(5)
     assert image_to_rgb(got[0]).shape == rgb.shape
+
+
+@pytest.mark.parametrize("frames", ["-3", "0"])
+def test_sample_bag_with_too_few_frames_is_one_line_and_leaves_nothing(tmp_path, frames):
+    cli = [sys.executable, "-m", "uservlm_ros.cli", "sample-bag"]
+    done = subprocess.run(
+        [*cli, str(tmp_path / "s"), "--frames", frames],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"uservlm sample-bag: a sample bag needs at least 12 frames, got {frames}"
+    ]
+    assert not (tmp_path / "s").exists()

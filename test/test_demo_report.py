@@ -121,8 +121,10 @@ def test_without_person_ids_each_track_is_a_person_and_nothing_fails(scene, face
 
 
 def test_the_transcript_names_the_person():
-    from uservlm_ros.demo.run import _who
+    # the wording `uservlm ask` and `who` use too (core.presence.answer_for)
+    from uservlm_ros.demo.run import answer_for
 
-    assert _who("kqzxt", 3) == "person kqzxt (#3)"
-    assert _who("", 3) == f"person {anonymous_id(3)} (#3)"
-    assert _who("", 0) == "nobody"
+    assert answer_for("kqzxt", 3) == "person kqzxt (#3)"
+    assert answer_for("kqzxt", 3, "engaged") == "person kqzxt (#3, engaged)"
+    assert answer_for("", 3) == f"person {anonymous_id(3)} (#3)"
+    assert answer_for("", 0) == "nobody"

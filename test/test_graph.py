@@ -26,7 +26,12 @@ from uservlm_ros.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = ["pepper", "webcam", "replay", "demo", "people"]
-LAUNCHED = ["pepper", "webcam", "replay", "people"]  # the demo is started by `make demo`, not ros2 launch
+LAUNCHED = [
+    "pepper",
+    "webcam",
+    "replay",
+    "people",
+]  # the demo is started by `make demo`, not ros2 launch
 
 
 class _Recorded:

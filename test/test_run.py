@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -82,9 +84,14 @@ def test_uservlm_run_brings_up_every_node_and_stops_them_on_sigint(ros, processe
 
 
 @pytest.mark.graph
-def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder):
-    # VLM weights that do not load: the responder refuses to configure (no fallback for a
-    # configured path); the run must say so and fail.
+def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder, tmp_path):
+    # VLM weights that do not load (a model folder whose files are broken: the checks before
+    # starting pass): the responder refuses to configure (no fallback for a configured path);
+    # the run must say so and fail.
+    model = tmp_path / "user-vlm"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"not weights")
     runner = run_uservlm(
         processes,
         "--config",
@@ -92,7 +99,7 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
         "--set=camera_node.source=folder",
         f"--set=camera_node.path={frames_folder}",
         "--set=vlm_responder_node.responder.backend=paligemma",
-        "--set=vlm_responder_node.model.path=/nonexistent/user-vlm",
+        f"--set=vlm_responder_node.model.path={model}",
         "--set=naoqi_bridge_node.backend=naoqi_driver",
         "--set=console_node.port=0",
     )
@@ -100,7 +107,7 @@ def test_uservlm_run_reports_a_node_that_fails_to_start(processes, frames_folder
     output = runner.output()
     assert "vlm_responder_node exited (exit code 1)" in output
     assert "stopping the other nodes" in output
-    assert "/nonexistent/user-vlm" in output  # the node's own message names what failed
+    assert str(model) in output  # the node's own message names what failed
 
 
 def test_dry_run_prints_one_command_per_process(capsys):
@@ -223,3 +230,115 @@ def test_a_graph_already_running_on_the_domain_is_seen(ros):
         assert already_running(probe, names, "/robot2", discovery_s=0.3) == []
     finally:
         impostor.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("setting", "line"),
+    [
+        (
+            "face_crop_node.nosuch_param=1",
+            "uservlm run: face_crop_node has no parameter 'nosuch_param' "
+            "(all of them: `uservlm params face_crop_node`)",
+        ),
+        (
+            "face_crop_node.crop_siz=160",
+            "uservlm run: face_crop_node has no parameter 'crop_siz'; closest: crop_size, "
+            "crop_margin (all of them: `uservlm params face_crop_node`)",
+        ),
+        (
+            "face_crop_node.crop_size=abc",
+            "uservlm run: face_crop_node: parameter 'crop_size' must be int, got 'abc'",
+        ),
+        (
+            "face_crop_node.crop_size=99999",
+            "uservlm run: face_crop_node: parameter 'crop_size' must be <= 1024, got 99999",
+        ),
+    ],
+)
+def test_set_names_and_values_are_checked_before_anything_starts(capsys, setting, line):
+    from uservlm_ros.cli import main
+
+    assert main(["run", "--config", "perception", "--set", setting, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no command printed
+    assert captured.err.splitlines() == [line]
+
+
+def test_launch_spellings_of_config_and_namespace(capsys):
+    """`config:=` and `namespace:=`, as ros2 launch takes them, work for uservlm run too."""
+    from uservlm_ros.cli import main
+
+    assert main(["run", "config:=perception", "namespace:=robot1", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1  # perception: one container
+    assert "-r __ns:=/robot1" in lines[0] and "/perception.yaml" in lines[0]
+    assert main(["run", "--config", "pepper", "config:=perception", "--dry-run"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "uservlm run: --config pepper and config:=perception disagree; give one"
+    ]
+    assert main(["run", "--config", "perception", "nosuch:=1", "--dry-run"]) == 2
+    assert "known: config, namespace, use_composition, robot_ip" in capsys.readouterr().err
+
+
+def test_no_params_folder_is_left_behind(tmp_path, monkeypatch, capsys):
+    """A namespace and a container's overrides are written to temporary params files: removed
+    when uservlm run ends, --dry-run included."""
+    import tempfile
+
+    from uservlm_ros.cli import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    args = ["run", "--config", "pepper", "namespace:=robot1", "robot_ip:=10.0.0.2", "--dry-run"]
+    assert main(args) == 0
+    assert "/uservlm-params-" in capsys.readouterr().out  # they were written...
+    assert list(tmp_path.glob("uservlm-params-*")) == []  # ...and removed
+    graph = load_graph("pepper", {"face_crop_node": {"crop_size": 160}}, namespace="robot1")
+    assert len(graph.temporary) == 2 and all(folder.is_dir() for folder in graph.temporary)
+    graph.remove_temporary_files()
+    assert list(tmp_path.glob("uservlm-params-*")) == []
+
+
+def test_a_vlm_model_that_is_not_there_is_refused_before_anything_starts(
+    tmp_path, monkeypatch, capsys
+):
+    from uservlm_ros.bringup.preflight import check_vlm_model
+    from uservlm_ros.cli import main
+    from uservlm_ros.core.errors import ConfigError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "config_only").mkdir()
+    (tmp_path / "config_only" / "config.json").write_text("{}")
+    (tmp_path / "a_file").write_text("")
+    refused = {
+        "/no/such": "VLM model folder /no/such does not exist",
+        str(tmp_path / "empty"): f"VLM model folder {tmp_path / 'empty'}: no config.json",
+        str(tmp_path / "config_only"): "no weights (*.safetensors or pytorch_model*.bin)",
+        str(tmp_path / "a_file"): "is a file; give the model's folder",
+        "org/user-vlm": "VLM model org/user-vlm: no such folder, and not in the local Hugging "
+        f"Face cache ({tmp_path / 'hub'})",
+    }
+    for path, reason in refused.items():
+        with pytest.raises(ConfigError, match=re.escape(reason)):
+            check_vlm_model(path)
+    # a model folder, and the same as a hub id in the local cache
+    snapshot = tmp_path / "hub" / "models--org--user-vlm" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"")
+    check_vlm_model(str(snapshot))
+    check_vlm_model("org/user-vlm")
+
+    started = time.monotonic()
+    assert main(["demo", "--vlm-model", "/no/such", "--out", str(tmp_path / "out")]) == 2
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err.splitlines() == [
+        "uservlm demo: VLM model folder /no/such does not exist"
+    ]
+    assert not (tmp_path / "out").exists()  # nothing started, no report folder
+    args = ["run", "--config", "dialogue", "vlm_model:=/no/such", "--dry-run"]
+    args += ["--set", "vlm_responder_node.responder.backend=paligemma"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "uservlm run: VLM model folder /no/such does not exist"
+    ]

@@ -156,8 +156,11 @@ def test_ask_without_a_graph_says_so_in_one_line():
 
 def test_who_and_forget_without_a_graph_say_so():
     who = uservlm("who", "--once", "--wait", "0.5")
-    assert who.returncode == 0, who.stderr
-    assert who.stdout.splitlines()[1:] == ["nobody is here"]
+    assert who.returncode == 1, who.stderr
+    assert who.stderr.splitlines() == [
+        "uservlm who: no profiler publishes /uservlm/user_profile within 0.5 s "
+        "(is the graph running? `uservlm run`)"
+    ]
     forget = uservlm("forget", "kqzxt", "--wait", "1")
     assert forget.returncode == 1
     assert forget.stderr.splitlines() == [
@@ -338,3 +341,81 @@ def _parse_answer(stdout: str) -> dict:
             got["roi_text"] = line[len("  image_roi [") : -1]
             got["image_roi"] = [float(v) for v in got["roi_text"].split(", ")]
     return got
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["who", "--expiry", "-1", "--once"], "argument --expiry: must be > 0, got -1"),
+        (["who", "--wait", "-2"], "argument --wait: must be >= 0, got -2"),
+        (["ask", "Hi", "--mode", "loud"], "argument --mode: invalid choice: 'loud'"),
+        (["ask", "Hi", "--adapter", "no such"], "argument --adapter: 'no such' is not an adapter"),
+        (["ask", "  "], "argument question: the question is empty"),
+        (["ask", "Hi", "--max-new-tokens", "-5"], "argument --max-new-tokens: must be >= 0"),
+        (["ask", "Hi", "--timeout", "0"], "argument --timeout: must be > 0, got 0"),
+    ],
+)
+def test_bad_who_and_ask_options_are_a_usage_error_before_any_round_trip(args, reason):
+    done = uservlm(*args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: uservlm {args[0]}")
+    assert reason in lines[-1] and lines[-1].startswith(f"uservlm {args[0]}: error:")
+
+
+def test_one_wording_for_whom_an_answer_is_for():
+    from uservlm.msg import Response
+
+    from uservlm_ros.cli import _format_response
+    from uservlm_ros.core.presence import answer_for
+
+    assert answer_for("kqzxt", 3) == "person kqzxt (#3)"
+    assert answer_for("kqzxt", 1, "engaged") == "person kqzxt (#1, engaged)"
+    assert answer_for("", 0, "none") == answer_for("", 0) == "nobody"
+    lines = _format_response(Response(text="Hi", track_id=0, addressee="none", mode="user_aware"))
+    assert lines[1].startswith("  for nobody; ")
+    engaged = Response(text="Hi", track_id=1, person_id="kqzxt", addressee="engaged")
+    lines = _format_response(engaged)
+    assert lines[1].startswith("  for person kqzxt (#1, engaged); ")
+    # `who` and `run` name a person the same way
+    assert person(3, 0.0, person_id="kqzxt").name == "person kqzxt (#3)"
+
+
+def test_the_streamed_answer_line_is_never_left_cut():
+    """The final Response can overtake the last partials (another DDS topic), and executor
+    threads can swap two partials: the streamed line still ends as the whole answer."""
+    import io
+
+    from uservlm_ros.cli import StreamedLine
+
+    answer = "Hello, nice to see you! How can I help you?"
+    out = io.StringIO()
+    line = StreamedLine(out)
+    for text in ("Hello,", "Hello, nice to see you! How", "Hello, nice to see you!"):
+        line.partial(text)
+    line.end(answer)
+    assert out.getvalue() == answer + "\n"
+    # a revised text starts a line of its own; nothing streamed: nothing printed
+    out = io.StringIO()
+    line = StreamedLine(out)
+    line.end(answer)
+    assert out.getvalue() == ""
+
+
+def test_stale_feedback_is_not_passed_on():
+    from uservlm.action import Respond
+
+    from uservlm_ros.ros.respond_client import Partial, RespondCall
+
+    call = RespondCall("r1", "Hi?", 0)
+    for text, tokens in (("Hello,", 2), ("Hello, nice", 4), ("Hello,", 2), ("Hello, nice to", 5)):
+        call._feedback(Respond.Feedback(partial_text=text, tokens_generated=tokens))
+    events = []
+    while not call._events.empty():
+        events.append(call._events.get())
+    assert [e.text for e in events if isinstance(e, Partial)] == [
+        "Hello,",
+        "Hello, nice",
+        "Hello, nice to",
+    ]

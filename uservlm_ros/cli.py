@@ -68,27 +68,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
         parse_launch_arguments,
         parse_overrides,
     )
+    from uservlm_ros.bringup.preflight import check_graph
     from uservlm_ros.bringup.runner import GraphRunner
+    from uservlm_ros.bringup.stopping import Stopped, stop_on_signals
 
     # `--set a=1 b=2 robot_ip:=x`: --set takes several values, so it also swallows the launch
     # arguments that follow it; they are told apart by `:=`.
     arguments = args.arguments + [item for item in args.set if ":=" in item]
     settings = [item for item in args.set if ":=" not in item]
     values = parse_launch_arguments(arguments)
-    overrides = launch_overrides(args.config, values)
+    # ros2 launch's spellings `config:=` and `namespace:=` work here too.
+    config = _one_of("config", args.config, values.pop("config", None)) or "pepper"
+    namespace = _one_of("namespace", args.namespace, values.pop("namespace", None)) or ""
+    overrides = launch_overrides(config, values)
     for node, params in parse_overrides(settings).items():
         overrides.setdefault(node, {}).update(params)
     graph = load_graph(
-        args.config,
+        config,
         overrides,
-        namespace=args.namespace,
+        namespace=namespace,
         use_composition=composition_enabled(values.get(COMPOSITION_ARGUMENT, "true")),
     )
-    runner = GraphRunner(graph)
-    if args.dry_run:
-        for _, command in runner.commands():
-            print(" ".join(command))
-        return 0
+    try:
+        check_graph(graph)
+        runner = GraphRunner(graph)
+        if args.dry_run:
+            for _, command in runner.commands():
+                print(" ".join(command))
+            return 0
+        with stop_on_signals():  # until the runner takes them over: a signal while probing
+            return _start_graph(runner, graph, args.no_who)
+    except Stopped as stop:
+        print(f"uservlm run: stopped by {stop.signal_name}", file=sys.stderr)
+        return 130
+    finally:
+        graph.remove_temporary_files()
+
+
+def _one_of(name: str, option: str | None, argument: str | None) -> str | None:
+    """The value of `--name` or `name:=`, which must agree when both are given."""
+    if option is not None and argument is not None and option != argument:
+        from uservlm_ros.core.errors import ConfigError
+
+        raise ConfigError(f"--{name} {option} and {name}:={argument} disagree; give one")
+    return option if option is not None else argument
+
+
+def _start_graph(runner, graph, no_who: bool) -> int:
     from uservlm_ros.ros.graph_probe import refuse_a_second_graph
     from uservlm_ros.ros.spin import spinning_node
 
@@ -101,7 +127,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             graph.nodes[0].namespace,
             "uservlm run ... (or --namespace robot2)",
         )
-        if not args.no_who:
+        if not no_who:
             return _run_printing_who(runner, node)
     return runner.run()
 
@@ -236,9 +262,11 @@ def _cmd_sample_bag(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim_pepper(args: argparse.Namespace) -> int:
+    from uservlm_ros.bringup.stopping import stop_on_signals
     from uservlm_ros.sim.pepper import serve
 
-    return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
+    with stop_on_signals():  # SIGTERM too ends serve's loop as Ctrl-C does
+        return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
 
 
 def _cmd_say(args: argparse.Namespace) -> int:
@@ -307,14 +335,9 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 def _format_response(response) -> list[str]:
     """The final Response of `uservlm ask` as lines: answer or error, who, how, how long."""
-    from uservlm_ros.core.presence import person_id_of
+    from uservlm_ros.core.presence import answer_for
 
-    if response.track_id:
-        person = person_id_of(response.person_id, response.track_id)
-        who = f"person {person} (#{response.track_id}"
-    else:
-        who = "nobody in particular ("
-    who += f", {response.addressee})" if response.addressee else ")"
+    who = answer_for(response.person_id, response.track_id, response.addressee)
     first = f"error: {response.error}" if response.error else f"answer: {response.text}"
     lines = [first, f"  for {who}; responder {response.responder or '-'}, mode {response.mode}"]
     if not response.error:
@@ -325,6 +348,36 @@ def _format_response(response) -> list[str]:
         stages = ", ".join(f"{t.stage} {t.duration_ms:.0f} ms" for t in response.timings)
         lines.append(f"  timings: {stages}")
     return lines
+
+
+class StreamedLine:
+    """`uservlm ask`'s streamed answer: one line that grows as the partial texts come.
+
+    A partial older than what is shown (feedback can arrive out of order) is skipped, and the
+    final text completes the line: the final Response can arrive before the last partials (they
+    come on different DDS topics), and the line must not stay cut."""
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.shown = ""
+
+    def partial(self, text: str) -> None:
+        if self.shown.startswith(text):
+            return  # already shown (a late, older partial)
+        if text.startswith(self.shown):
+            self.out.write(text[len(self.shown) :])
+        else:  # the responder revised its text: show the new one on a line of its own
+            self.out.write(f"\n{text}")
+        self.out.flush()
+        self.shown = text
+
+    def end(self, final_text: str) -> None:
+        if not self.shown:
+            return
+        if final_text.startswith(self.shown):
+            self.out.write(final_text[len(self.shown) :])
+        self.out.write("\n")
+        self.out.flush()
 
 
 def _ask_one(client, question: str, args: argparse.Namespace) -> bool:
@@ -340,19 +393,13 @@ def _ask_one(client, question: str, args: argparse.Namespace) -> bool:
         max_new_tokens=args.max_new_tokens,
         source="cli",
     )
-    shown = ""
+    stream = StreamedLine()
     try:
         for event in call.events(args.timeout):
             if isinstance(event, Partial):
-                # Partial texts are the answer so far: print what is new on the same line.
-                if event.text.startswith(shown):
-                    print(event.text[len(shown) :], end="", flush=True)
-                else:
-                    print(f"\n{event.text}", end="", flush=True)
-                shown = event.text
+                stream.partial(event.text)
                 continue
-            if shown:
-                print()
+            stream.end(event.text)
             print("\n".join(_format_response(event)), flush=True)
             return not event.error
     except KeyboardInterrupt:
@@ -438,6 +485,13 @@ def _cmd_who(args: argparse.Namespace) -> int:
                 node.count_publishers(topics.PROFILE) == 0 and time.monotonic() < start + args.wait
             ):
                 time.sleep(0.05)
+            if node.count_publishers(topics.PROFILE) == 0:
+                print(
+                    f"uservlm who: no profiler publishes {node.resolve_topic_name(topics.PROFILE)} "
+                    f"within {args.wait:g} s (is the graph running? `uservlm run`)",
+                    file=sys.stderr,
+                )
+                return 1
             time.sleep(WHO_SETTLE_S)
             settled.set()
             watcher.report()  # a table only: what arrived while settling is not news
@@ -475,32 +529,101 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+ASK_MODES = ("user_aware", "profile_prompt")  # Response.MODE_*
+
+
+def _bounded(kind, low: float, inclusive: bool = True):
+    """An argparse type: a number of `kind` >= low (> low when not inclusive), else a usage
+    error naming the bound."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value < low or (not inclusive and value == low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>=' if inclusive else '>'} {low:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty")
+    return text.strip()
+
+
+def _adapter_name(text: str) -> str:
+    import re
+
+    if text and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an adapter name (letters, digits, _ . -; the responder's "
+            "model.adapters names, or base)"
+        )
+    return text
+
+
 def _add_talk_commands(commands) -> None:
     """`uservlm ask`, `who` and `forget`: talk to a running graph without the ros2 CLI."""
     ask = commands.add_parser(
         "ask", help="ask the running graph a question; without one, read questions line by line"
     )
-    ask.add_argument("question", nargs="?", help="the question (default: one per stdin line)")
+    ask.add_argument(
+        "question",
+        nargs="?",
+        type=_question,
+        help="the question (default: one per stdin line)",
+    )
     ask.add_argument("--track", type=int, default=0, help="asking user's track id (0 = addressee)")
     ask.add_argument("--person", default="", help="asking user's person id (uservlm who)")
-    ask.add_argument("--mode", default="", help="user_aware or profile_prompt (default: node's)")
-    ask.add_argument("--adapter", default="", help="LoRA adapter by name (default: node's)")
-    ask.add_argument("--max-new-tokens", type=int, default=0, help="0 = the node's default")
-    ask.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the responder")
-    ask.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for an answer")
+    ask.add_argument(
+        "--mode",
+        default="",
+        choices=ASK_MODES,
+        help="user_aware or profile_prompt (default: node's)",
+    )
+    ask.add_argument(
+        "--adapter", default="", type=_adapter_name, help="LoRA adapter by name (default: node's)"
+    )
+    ask.add_argument(
+        "--max-new-tokens",
+        type=_bounded(int, 0),
+        default=0,
+        help="0 = the node's default",
+    )
+    ask.add_argument(
+        "--wait",
+        type=_bounded(float, 0),
+        default=10.0,
+        help="seconds to wait for the responder",
+    )
+    ask.add_argument(
+        "--timeout",
+        type=_bounded(float, 0, inclusive=False),
+        default=120.0,
+        help="seconds to wait for an answer",
+    )
     ask.set_defaults(func=_cmd_ask)
 
     who = commands.add_parser("who", help="print the persons in view, once per change")
     who.add_argument("--once", action="store_true", help="print the current table and exit")
     who.add_argument(
         "--expiry",
-        type=float,
+        type=_bounded(float, 0, inclusive=False),
         default=5.0,
         help="seconds without a profile before a person has left (the profiler's fusion.expiry_s)",
     )
-    who.add_argument("--duration", type=float, help="stop after this many seconds")
+    who.add_argument("--duration", type=_bounded(float, 0), help="stop after this many seconds")
     who.add_argument(
-        "--wait", type=float, default=5.0, help="seconds to wait for the profiler to be found"
+        "--wait",
+        type=_bounded(float, 0),
+        default=5.0,
+        help="seconds to wait for the profiler to be found",
     )
     who.set_defaults(func=_cmd_who)
 
@@ -534,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--config",
-        default="pepper",
+        default=None,
         help="params file, or a shipped deployment: pepper, webcam, replay, demo",
     )
     run.add_argument(
@@ -546,7 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override parameters, e.g. --set naoqi_bridge_node.robot.ip=10.0.0.2 "
         "face_crop_node.crop_size=160 (several values, or --set repeated)",
     )
-    run.add_argument("--namespace", default="", help="ROS namespace for every node")
+    run.add_argument(
+        "--namespace", default=None, help="ROS namespace for every node (or namespace:=NAME)"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the commands, start nothing")
     run.add_argument("--no-who", action="store_true", help="do not print who is here")
     run.set_defaults(func=_cmd_run)

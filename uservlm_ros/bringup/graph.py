@@ -13,6 +13,7 @@ Pure Python: no rclpy, no launch.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -56,6 +57,9 @@ COMPOSITION: Mapping[str, tuple[str, ...]] = {
     "perception": ("camera_node", "face_crop_node", "user_profiler_node"),
 }
 COMPOSITION_ARGUMENT = "use_composition"
+# Launch arguments that choose the graph rather than set node parameters: `ros2 launch` and
+# `uservlm run` both take them as NAME:=VALUE (`uservlm run` also as --config / --namespace).
+GRAPH_ARGUMENTS = ("config", "namespace", COMPOSITION_ARGUMENT)
 COMPOSITION_DESCRIPTION = (
     "true: camera_node, face_crop_node and user_profiler_node share one process and hand frames "
     "and faces over directly; false: a process per node"
@@ -128,10 +132,10 @@ def launch_overrides(config: str | Path, values: Mapping[str, str]) -> dict[str,
     started = _node_names(resolve_config(config))
     overrides: dict[str, dict[str, Any]] = {}
     for name, raw in values.items():
-        if name == COMPOSITION_ARGUMENT:  # says how nodes are grouped into processes: load_graph
+        if name in GRAPH_ARGUMENTS:  # which graph, in which namespace, how grouped: load_graph
             continue
         if name not in LAUNCH_ARGUMENTS:
-            known = [*LAUNCH_ARGUMENTS, COMPOSITION_ARGUMENT]
+            known = [*GRAPH_ARGUMENTS, *LAUNCH_ARGUMENTS]
             raise ConfigError(f"unknown launch argument {name!r}; known: {', '.join(known)}")
         if raw == "":
             continue
@@ -218,6 +222,13 @@ class Graph:
     params_file: Path
     nodes: tuple[NodeSpec, ...]
     processes: tuple[Process, ...]  # the same nodes, as they are started
+    # Folders of the params files written for this graph (a namespace, a container's
+    # overrides): the nodes read them when they start; whoever started them removes them.
+    temporary: tuple[Path, ...] = ()
+
+    def remove_temporary_files(self) -> None:
+        for folder in self.temporary:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def yaml_scalar(value: Any) -> str:
@@ -354,7 +365,14 @@ def load_graph(
         path = _namespaced_params_file(path, document, namespace)
     processes = _processes(nodes, namespace) if use_composition else None
     processes = processes or tuple(Process(spec.name, (spec,)) for spec in nodes)
-    return Graph(params_file=path, nodes=tuple(nodes), processes=processes)
+    written = [path] if namespace else []
+    written += [p.overrides_file for p in processes if p.overrides_file is not None]
+    return Graph(
+        params_file=path,
+        nodes=tuple(nodes),
+        processes=processes,
+        temporary=tuple(file.parent for file in written),
+    )
 
 
 def _processes(nodes: list[NodeSpec], namespace: str) -> tuple[Process, ...]:

@@ -7,6 +7,7 @@ the same graph description).
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 from uservlm_ros.bringup.graph import (
@@ -20,6 +21,7 @@ from uservlm_ros.bringup.graph import (
     launch_overrides,
     load_graph,
 )
+from uservlm_ros.bringup.preflight import check_graph
 
 
 def _config_dir() -> Path:
@@ -73,6 +75,10 @@ def deployment_launch_description(deployment: str):
                 LaunchConfiguration(COMPOSITION_ARGUMENT).perform(context)
             ),
         )
+        check_graph(graph)  # a bad --set value or VLM path: refused before any node starts
+        # The nodes read these params files when they start; the launch process removes them
+        # when it exits.
+        atexit.register(graph.remove_temporary_files)
         return [process_action(process, str(graph.params_file)) for process in graph.processes]
 
     arguments = [

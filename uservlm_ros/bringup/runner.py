@@ -40,17 +40,18 @@ class GraphRunner:
     def __init__(
         self,
         graph: Graph,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
         python: str = sys.executable,
         colour: bool | None = None,
     ) -> None:
         self.graph = graph
-        self.out = out
+        self.out = out or sys.stdout  # at call time: sys.stdout may be replaced after import
         self.python = python
-        self.colour = out.isatty() if colour is None else colour
+        self.colour = self.out.isatty() if colour is None else colour
         self.children: list[_Child] = []
         self._lock = threading.Lock()
         self._stop_requested = threading.Event()
+        self._stop_signal = ""
 
     def commands(self) -> list[tuple[str, list[str]]]:
         return [
@@ -101,7 +102,9 @@ class GraphRunner:
             held = f" ({', '.join(process.node_names())})" if process.is_container else ""
             self._print("[uservlm run]", f"started {name}{held} (pid {popen.pid})")
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self, number: int = signal.SIGTERM, *_: object) -> None:
+        if not self._stop_requested.is_set():
+            self._stop_signal = signal.Signals(number).name
         self._stop_requested.set()
 
     def wait(self, poll_s: float = 0.1) -> int:
@@ -115,7 +118,7 @@ class GraphRunner:
                     self.stop()
                     return 0 if code == 0 else 1
             self._stop_requested.wait(poll_s)
-        self._print("[uservlm run]", "stopping every node")
+        self._print("[uservlm run]", f"{self._stop_signal}: stopping every node")
         self.stop()
         return 0
 

@@ -39,6 +39,16 @@ def person_id_of(person_id: str, track_id: int) -> str:
     return person_id or anonymous_id(track_id)
 
 
+def answer_for(person_id: str, track_id: int, addressee: str = "") -> str:
+    """Whom a profile or an answer is for, worded the same by every tool (the demo, `ask`,
+    `who`, `run`): `person kqzxt (#3)`, `person kqzxt (#3, engaged)` with how the responder
+    chose them, `nobody` for track 0."""
+    if not track_id:
+        return "nobody"
+    how = f", {addressee}" if addressee else ""
+    return f"person {person_id_of(person_id, track_id)} (#{track_id}{how})"
+
+
 @dataclass(frozen=True)
 class Person:
     """One person as their latest profile describes them."""
@@ -63,8 +73,8 @@ class Person:
 
     @property
     def name(self) -> str:
-        """How lines name the person: id and current track."""
-        return f"{self.person_id} (#{self.track_id})"
+        """How lines name the person: `person <id> (#<track>)` (answer_for)."""
+        return answer_for(self.person_id, self.track_id)
 
     def row(self, now: float) -> str:
         marker = "*" if self.engaged else " "
@@ -87,20 +97,20 @@ class Change:
     def line(self) -> str:
         p = self.person
         if self.kind == APPEARS:
-            return f"person {p.name} came: {p.profile_text or '(not profiled yet)'}"
+            return f"{p.name} came: {p.profile_text or '(not profiled yet)'}"
         if self.kind == RETURNS:
             was = f", was {self.previous}" if self.previous else ""
-            return f"person {p.name} came back (visit {p.visits}{was})"
+            return f"{p.name} came back (visit {p.visits}{was})"
         if self.kind == IDENTIFIED:
             known = "" if p.anonymous else "known as "  # anonymous: the known one was forgotten
             return f"person {self.previous} (#{p.track_id}) is now {known}{p.person_id}"
         if self.kind == LEAVES:
-            return f"person {p.name} left"
+            return f"{p.name} left"
         if self.kind == ENGAGED:
-            return f"person {p.name} is engaged (engagement {p.engagement:.2f})"
+            return f"{p.name} is engaged (engagement {p.engagement:.2f})"
         if self.kind == DISENGAGED:
-            return f"person {p.name} is no longer engaged"
-        return f"person {p.name}: {p.profile_text}"
+            return f"{p.name} is no longer engaged"
+        return f"{p.name}: {p.profile_text}"
 
 
 class Presence:

@@ -15,6 +15,7 @@ a folder it names.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from typing import TextIO
 
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.metrics import percentiles
+from uservlm_ros.core.presence import answer_for
 from uservlm_ros.core.profile_schedule import ScheduleConfig
 from uservlm_ros.demo.persons_seen import (
     Sighting,
@@ -68,6 +70,7 @@ class Exchange:
     request_id: str = ""
     track_id: int = 0
     person_id: str = ""  # who the answer went to (the track's anonymous person without identity)
+    addressee: str = ""  # how the responder chose them (Response.addressee)
     response: object = None  # uservlm/Response (final)
     first_sentence_at: float | None = None
     speech_started_at: float | None = None
@@ -204,13 +207,6 @@ def free_port(preferred: int) -> int:
     raise UservlmError("no free TCP port on 127.0.0.1 for the console")
 
 
-def _who(person_id: str, track_id: int) -> str:
-    """`person kqzxt (#3)`: whom a profile or an answer is about; nobody for track 0."""
-    from uservlm_ros.core.presence import person_id_of
-
-    return f"person {person_id_of(person_id, track_id)} (#{track_id})" if track_id else "nobody"
-
-
 def run_demo(
     out_root: Path = Path("demo_output"),
     vlm_model: str = "",
@@ -221,13 +217,31 @@ def run_demo(
     """Run the demo; returns 0 when every question got its answer (or explicit error).
 
     The operator console (console_node) runs with the graph; `console` keeps the graph running
-    after the scripted questions, until Ctrl-C, so a person can watch and ask in the page."""
-    import sys
+    after the scripted questions, until SIGINT (Ctrl-C) or SIGTERM, so a person can watch and
+    ask in the page. A signal to this process stops the graph at any point; before the end of
+    the scripted questions it returns 130 and writes no report."""
+    from uservlm_ros.bringup.preflight import check_vlm_model
+    from uservlm_ros.bringup.stopping import Stopped, stop_on_signals
 
+    if vlm_model:
+        check_vlm_model(vlm_model)  # before anything starts: a bad path fails at once
+    try:
+        with stop_on_signals():
+            return _run_demo(out_root, vlm_model, out, profile_timeout_s, console)
+    except Stopped as stop:
+        print(f"uservlm demo: stopped by {stop.signal_name}", file=sys.stderr)
+        return 130
+
+
+def _run_demo(
+    out_root: Path, vlm_model: str, out: TextIO | None, profile_timeout_s: float, console: bool
+) -> int:
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
     from uservlm_ros.bringup.graph import load_graph
     from uservlm_ros.bringup.runner import GraphRunner
+    from uservlm_ros.bringup.stopping import Stopped
     from uservlm_ros.demo.scene import make_scene
     from uservlm_ros.ros.graph_probe import refuse_a_second_graph
     from uservlm_ros.sim.pepper import SimulatedPepper
@@ -281,8 +295,8 @@ def run_demo(
     node_log = (folder / "nodes.log").open("w")
     runner = GraphRunner(graph, out=node_log, colour=False)
     own_context = not rclpy.ok()
-    if own_context:
-        rclpy.init()
+    if own_context:  # signals stay run_demo's (rclpy's handlers would only stop this context)
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     observer = None
     noise_ok = False
     exchanges: list[Exchange] = []
@@ -330,7 +344,7 @@ def run_demo(
         for index, track in enumerate(users[:2]):
             profile = observer.profiles[track]
             say(
-                f"{_who(profile.person_id, track)} ({'first' if index == 0 else 'second'} "
+                f"{answer_for(profile.person_id, track)} ({'first' if index == 0 else 'second'} "
                 f"person): {profile.profile_text or '(no known attribute yet)'}"
             )
             say(f"    {describe(profile)}")
@@ -354,12 +368,13 @@ def run_demo(
             )
             try:
                 _wait(failed_node, float("inf"), step_s=0.5)
-            except KeyboardInterrupt:
-                say("Ctrl-C: stopping")
+            except Stopped as stop:
+                say(f"{stop.signal_name}: stopping the graph")
             else:
                 say(f"{failed_node()} exited; see {folder / 'nodes.log'}")
     finally:
         runner.stop()
+        graph.remove_temporary_files()
         node_log.close()
         if observer is not None:
             observer.close()
@@ -453,11 +468,13 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
     with observer.lock:
         exchange.first_sentence_at = observer.early.get(response.request_id)
     exchange.track_id, exchange.person_id = response.track_id, response.person_id
+    exchange.addressee = response.addressee
     if response.error:
         say(f"    robot: explicit error: {response.error}")
         return exchange
     say(
-        f"    robot to {_who(response.person_id, response.track_id)} ({response.responder}, "
+        f"    robot to {answer_for(response.person_id, response.track_id, response.addressee)} "
+        f"({response.responder}, "
         f"gesture {response.gesture or 'none'}): {response.text!r}"
     )
     # The user waits for the robot's voice tail to fade: speech_node takes what it hears within
@@ -553,7 +570,7 @@ def write_demo_report(
         asr = f"{e.transcript.asr_ms:.0f} ms" if e.transcript is not None else "-"
         lines.append(
             f"| {e.said} | {e.heard or '(nothing)'} | {asr} | {answer} "
-            f"({_who(e.person_id, e.track_id)}) "
+            f"({answer_for(e.person_id, e.track_id, e.addressee)}) "
             f"| {r.responder if r else '-'} | {r.gesture if r else '-'} "
             f"| {since_speech(e, e.transcript_at)} | {since_speech(e, e.first_sentence_at)} "
             f"| {since_speech(e, e.speech_started_at)} |"

@@ -76,6 +76,7 @@ class RespondCall:
         self._goal_handle = None
         self._cancel_wanted = False
         self._callbacks: list[Callable[[Response], None]] = []
+        self._tokens = 0  # the most tokens a partial passed on had
 
     @property
     def done(self) -> bool:
@@ -142,7 +143,12 @@ class RespondCall:
     # -- fed by the client's ROS callbacks
 
     def _feedback(self, feedback: Respond.Feedback) -> None:
-        if not self.done:
+        # Executor threads can hand two feedback messages over out of order: a partial with no
+        # more tokens than one already passed on is older, not news.
+        with self._lock:
+            stale = 0 < feedback.tokens_generated <= self._tokens
+            self._tokens = max(self._tokens, feedback.tokens_generated)
+        if not self.done and not stale:
             self._events.put(Partial(feedback.partial_text, feedback.tokens_generated))
 
     def _accepted(self, goal_handle) -> None:
