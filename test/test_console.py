@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import math
 from dataclasses import replace
@@ -223,6 +224,16 @@ def test_a_console_question_streams_then_ends_with_one_final_answer():
     assert exchange["speech"] == "started (full)"
     state.on_response(_response("r2", error="the responder rejected the goal", text=""))
     assert state.section("conversation")[1]["status"] == "error"
+
+
+def test_a_question_asked_elsewhere_shows_who_asked_and_for_whom():
+    state = ConsoleState(clock=Clock())
+    state.on_response(dataclasses.replace(_response("r1"), source="cli"))  # `uservlm ask`
+    (exchange,) = state.section("conversation")
+    assert exchange["source"] == "cli"
+    assert exchange["answer_for"] == "person kqzxt (#3, engaged)"  # the tools' one wording
+    state.on_response(dataclasses.replace(_response("r2"), track_id=0, person_id="", addressee=""))
+    assert state.section("conversation")[1]["answer_for"] == "nobody"
 
 
 def test_speech_that_was_heard_is_shown_asked_or_not():

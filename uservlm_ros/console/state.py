@@ -36,7 +36,7 @@ from uservlm_ros.core.message_data import (
     TranscriptData,
 )
 from uservlm_ros.core.persons import is_anonymous
-from uservlm_ros.core.presence import person_id_of
+from uservlm_ros.core.presence import answer_for, person_id_of
 
 SECTIONS = ("people", "conversation", "not_asked", "health", "privacy", "camera")
 # REP-155 EngagementLevel values, as UserProfile.ENGAGEMENT_* carries them.
@@ -102,7 +102,7 @@ class Exchange:
     """One question and its answer, however it was asked (console, voice, topic, cli)."""
 
     key: str  # the request id, or "heard:<audio start>" for speech that was not asked
-    source: str = ""  # "console", "voice", or "" when only the Response was seen
+    source: str = ""  # who asked: "console", "voice", "cli", "topic" ... (Response.source)
     question: str = ""
     heard: str = ""  # what the speech node recognised
     heard_confidence: float | None = None
@@ -138,6 +138,7 @@ class Exchange:
     def view(self) -> dict[str, Any]:
         view = asdict(self)
         view["status"] = self.status
+        view["answer_for"] = answer_for(self.person_id, self.track_id, self.addressee)
         return view
 
 
@@ -257,6 +258,7 @@ class ConsoleState:
             if exchange.final:
                 return
             exchange.question = exchange.question or msg.question
+            exchange.source = exchange.source or msg.source
             exchange.track_id = msg.track_id
             if msg.track_id:
                 exchange.person_id = person_id_of(msg.person_id, msg.track_id)

@@ -57,6 +57,7 @@ class ResponseData:
     final: bool
     text: str = ""
     question: str = ""
+    source: str = ""  # who asked: voice, cli, console, topic, ...
     track_id: int = 0
     person_id: str = ""
     addressee: str = ""

@@ -267,6 +267,7 @@ class VlmResponderNode(ModelNode):
             track_id=reply.track_id,
             person_id=reply.person_id,
             question=question.question,
+            source=question.source,
             final=reply.final,
             mode=question.mode,
             responder=reply.responder,

@@ -50,6 +50,7 @@ def response(msg: Response) -> ResponseData:
         final=bool(msg.final),
         text=msg.text,
         question=msg.question,
+        source=msg.source,
         track_id=int(msg.track_id),
         person_id=msg.person_id,
         addressee=msg.addressee,

@@ -62,11 +62,13 @@ class RespondCall:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         accept_timeout_s: float = ACCEPT_TIMEOUT_S,
         person_id: str = "",
+        source: str = "",
     ) -> None:
         self.request_id = request_id
         self.question = question
         self.track_id = track_id
         self.person_id = person_id
+        self.source = source
         self._sent = time.monotonic()
         self._timeout_s = timeout_s
         self._accept_timeout_s = accept_timeout_s
@@ -175,6 +177,7 @@ class RespondCall:
             track_id=self.track_id,
             person_id=self.person_id,
             question=self.question,
+            source=self.source,
             final=True,
             error=error,
         )
@@ -273,6 +276,7 @@ class RespondClient:
             timeout_s,
             self._accept_timeout_s,
             person_id,
+            source,
         )
         if not self._client.server_is_ready():
             call._finish(call._error(f"no responder serves {self._client._action_name}"))

@@ -201,9 +201,7 @@
       var item = el('li');
       item.setAttribute('data-request', x.key);
       item.setAttribute('data-status', x.status);
-      var who = [x.source || 'graph'];
-      if (x.track_id) { who.push('to ' + x.person_id + ' #' + x.track_id); }
-      if (x.addressee) { who.push('(' + x.addressee + ')'); }
+      var who = [(x.source || 'graph') + ', for ' + x.answer_for];
       item.appendChild(el('div', 'who', who.join(' ')));
       if (x.heard) {
         var heard = 'heard: "' + x.heard + '"' + (x.heard_confidence !== null ? ' (' + x.heard_confidence.toFixed(2) + ')' : '');
