@@ -1,25 +1,31 @@
-"""Voice benchmark: end of speech -> question -> robot speech, and ASR cost against faster-whisper.
+"""Turn-taking benchmark: end of the user's speech -> the robot starts speaking, stage by stage,
+for the speech settings of before (the same-run baseline) and today's defaults.
 
-    .venv/bin/python bench/speech.py              # 2 rounds of the 6 shipped questions (~2 min)
+    .venv/bin/python bench/speech.py              # 2 rounds of the 6 shipped questions (~8 min)
     .venv/bin/python bench/speech.py --rounds 1   # quicker
 
-A simulated Pepper runs in this process; speech_node (its microphones over qi), the fallback
-vlm_responder_node and naoqi_bridge_node run as processes over DDS, as in `make demo`. Each
-shipped question is first recognised by faster-whisper called directly here (same model, same
-settings: the baseline), then spoken into the simulated Pepper's microphones in real time, and
-followed to the robot's answer. Times are on the host clock:
+For each variant a simulated Pepper runs in this process and speech_node (its microphones over
+qi), the fallback vlm_responder_node and naoqi_bridge_node run as processes over DDS, as in
+`make demo`. Each shipped question is spoken into the simulated microphones in real time and
+followed to the robot's voice; then each question again with a pause of 300, 450 and 600 ms
+spliced into it at its quietest point between words, to count questions cut in two. Times are on
+the host clock:
 
 - end of speech: capture time of the clip's last sample louder than -40 dBFS, in the simulated
   microphones (NAOqi delivers a 170 ms buffer when it is full, so the buffering counts);
-- question: the Transcript's stamp, taken right after the Respond goal was sent;
-- robot speaks: the bridge's "started" speech event for that request (sent just before
-  ALAnimatedSpeech.say).
+- question: the Transcript's stamp, taken right after the Respond goal was sent; its `asr_ms`
+  is the recognition compute (the rest of that stage is the VAD's wait for the end of the turn,
+  capture buffering and the recognition queue);
+- first sentence: the first Response (streamed or final) of that request reaching this process;
+- bridge: the bridge's "started" speech event (sent just before ALAnimatedSpeech.say);
+- robot: the simulated Pepper receiving the say call.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -32,16 +38,30 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from uservlm_ros.backends.asr import AsrOptions, resolve_whisper_model  # noqa: E402
 from uservlm_ros.backends.audio import load_speech  # noqa: E402
 from uservlm_ros.core.utterances import word_error_rate  # noqa: E402
+from uservlm_ros.eval.speech import with_pause  # noqa: E402
 from uservlm_ros.sim.audio_device import SPEECH_DIR  # noqa: E402
 
-GRAPH = {
-    "speech_node": {"ros__parameters": {"source": "naoqi", "naoqi": {"reconnect_max_s": 1.0}}},
-    "vlm_responder_node": {"ros__parameters": {"responder": {"backend": "fallback"}}},
-    "naoqi_bridge_node": {"ros__parameters": {"backend": "libqi"}},
+# The speech settings before the turn-taking work: a 300 ms hangover that ends every utterance
+# (so pauses of 300 ms and more cut a question), Whisper's full 30 s window, no early end.
+BEFORE = {
+    "vad": {"hangover_ms": 300.0},
+    "asr": {"early_start_ms": 128.0, "audio_context_s": 30.0},
+    "turn": {"early_end": False},
 }
+# Today's defaults, and with the early end of a turn on a finished-looking sentence.
+VARIANTS = {"before": BEFORE, "now": {}, "early_end": {"turn": {"early_end": True}}}
+PAUSES_S = (0.3, 0.45, 0.6)
+STAGES = (
+    ("speech end -> question (VAD hangover + capture + queue + ASR)", "question"),
+    ("  ASR compute", "asr"),
+    ("  VAD hangover, capture buffering, queue", "wait"),
+    ("question -> first sentence (responder)", "sentence"),
+    ("first sentence -> speech started (bridge)", "bridge"),
+    ("speech started -> say call (robot)", "robot"),
+    ("speech end -> robot starts speaking", "total"),
+)
 
 
 def questions() -> list[tuple[str, str]]:
@@ -54,49 +74,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def row(name: str, values: list[float], baseline: list[float] | None = None) -> str:
-    p50, p95 = percentile(values, 50), percentile(values, 95)
-    ratio = f"{p50 / percentile(baseline, 50):7.2f}x" if baseline else " " * 8
-    return f"| {name:<44} | {p50:8.1f} | {p95:8.1f} | {ratio} | {len(values):3d} |"
-
-
-class DirectWhisper:
-    """faster-whisper called directly: the baseline (same folder, settings as AsrOptions)."""
-
-    def __init__(self, options: AsrOptions) -> None:
-        from faster_whisper import WhisperModel
-
-        folder, _ = resolve_whisper_model(options.path)
-        self.options = options
-        self.model = WhisperModel(
-            str(folder),
-            device="cpu",
-            compute_type=options.compute_type,
-            cpu_threads=options.threads,
-        )
-
-    def __call__(self, audio: np.ndarray) -> tuple[str, float]:
-        o = self.options
-        started = time.perf_counter()
-        segments, _ = self.model.transcribe(
-            audio,
-            language=o.language,
-            beam_size=o.beam_size,
-            temperature=0.0,
-            vad_filter=False,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-        )
-        text = " ".join(s.text.strip() for s in segments)
-        return text, (time.perf_counter() - started) * 1e3
-
-
 class Observer:
     def __init__(self) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from std_msgs.msg import String
-        from uservlm.msg import Transcript
+        from uservlm.msg import Response, Transcript
 
         from uservlm_ros.ros import topics
         from uservlm_ros.ros.qos import RELIABLE_QOS
@@ -104,9 +87,11 @@ class Observer:
         self.node = rclpy.create_node("bench_speech")
         self.lock = threading.Lock()
         self.transcripts: list = []
+        self.first_response: dict[str, float] = {}
         self.started: dict[str, float] = {}
         self.finished: set[str] = set()
         self.node.create_subscription(Transcript, topics.TRANSCRIPT, self._transcript, RELIABLE_QOS)
+        self.node.create_subscription(Response, topics.RESPONSE, self._response, RELIABLE_QOS)
         self.node.create_subscription(String, topics.SPEECH_EVENTS, self._event, RELIABLE_QOS)
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
@@ -116,12 +101,20 @@ class Observer:
         with self.lock:
             self.transcripts.append(msg)
 
+    def _response(self, msg) -> None:
+        with self.lock:
+            self.first_response.setdefault(msg.request_id, time.time())
+
     def _event(self, msg) -> None:
         event = json.loads(msg.data)
         with self.lock:
             if event["event"] == "started":
                 self.started.setdefault(event["request_id"], time.time())
-            elif event["event"] == "finished" and event["part"] in ("rest", "full"):
+            elif event["event"] in ("finished", "dropped") and event.get("part") in (
+                "rest",
+                "full",
+                None,
+            ):
                 self.finished.add(event["request_id"])
 
     def close(self) -> None:
@@ -138,41 +131,35 @@ def wait(predicate, timeout: float) -> bool:
     return False
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="times each question is asked")
-    parser.add_argument("--threads", type=int, default=2, help="recogniser CPU threads")
-    args = parser.parse_args()
-
-    import qi
-    import rclpy
-
+def run_variant(name: str, speech: dict, clips, paused, rounds: int, threads: int) -> dict:
+    """Every clip through a fresh graph with these speech_node parameters."""
     from uservlm_ros.bringup.graph import load_graph
     from uservlm_ros.bringup.runner import GraphRunner
     from uservlm_ros.ros.conversions import stamp_to_seconds
-    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
     from uservlm_ros.sim.pepper import SimulatedPepper
-
-    qi.logging.setLevel(qi.logging.WARNING)
-    use_uservlm_dds_profile()
-    options = AsrOptions(threads=args.threads)
-    direct = DirectWhisper(options)
-    clips = [(name, text, load_speech(SPEECH_DIR / name)) for name, text in questions()]
-    direct(clips[0][2])  # warm-up, as the node does at configure
 
     pepper = SimulatedPepper(port=0, speech_s_per_word=0.15)
     pepper.start()
-    work = Path(tempfile.mkdtemp(prefix="bench_speech_"))
-    params = work / "speech.yaml"
-    GRAPH["speech_node"]["ros__parameters"]["naoqi"]["port"] = pepper.port
-    GRAPH["speech_node"]["ros__parameters"]["model"] = {"threads": args.threads}
-    GRAPH["naoqi_bridge_node"]["ros__parameters"]["robot"] = {"port": pepper.port}
-    params.write_text(yaml.safe_dump(GRAPH))
+    work = Path(tempfile.mkdtemp(prefix=f"bench_speech_{name}_"))
+    speech_params = {
+        "source": "naoqi",
+        "naoqi": {"reconnect_max_s": 1.0, "port": pepper.port},
+        "model": {"threads": threads},
+        **json.loads(json.dumps(speech)),
+    }
+    graph = {
+        "speech_node": {"ros__parameters": speech_params},
+        "vlm_responder_node": {"ros__parameters": {"responder": {"backend": "fallback"}}},
+        "naoqi_bridge_node": {
+            "ros__parameters": {"backend": "libqi", "robot": {"port": pepper.port}}
+        },
+    }
+    params = work / "graph.yaml"
+    params.write_text(yaml.safe_dump(graph))
     log = (work / "nodes.log").open("w")
     runner = GraphRunner(load_graph(params), out=log, colour=False)
-    rclpy.init()
     observer = None
-    results = []
+    timed, cuts = [], []
     try:
         runner.start()
         observer = Observer()
@@ -180,93 +167,136 @@ def main() -> int:
             raise SystemExit(f"speech_node did not subscribe; see {work / 'nodes.log'}")
         wait(lambda: bool(pepper.calls_to("ALMotion", "wakeUp")), 60)  # the bridge is connected
         time.sleep(2.0)
-        for round_index in range(args.rounds):
-            for name, text, audio in clips:
-                direct_text, direct_ms = direct(audio)  # the graph is idle meanwhile
-                played = pepper.microphones.play(audio, name)
-                played.done.wait(30)
+        plan = [(label, text, audio, True) for label, text, audio in clips] * rounds
+        plan += [(label, text, audio, False) for label, text, audio in paused]
+        for label, text, audio, timing in plan:
+            says_before = len(pepper.calls_to("ALAnimatedSpeech", "say"))
+            played = pepper.microphones.play(audio, label)
+            played.done.wait(30)
 
-                def heard(played=played):
-                    with observer.lock:
-                        return next(
-                            (
-                                t
-                                for t in observer.transcripts
-                                if not t.dropped and stamp_to_seconds(t.audio_end) >= played.start
-                            ),
-                            None,
-                        )
+            clip_end = played.start + len(audio) / 16000
 
-                wait(lambda: heard() is not None, 30)
-                transcript = heard()
-                entry = {
-                    "clip": name,
-                    "reference": text,
-                    "direct_text": direct_text,
-                    "direct_ms": direct_ms,
-                    "audio_s": len(audio) / 16000,
-                    "speech_end": played.speech_end,
-                }
-                if transcript is not None:
-                    rid = transcript.request_id
-                    wait(lambda rid=rid: rid in observer.finished, 60)
-                    with observer.lock:
-                        spoke = observer.started.get(rid)
-                    entry.update(
-                        text=transcript.text,
-                        asr_ms=transcript.asr_ms,
-                        question_at=stamp_to_seconds(transcript.header.stamp),
-                        robot_speech_at=spoke,
-                    )
-                results.append(entry)
-                print(
-                    f"round {round_index + 1} {name}: heard {entry.get('text')!r} "
-                    f"(direct {direct_text!r})",
-                    flush=True,
+            def heard(played=played, clip_end=clip_end):
+                # Every utterance cut from the clip: a second part may be dropped (the robot was
+                # already answering the first), it is a cut all the same.
+                with observer.lock:
+                    return [
+                        t
+                        for t in observer.transcripts
+                        if stamp_to_seconds(t.audio_end) >= played.start
+                        and stamp_to_seconds(t.audio_start) <= clip_end
+                    ]
+
+            wait(lambda: any(not t.dropped for t in heard()), 30)
+            # A second part of a cut question ends with the hangover, or, heard together with
+            # the robot's answer to the first part, when the robot stops talking.
+            for _ in range(2):
+                for part in heard():
+                    if part.request_id:
+                        wait(lambda rid=part.request_id: rid in observer.finished, 60)
+                time.sleep(1.0)
+            parts = heard()
+            entry = {"clip": label, "reference": text, "parts": len(parts)}
+            entry["text"] = " ".join(p.text for p in parts)
+            if timing and parts and parts[0].request_id:
+                first = parts[0]
+                rid = first.request_id
+                says = pepper.calls_to("ALAnimatedSpeech", "say")[says_before:]
+                with observer.lock:
+                    response_at = observer.first_response.get(rid)
+                    started_at = observer.started.get(rid)
+                question_at = stamp_to_seconds(first.header.stamp)
+                end = played.speech_end
+                entry.update(
+                    question=(question_at - end) * 1e3,
+                    asr=first.asr_ms,
+                    wait=(question_at - end) * 1e3 - first.asr_ms,
+                    sentence=(response_at - question_at) * 1e3 if response_at else None,
+                    bridge=(started_at - response_at) * 1e3 if started_at and response_at else None,
+                    robot=(says[0].time - started_at) * 1e3 if says and started_at else None,
+                    total=(says[0].time - end) * 1e3 if says else None,
                 )
-                time.sleep(1.0)  # the robot's voice tail
+                timed.append(entry)
+            elif not timing:
+                cuts.append(entry)
+            print(f"{name} {label}: {len(parts)} part(s) {entry['text']!r}", flush=True)
+            time.sleep(1.0)  # the robot's voice tail
     finally:
         runner.stop()
         log.close()
         if observer is not None:
             observer.close()
-        rclpy.try_shutdown()
         pepper.stop()
+    return {"timed": timed, "paused": cuts, "log": work / "nodes.log"}
 
-    heard = [r for r in results if "text" in r]
-    to_question = [(r["question_at"] - r["speech_end"]) * 1e3 for r in heard]
-    to_robot = [
-        (r["robot_speech_at"] - r["speech_end"]) * 1e3 for r in heard if r["robot_speech_at"]
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="times each question is timed")
+    parser.add_argument("--threads", type=int, default=2, help="recogniser CPU threads")
+    args = parser.parse_args()
+
+    import qi
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from uservlm_ros.ros.node_main import use_uservlm_dds_profile
+
+    qi.logging.setLevel(qi.logging.WARNING)
+    use_uservlm_dds_profile()
+    clips = [(name, text, load_speech(SPEECH_DIR / name)) for name, text in questions()]
+    paused = [
+        (f"{name}+{pause * 1e3:.0f}ms", text, with_pause(audio, pause))
+        for pause in PAUSES_S
+        for name, text, audio in clips
     ]
-    node_asr = [r["asr_ms"] for r in heard]
-    direct_asr = [r["direct_ms"] for r in results]
-    node_rtf = [r["asr_ms"] / 1e3 / r["audio_s"] for r in heard]
-    direct_rtf = [r["direct_ms"] / 1e3 / r["audio_s"] for r in results]
+    # SIGTERM, like Ctrl-C, stops the graph and the simulated robot on the way out.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
+    results = {}
+    try:
+        for name, speech in VARIANTS.items():
+            results[name] = run_variant(name, speech, clips, paused, args.rounds, args.threads)
+    finally:
+        rclpy.try_shutdown()
+
+    print(f"\n{args.rounds} round(s) of {len(clips)} questions per variant; ms, p50 / p95\n")
+    names = list(VARIANTS)
+    header = " | ".join(f"{n + ' p50':>15} | {n + ' p95':>15}" for n in names)
+    ratios = " | ".join(f"{n + '/' + names[0]:>17}" for n in names[1:])
+    print(f"| {'stage':<62} | {header} | {ratios} |")
+    print(f"|{'-' * 64}|" + f"{'-' * 17}|" * (2 * len(names)) + f"{'-' * 19}|" * (len(names) - 1))
+    for title, key in STAGES:
+        cells, p50s = [], []
+        for n in names:
+            values = [e[key] for e in results[n]["timed"] if e.get(key) is not None]
+            p50s.append(percentile(values, 50))
+            cells.append(f"{p50s[-1]:15.0f} | {percentile(values, 95):15.0f}")
+        ratio = " | ".join(f"{p / p50s[0]:16.2f}x" for p in p50s[1:])
+        print(f"| {title:<62} | {' | '.join(cells)} | {ratio} |")
+    print()
+    for n in names:
+        timed, cut_runs = results[n]["timed"], results[n]["paused"]
+        wer = word_error_rate([e["reference"] for e in timed], [e["text"] for e in timed])
+        wer_paused = word_error_rate(
+            [e["reference"] for e in cut_runs], [e["text"] for e in cut_runs]
+        )
+        cut = sum(e["parts"] > 1 for e in cut_runs)
+        missed = sum(e["parts"] == 0 for e in timed + cut_runs)
+        print(
+            f"{n}: WER {wer:.1%} on the shipped questions, {wer_paused:.1%} with pauses; "
+            f"{cut}/{len(cut_runs)} questions with a pause cut in two; {missed} not heard; "
+            f"nodes' output {results[n]['log']}"
+        )
     print(
-        f"\n{len(heard)}/{len(results)} spoken questions heard; "
-        f"nodes' output: {work / 'nodes.log'}\n"
+        "targets: speech end -> robot starts speaking p50 <= 600 ms, p95 <= 800 ms; WER not "
+        "above the baseline's; no question with a 300-600 ms pause cut in two"
     )
-    print(f"| {'measure':<44} | p50      | p95      | ratio    | n   |")
-    print(f"|{'-' * 46}|----------|----------|----------|-----|")
-    print(row("faster-whisper direct: ASR compute, ms", direct_asr))
-    print(row("speech_node: ASR compute, ms", node_asr, direct_asr))
-    print(row("faster-whisper direct: real-time factor", direct_rtf))
-    print(row("speech_node: real-time factor", node_rtf, direct_rtf))
-    print(row("end of speech -> question published, ms", to_question))
-    print(row("end of speech -> robot starts speaking, ms", to_robot))
-    wer_node = word_error_rate([r["reference"] for r in heard], [r["text"] for r in heard])
-    wer_direct = word_error_rate(
-        [r["reference"] for r in results], [r["direct_text"] for r in results]
-    )
-    print(
-        f"\nWER: speech_node {wer_node:.1%}, faster-whisper direct {wer_direct:.1%} "
-        f"({sum(len(r['reference'].split()) for r in results)} reference words)"
-    )
-    print(
-        "targets: WER <= 8 %, end of speech -> question p50 <= 800 ms, ASR <= 1.1x direct, "
-        "end of speech -> robot speech p50 <= 1200 ms"
-    )
-    return 0 if len(heard) == len(results) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,15 @@ def test_word_error_rate_on_the_shipped_questions_is_within_the_target(recognise
     assert 0 < score.real_time_factor < 2.0
 
 
+def test_the_short_audio_context_hears_the_same_words_as_whisper_s_whole_window(recogniser):
+    from uservlm_ros.backends.asr import FasterWhisperAsr
+
+    whole = FasterWhisperAsr(AsrOptions(threads=2, audio_context_s=30.0))
+    for path, _ in shipped_questions():
+        audio = load_speech(path)
+        assert recogniser.asr.transcribe(audio).text == whole.transcribe(audio).text
+
+
 def test_a_question_in_silence_is_one_utterance_with_its_place(recogniser):
     speech = load_speech(SPEECH_DIR / "tell_me_a_joke.wav")
     audio = np.concatenate([np.zeros(16000, np.float32), speech, np.zeros(16000, np.float32)])

@@ -22,10 +22,12 @@ from uservlm_ros.backends.audio import (
 from uservlm_ros.core.utterances import (
     Framer,
     RobotSpeechGate,
+    TranscriptFilter,
     UtteranceSegmenter,
     VadConfig,
-    noise_reason,
     normalise_text,
+    repeats_in_a_loop,
+    sounds_finished,
     word_error_rate,
 )
 
@@ -134,13 +136,95 @@ def test_vad_config_rejects_inverted_thresholds():
         ("You are tall.", 0.9, ""),
     ],
 )
-def test_noise_reason(text, confidence, reason):
-    assert noise_reason(text, confidence, min_confidence=0.3) == reason
+def test_transcript_filter(text, confidence, reason):
+    assert TranscriptFilter(min_confidence=0.3).reason(text, confidence, 2.0) == reason
 
 
 def test_noise_phrases_are_configurable():
-    assert noise_reason("Okay.") == "noise"
-    assert noise_reason("Okay.", noise_phrases=["bye"]) == ""
+    assert TranscriptFilter().reason("Okay.") == "noise"
+    assert TranscriptFilter(noise_phrases=("bye",)).reason("Okay.") == ""
+
+
+# What 3 minutes of babble gave: one sentence over and over, asked at confidence 0.9.
+LOOP = "I'm going to go to the bathroom and I'm going to go to the bathroom. " * 9
+
+
+@pytest.mark.parametrize(
+    ("text", "loop"),
+    [
+        (LOOP, True),
+        ("the the the the the", True),
+        ("Hello, how are you? Hello, how are you? Hello, how are you?", True),
+        ("Tell me a joke, a joke, a joke please.", True),
+        ("yes yes yes", False),  # emphasis, not a loop
+        ("Can you tell me a joke?", False),
+        ("What is the time in London and what is the time in Tokyo?", False),
+    ],
+)
+def test_hallucination_loops_are_recognised(text, loop):
+    assert repeats_in_a_loop(text) is loop
+
+
+def test_loops_and_over_long_transcripts_are_not_questions():
+    filters = TranscriptFilter()
+    assert filters.reason(LOOP, 0.9, speech_s=15.0) == "repetition"
+    varied = " ".join(f"And then the {word} went to the market again." for word in "abcdefghij")
+    assert filters.reason(varied, 0.9, speech_s=15.0) == "repetition"  # few distinct words
+    # 420 characters of varied text cannot come out of 3 s of audio (nor 15 s)
+    long_text = " ".join(f"word{i}" for i in range(70))
+    assert filters.reason(long_text, 0.9, speech_s=3.0) == "too_long"
+    assert filters.reason(long_text, 0.9, speech_s=15.0) == "too_long"
+    assert filters.reason(long_text, 0.9, speech_s=20.0) == ""
+    # a short question in a short utterance is never too long (the rate test allows 2 s)
+    assert filters.reason("What is your favourite colour?", 0.9, speech_s=0.4) == ""
+
+
+class _SaysOnEverything:
+    """A recogniser that hears the same text in any audio."""
+
+    model_id = "fake"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def transcribe(self, samples):
+        from uservlm_ros.backends.asr import AsrResult
+
+        return AsrResult(self.text, 0.9, "en", 0.0, 1.0)
+
+
+@pytest.mark.parametrize(("text", "reason"), [("Thank you.", "noise"), (LOOP, "repetition")])
+def test_files_are_judged_by_the_speech_nodes_filters(text, reason):
+    from uservlm_ros.backends.listener import transcribe_audio
+
+    def loud_vad(frame):
+        return 1.0 if np.abs(frame).max() > 0.01 else 0.0
+
+    audio = np.concatenate([np.zeros(8000), 0.5 * np.ones(16000), np.zeros(16000)])
+    (heard,) = transcribe_audio(
+        audio.astype(np.float32), loud_vad, _SaysOnEverything(text), VadConfig()
+    )
+    assert heard.text == text and heard.dropped == reason
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("Can you tell me a joke?", True),
+        ("What time is it now?", True),
+        ("Tell me a story.", True),
+        ("Could you describe", False),
+        ("Could you describe...", False),
+        ("What is your?", False),  # a sentence does not end on "your"
+        ("Could you describe what?", False),
+        ("Hello?", False),  # too short to tell
+        ("What?", False),
+        ("Can you tell me a", False),
+        ("", False),
+    ],
+)
+def test_a_finished_sentence_can_end_the_turn_early(text, finished):
+    assert sounds_finished(text) is finished
 
 
 def test_robot_speech_gate_covers_speech_and_tail_only():
@@ -226,6 +310,63 @@ def test_wav_sample_widths_are_read(tmp_path, width):
     assert len(load_speech(path)) == 16000 * 0.5  # resampled to 16 kHz
 
 
+def _wav_bytes(rate: int, header_frames: int, frames: int) -> bytes:
+    fmt = (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+    fmt += (rate * 2).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    data = np.zeros(frames, "<i2").tobytes()
+    size = header_frames * 2
+    return (
+        b"RIFF"
+        + (36 + size).to_bytes(4, "little")
+        + b"WAVEfmt "
+        + (16).to_bytes(4, "little")
+        + fmt
+        + b"data"
+        + size.to_bytes(4, "little")
+        + data
+    )
+
+
+def test_a_wav_with_sample_rate_zero_is_named(tmp_path):
+    path = tmp_path / "rate0.wav"
+    path.write_bytes(_wav_bytes(0, 1600, 1600))
+    with pytest.raises(AudioError, match="sample rate 0") as error:
+        read_wav(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_truncated_wav_is_used_with_a_warning(tmp_path):
+    path = tmp_path / "cut.wav"
+    path.write_bytes(_wav_bytes(16000, 28800, 8000))  # the header says 1.8 s, 0.5 s is there
+    warnings = []
+    samples, rate, _ = read_wav(path, warnings.append)
+    assert (len(samples), rate) == (8000, 16000)
+    (warning,) = warnings
+    assert str(path) in warning and "1.80 s" in warning and "0.50 s" in warning
+    whole = tmp_path / "whole.wav"
+    write_wav(whole, samples)
+    warnings.clear()
+    read_wav(whole, warnings.append)
+    assert warnings == []
+
+
+def test_the_file_source_warns_of_a_truncated_file_and_names_a_bad_rate(tmp_path):
+    from uservlm_ros.backends.audio_sources import FileOptions, FileSource
+
+    (tmp_path / "1_cut.wav").write_bytes(_wav_bytes(16000, 28800, 8000))
+    (tmp_path / "2_rate0.wav").write_bytes(_wav_bytes(0, 1600, 1600))
+    source = FileSource(FileOptions(str(tmp_path), realtime=False, gap_s=0.0))
+    statuses, blocks = [], []
+    source.start(blocks.append, lambda ok, message: statuses.append((ok, message)))
+    assert source.finished.wait(10)
+    source.stop()
+    problems = [message for ok, message in statuses if not ok]
+    assert len(problems) == 2, statuses
+    assert "1_cut.wav: truncated" in problems[0] and "0.50 s" in problems[0]
+    assert "2_rate0.wav: sample rate 0 Hz" in problems[1]
+    assert sum(len(b.samples) for b in blocks) == 8000  # what the truncated file holds
+
+
 def test_bad_wav_files_get_one_clear_line(tmp_path):
     (tmp_path / "text.wav").write_text("hello")
     (tmp_path / "empty.wav").write_bytes(b"")
@@ -268,6 +409,17 @@ def test_a_tentative_copy_goes_stale_when_speech_resumes():
     assert final.key != early.key and final.key == second_early.key
     with pytest.raises(ValueError, match="early_ms"):
         VadConfig(hangover_ms=100, early_ms=128)
+
+
+def test_an_utterance_taken_as_finished_early_is_forgotten():
+    config = VadConfig(hangover_ms=320, early_ms=64, min_speech_ms=0, pre_roll_ms=0)
+    out, segmenter = run(config, [0.9] * 5 + [0.0] * 2)
+    (early,) = out
+    segmenter.discard_open()  # asked from the early copy
+    later, _ = run(config, [0.0] * 20)
+    assert not segmenter.in_speech and later == []
+    assert segmenter.push(np.zeros(FRAME, np.float32), 1.0, 0.9) == []  # new speech: new one
+    assert segmenter.open_key[0] == early.number + 1
 
 
 def test_niceness_reaches_the_threads_that_already_run():

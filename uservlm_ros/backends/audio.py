@@ -6,6 +6,7 @@ Every problem with a file or a block raises `AudioError` with one line saying wh
 from __future__ import annotations
 
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -82,9 +83,12 @@ class StreamResampler:
         return resample(to_mono_float(block.samples, block.channels), block.sample_rate)
 
 
-def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
+def read_wav(
+    path: str | Path, warn: Callable[[str], None] | None = None
+) -> tuple[np.ndarray, int, int]:
     """(interleaved int16 samples, sample rate, channels) of a PCM WAV file; AudioError if the
-    file is missing, not a WAV, compressed, empty or truncated."""
+    file is missing, not a WAV, compressed, empty or has no complete sample. A file holding less
+    audio than its header says is read as far as it goes and `warn` gets one line about it."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -102,10 +106,19 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
         raise AudioError(f"{path}: cannot read ({error.strerror or error})") from error
     if frames == 0 or not raw:
         raise AudioError(f"{path}: the WAV file holds no audio")
-    check_format(rate, channels, channels)
+    try:
+        check_format(rate, channels, channels)
+    except AudioError as error:
+        raise AudioError(f"{path}: {error}") from None
     usable = len(raw) - len(raw) % (width * channels)
     if usable == 0:
         raise AudioError(f"{path}: the WAV file is truncated (no complete sample)")
+    got = usable // (width * channels)
+    if got < frames and warn is not None:
+        warn(
+            f"{path}: truncated: the header says {frames / rate:.2f} s of audio, the file holds "
+            f"{got / rate:.2f} s (used as far as it goes)"
+        )
     samples = _pcm_to_int16(raw[:usable], width, path)
     return samples, rate, channels
 
@@ -123,9 +136,10 @@ def _pcm_to_int16(raw: bytes, width: int, path: Path) -> np.ndarray:
     raise AudioError(f"{path}: {width * 8}-bit samples are not supported (8, 16, 24, 32)")
 
 
-def load_speech(path: str | Path) -> np.ndarray:
-    """A WAV file as 16 kHz mono float32 (mixed down and resampled as needed)."""
-    samples, rate, channels = read_wav(path)
+def load_speech(path: str | Path, warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """A WAV file as 16 kHz mono float32 (mixed down and resampled as needed); `warn` as in
+    `read_wav`."""
+    samples, rate, channels = read_wav(path, warn)
     return resample(to_mono_float(samples, channels), rate)
 
 

@@ -323,11 +323,14 @@ class FileSource(AudioSource):
         while self._running:
             for path in self.files:
                 self._emit_silence(clock, o.gap_s, 16000)
+                damaged: list[str] = []
                 try:
-                    samples, rate, channels = read_wav(path)
+                    samples, rate, channels = read_wav(path, damaged.append)
                 except AudioError as error:
                     self._on_status(False, f"skipped: {error}")
                     continue
+                for warning in damaged:  # logged as a warning, then playing it clears it
+                    self._on_status(False, warning)
                 self._on_status(True, f"playing {path.name}")
                 self._emit(clock, samples, rate, channels)
                 played += 1

@@ -18,6 +18,7 @@ from uservlm_ros.backends.audio import AudioBlock, StreamResampler
 from uservlm_ros.core.utterances import (
     SAMPLE_RATE,
     Framer,
+    TranscriptFilter,
     Utterance,
     UtteranceSegmenter,
     VadConfig,
@@ -68,6 +69,11 @@ class Listener:
         heard += [HeardUtterance(u, self._take_vad_ms()) for u in self.segmenter.flush()]
         return heard
 
+    def discard_open(self) -> None:
+        """Forget the open utterance: it was taken as finished from a tentative copy."""
+        self.segmenter.discard_open()
+        self._vad_ms = 0.0
+
     def reset(self) -> None:
         """Forget the stream (a new file, a reconnected robot)."""
         self.framer.reset()
@@ -105,7 +111,7 @@ class FileUtterance:
     confidence: float
     vad_ms: float
     asr_ms: float
-    dropped: str  # "" or why it is not speech (too_short, or the ASR result was empty)
+    dropped: str  # "" or why it is not a question: too_short, or TranscriptFilter's reason
 
 
 def transcribe_audio(
@@ -113,8 +119,11 @@ def transcribe_audio(
     vad: Callable[[np.ndarray], float],
     asr: AsrBackend,
     config: VadConfig,
+    filters: TranscriptFilter | None = None,
 ) -> list[FileUtterance]:
-    """Every utterance of a 16 kHz mono recording, recognised (the `uservlm transcribe` path)."""
+    """Every utterance of a 16 kHz mono recording, recognised and judged by the speech node's
+    own filters (the `uservlm transcribe` path)."""
+    filters = filters or TranscriptFilter()
     listener = Listener(vad, config)
     listener.reset()
     heard = listener.push(samples, 0.0) + listener.flush()
@@ -135,7 +144,7 @@ def transcribe_audio(
                 result.confidence,
                 item.vad_ms,
                 result.compute_ms,
-                "" if result.text else "empty",
+                filters.reason(result.text, result.confidence, u.duration_s),
             )
         )
     return results

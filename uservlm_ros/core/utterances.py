@@ -8,8 +8,11 @@ tests:
 - `UtteranceSegmenter` is the voice-activity state machine: it is fed one speech probability
   per frame and cuts utterances with pre-roll, hysteresis thresholds, hangover, a minimum speech
   length and a maximum utterance length.
-- `noise_reason` says why a transcript is not a question (empty, a bracketed non-speech tag,
-  a phrase Whisper is known to invent on noise, low confidence).
+- `TranscriptFilter` says why a transcript is not a question (empty, a bracketed non-speech tag,
+  a phrase Whisper is known to invent on noise, a hallucination loop, more text than the audio
+  can hold, low confidence).
+- `sounds_finished` says whether a transcript reads as a whole sentence (the optional early end
+  of a turn).
 - `RobotSpeechGate` remembers when the robot spoke (from the bridge's speech events) so that
   what the microphones heard meanwhile is not taken for a question.
 - `word_error_rate` scores transcripts against references.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +39,7 @@ class VadConfig:
     start_threshold: float = 0.5  # a frame at or above this starts (or continues) speech
     end_threshold: float = 0.35  # below this a frame counts as silence (hysteresis)
     pre_roll_ms: float = 200.0  # audio kept from before the first speech frame
-    hangover_ms: float = 300.0  # silence that ends an utterance
+    hangover_ms: float = 700.0  # silence that ends an utterance (pauses inside stay inside)
     min_speech_ms: float = 250.0  # shorter utterances are dropped as too short (clicks, bumps)
     max_utterance_s: float = 15.0  # longer speech is cut here and continues as a new utterance
     # After this much silence (less than the hangover), a tentative copy of the utterance is
@@ -217,6 +220,10 @@ class UtteranceSegmenter:
         self._open = None
         self._pre_roll.clear()
 
+    def discard_open(self) -> None:
+        """Forget the open utterance: it was taken as finished from a tentative copy."""
+        self._open = None
+
     def _close(self, end: float, cut: bool) -> Utterance:
         utterance, self._open = self._open, None
         return self._snapshot(utterance, end, cut)
@@ -265,23 +272,158 @@ def normalise_text(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
-def noise_reason(
-    text: str,
-    confidence: float = 1.0,
-    noise_phrases: Iterable[str] = DEFAULT_NOISE_PHRASES,
-    min_confidence: float = 0.0,
-) -> str:
-    """Why a transcript is not a question ("" when it is one): empty, noise or low_confidence."""
-    if not text.strip():
-        return "empty"
-    spoken = normalise_text(_BRACKETED.sub(" ", text))
-    if not spoken:
-        return "noise"  # only tags such as [BLANK_AUDIO], (music), *coughs*
-    if spoken in {normalise_text(p) for p in noise_phrases}:
-        return "noise"
-    if confidence < min_confidence:
-        return "low_confidence"
-    return ""
+# Whisper's hallucination loops: one word said this many times in a row, or a phrase of 2..8
+# words this many times in a row, is a loop, not a question.
+LOOP_WORD_REPEATS = 4
+LOOP_PHRASE_REPEATS = 3
+LOOP_MAX_PHRASE_WORDS = 8
+# A long transcript with this few distinct words repeats itself even where the copies differ.
+LOOP_MIN_WORDS = 20
+LOOP_DISTINCT_RATIO = 0.3
+# Under this much audio the speaking-rate test allows the text of this much audio.
+MIN_RATE_SECONDS = 2.0
+
+
+def repeats_in_a_loop(text: str) -> bool:
+    """Whether the text goes round in a loop (see LOOP_*), after `normalise_text`."""
+    words = normalise_text(text).split()
+    if len(words) >= LOOP_MIN_WORDS and len(set(words)) < LOOP_DISTINCT_RATIO * len(words):
+        return True
+    for size in range(1, LOOP_MAX_PHRASE_WORDS + 1):
+        needed = LOOP_WORD_REPEATS if size == 1 else LOOP_PHRASE_REPEATS
+        for start in range(len(words) - size * needed + 1):
+            phrase = words[start : start + size]
+            copies = 1
+            while words[start + copies * size : start + (copies + 1) * size] == phrase:
+                copies += 1
+                if copies >= needed:
+                    return True
+    return False
+
+
+@dataclass(frozen=True)
+class TranscriptFilter:
+    """Which transcripts become questions: the speech node's `filter.*` parameters, also used by
+    `uservlm transcribe` and the evaluation so that every path drops the same things.
+
+    `reason` says why a transcript is not a question ("" when it is one): `empty`; `noise` (only
+    bracketed tags such as [BLANK_AUDIO], or alone a phrase Whisper invents on noise);
+    `repetition` (a hallucination loop); `too_long` (more characters than `speech_s` seconds of
+    audio can hold at `max_chars_per_s`); `low_confidence`.
+    """
+
+    noise_phrases: tuple[str, ...] = DEFAULT_NOISE_PHRASES
+    min_confidence: float = 0.3
+    max_chars_per_s: float = 25.0  # fast speech is ~15 characters per second
+
+    def reason(self, text: str, confidence: float = 1.0, speech_s: float = 0.0) -> str:
+        if not text.strip():
+            return "empty"
+        spoken = normalise_text(_BRACKETED.sub(" ", text))
+        if not spoken:
+            return "noise"
+        if spoken in {normalise_text(p) for p in self.noise_phrases}:
+            return "noise"
+        if repeats_in_a_loop(spoken):
+            return "repetition"
+        if len(text.strip()) > self.max_chars_per_s * max(speech_s, MIN_RATE_SECONDS):
+            return "too_long"
+        if confidence < self.min_confidence:
+            return "low_confidence"
+        return ""
+
+
+# Words a finished sentence does not end on: articles, possessives, prepositions, conjunctions,
+# auxiliaries, question words. A pause after them is a speaker looking for the next word.
+UNFINISHED_LAST_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "my",
+        "your",
+        "his",
+        "her",
+        "its",
+        "our",
+        "their",
+        "this",
+        "that",
+        "these",
+        "those",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "about",
+        "into",
+        "over",
+        "under",
+        "like",
+        "than",
+        "and",
+        "or",
+        "but",
+        "so",
+        "because",
+        "if",
+        "when",
+        "while",
+        "where",
+        "whether",
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "be",
+        "been",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "have",
+        "has",
+        "had",
+        "not",
+        "very",
+        "some",
+        "any",
+        "what",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "why",
+        "how",
+    ]
+)
+MIN_FINISHED_WORDS = 3  # "Hello?" or "What?" may well go on
+
+
+def sounds_finished(text: str) -> bool:
+    """Whether a transcript reads as a whole sentence: at least MIN_FINISHED_WORDS words, ending
+    in . ? or ! (not an ellipsis) and not on a word of UNFINISHED_LAST_WORDS. A weak test: tiny.en
+    often ends a sentence cut at a pause with "?" too ("What is your favorite?"), which is why
+    the speech node's `turn.early_end` is off by default."""
+    stripped = text.strip().rstrip("\"')] ")
+    if not stripped or stripped[-1] not in ".?!" or stripped.endswith(".."):
+        return False
+    words = normalise_text(stripped).split()
+    return len(words) >= MIN_FINISHED_WORDS and words[-1] not in UNFINISHED_LAST_WORDS
 
 
 # --------------------------------------------------------------------------- the robot's voice

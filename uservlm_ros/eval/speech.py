@@ -17,7 +17,12 @@ from uservlm_ros.backends.listener import FileUtterance, transcribe_audio
 from uservlm_ros.backends.vad import SileroVad
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.metrics import percentiles
-from uservlm_ros.core.utterances import SAMPLE_RATE, VadConfig, noise_reason, word_error_rate
+from uservlm_ros.core.utterances import (
+    SAMPLE_RATE,
+    TranscriptFilter,
+    VadConfig,
+    word_error_rate,
+)
 from uservlm_ros.eval.labels_file import LabelledUtterance
 from uservlm_ros.ros.topics import TRANSCRIPT as TRANSCRIPT_TOPIC
 from uservlm_ros.ros.topics import absolute
@@ -30,6 +35,7 @@ class FileTranscript:
     duration_s: float
     utterances: list[FileUtterance] = field(default_factory=list)
     error: str = ""  # set (one line) when the file could not be used
+    warning: str = ""  # set (one line) when the file was used but is damaged (truncated)
 
     @property
     def asr_ms(self) -> float:
@@ -57,20 +63,48 @@ class Recogniser:
         vad_config: VadConfig | None = None,
         backend: str = "faster_whisper",
         vad_path: str = "",
+        filters: TranscriptFilter | None = None,
     ) -> None:
         self.vad = SileroVad(vad_path)
         self.asr = make_asr_backend(backend, asr_options or AsrOptions())
         self.config = vad_config or VadConfig()
+        self.filters = filters or TranscriptFilter()
 
     def transcribe_file(self, path: str | Path) -> FileTranscript:
         """A file's transcript; bad audio gives a FileTranscript with `error` set."""
+        warnings: list[str] = []
         try:
-            samples = load_speech(path)
+            samples = load_speech(path, warnings.append)
         except AudioError as error:
             return FileTranscript(str(path), "", 0.0, error=str(error))
-        utterances = transcribe_audio(samples, self.vad, self.asr, self.config)
-        spoken = [u.text for u in utterances if u.text and not noise_reason(u.text)]
-        return FileTranscript(str(path), " ".join(spoken), len(samples) / SAMPLE_RATE, utterances)
+        utterances = transcribe_audio(samples, self.vad, self.asr, self.config, self.filters)
+        spoken = [u.text for u in utterances if not u.dropped]
+        return FileTranscript(
+            str(path),
+            " ".join(spoken),
+            len(samples) / SAMPLE_RATE,
+            utterances,
+            warning="; ".join(warnings),
+        )
+
+
+def with_pause(audio: np.ndarray, pause_s: float, level: float = 0.01) -> np.ndarray:
+    """16 kHz mono speech with a pause of `pause_s` between two words: silence spliced in at the
+    quietest 20 ms in the middle 60 % of the speech, so that with the quiet samples already there
+    (below `level`) it lasts `pause_s`. A question paused in mid-sentence, for counting questions
+    cut in two (bench/speech.py, the tests)."""
+    quiet = np.abs(audio) <= level
+    loud = np.flatnonzero(~quiet)
+    first, last = int(loud[0]), int(loud[-1])
+    window = SAMPLE_RATE // 50
+    energy = np.convolve(np.asarray(audio, np.float64) ** 2, np.ones(window), "valid")
+    lo, hi = first + (last - first) // 5, first + (last - first) * 4 // 5
+    cut = lo + int(np.argmin(energy[lo:hi])) + window // 2
+    before = cut - int(np.flatnonzero(~quiet[:cut])[-1]) - 1 if not quiet[:cut].all() else cut
+    after = int(np.argmax(~quiet[cut:])) if (~quiet[cut:]).any() else len(audio) - cut
+    missing = max(int(pause_s * SAMPLE_RATE) - before - after, 0)
+    silence = np.zeros(missing, np.float32)
+    return np.concatenate([audio[:cut], silence, audio[cut:]]).astype(np.float32)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path | tuple[Path, str]]:
@@ -166,8 +200,10 @@ def evaluate_speech(
         raise UservlmError(f"{bag} has no audio on {topic} (record it with `uservlm record`)")
     detected = [
         u
-        for u in transcribe_audio(samples, recogniser.vad, recogniser.asr, recogniser.config)
-        if not u.dropped
+        for u in transcribe_audio(
+            samples, recogniser.vad, recogniser.asr, recogniser.config, recogniser.filters
+        )
+        if u.dropped not in ("too_short", "empty")
     ]
     items, used = [], set()
     for label in utterances:
@@ -175,9 +211,7 @@ def evaluate_speech(
             i for i, u in enumerate(detected) if u.start_s < label.end_s and u.end_s > label.start_s
         ]
         used.update(overlapping)
-        heard = " ".join(
-            detected[i].text for i in overlapping if not noise_reason(detected[i].text)
-        )
+        heard = " ".join(detected[i].text for i in overlapping if not detected[i].dropped)
         items.append(
             {
                 "start_s": label.start_s,

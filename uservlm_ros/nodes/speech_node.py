@@ -51,8 +51,9 @@ from uservlm_ros.core.utterances import (
     DEFAULT_NOISE_PHRASES,
     ROBOT_EVENTS,
     RobotSpeechGate,
+    TranscriptFilter,
     VadConfig,
-    noise_reason,
+    sounds_finished,
 )
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
@@ -65,17 +66,21 @@ from uservlm_ros.ros.qos import RELIABLE_QOS
 from uservlm_ros.ros.rep155 import REP155_ENABLED, VoicePublisher, hri_msgs_available
 from uservlm_ros.ros.respond_client import RespondClient
 
+DROP_MEMORY_S = 60.0  # dropped audio keeps the diagnostics at ERROR this long
+
 
 @dataclass
 class _AsrJob:
     """One recognition to run. An early job works on a tentative copy of an utterance while its
     hangover runs; the final job of the same utterance reuses its result unless speech went on
-    (then the early job is stale and skipped if it has not started)."""
+    (then the early job is stale and skipped if it has not started). An early result that reads
+    as a finished sentence is asked at once (committed) and the utterance ends there."""
 
     item: HeardUtterance
     early: bool = False
     reuse: _AsrJob | None = None
     stale: bool = False
+    committed: bool = False
     result: AsrResult | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -139,7 +144,12 @@ PARAMS: list[Param] = [
         max=3600.0,
     ),
     Param("file.path", "", "source file: a WAV file or a folder of them (played in name order)"),
-    Param("file.realtime", True, "Play files at real speed; false = as fast as they are taken"),
+    Param(
+        "file.realtime",
+        True,
+        "Play files at real speed; false = as fast as the node takes them (the file waits for "
+        "VAD and recognition: no audio is dropped)",
+    ),
     Param("file.loop", False, "Start again after the last file"),
     Param("file.gap_s", 1.0, "Silence before, between and after the files, s", min=0.0, max=60.0),
     Param(
@@ -150,7 +160,8 @@ PARAMS: list[Param] = [
     Param(
         "audio.queue_s",
         10.0,
-        "Most captured audio waiting for VAD, s; older blocks are dropped and counted",
+        "Most captured audio waiting for VAD, s; older blocks are dropped, counted and "
+        "reported as an ERROR for a minute (files not played in real time wait instead)",
         min=0.5,
         max=600.0,
     ),
@@ -178,9 +189,9 @@ PARAMS: list[Param] = [
     ),
     Param(
         "vad.hangover_ms",
-        300.0,
-        "Silence that ends an utterance, ms (shorter answers faster; longer keeps pauses "
-        "inside a question)",
+        700.0,
+        "Silence that ends an utterance, ms: pauses inside a question shorter than this stay "
+        "inside it (a finished sentence may end sooner: turn.early_end)",
         min=32.0,
         max=5000.0,
     ),
@@ -208,6 +219,23 @@ PARAMS: list[Param] = [
         "vad.hangover_ms",
         min=0.0,
         max=5000.0,
+    ),
+    Param(
+        "turn.early_end",
+        False,
+        "End the utterance when the early recognition (asr.early_start_ms) reads as a finished "
+        "sentence (3 words or more, an end mark, not after a word such as 'the' or 'and'), "
+        "without waiting for the rest of the hangover: answers ~0.3 s sooner, but cuts some "
+        "questions paused in mid-sentence (tiny.en ends fragments with '?' too)",
+    ),
+    Param(
+        "asr.audio_context_s",
+        10.0,
+        "Audio Whisper's encoder sees: the utterance padded with silence to this length, s "
+        "(30 = Whisper's whole window: 3-4x slower on CPU; much less and Whisper repeats itself, "
+        "then the utterance is recognised again with the whole window)",
+        min=1.0,
+        max=30.0,
     ),
     Param(
         "asr.backend",
@@ -284,6 +312,15 @@ PARAMS: list[Param] = [
         live=True,
     ),
     Param(
+        "filter.max_chars_per_s",
+        25.0,
+        "Transcripts with more characters than this per second of audio (at least 2 s) are "
+        "dropped as too_long: Whisper's hallucinations run longer than speech can",
+        min=1.0,
+        max=1000.0,
+        live=True,
+    ),
+    Param(
         "robot.speech_tail_s",
         0.5,
         "After the robot stops speaking, what is heard for this long is still its own voice, s",
@@ -333,6 +370,10 @@ class SpeechNode(ModelNode):
         self._source_problem = ""  # what the source last reported wrong; "" when it works
         self._blocks: deque[AudioBlock] = deque()
         self._queued_s = 0.0
+        # A file not played in real time waits for room in the queues instead of losing audio.
+        self._lossless = False
+        self._feeding = False  # False tells a waiting source thread to give up (stopping)
+        self._audio_drops: deque[float] = deque()  # monotonic times of dropped blocks
         self._jobs: deque[_AsrJob] = deque()
         self._early: _AsrJob | None = None  # the early job of the open utterance
         self._wake = threading.Condition()
@@ -396,6 +437,7 @@ class SpeechNode(ModelNode):
                     language=p["asr.language"],
                     beam_size=p["asr.beam_size"],
                     no_speech_threshold=p["asr.no_speech_threshold"],
+                    audio_context_s=p["asr.audio_context_s"],
                 ),
             )
             self.asr.transcribe(self._warm_up_audio())  # the first call is slower
@@ -469,6 +511,8 @@ class SpeechNode(ModelNode):
         if self._asking and self._respond is None:
             self._respond = RespondClient(self)
         self.listener.reset()
+        self._lossless = isinstance(self.source, FileSource) and not self.params["file.realtime"]
+        self._feeding = True
         for worker in self.workers:
             worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, f"waiting for {self.source.name} audio")
@@ -480,6 +524,9 @@ class SpeechNode(ModelNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_work(self) -> None:
+        with self._wake:
+            self._feeding = False
+            self._wake.notify_all()
         if self.source is not None:
             self.source.stop()
         super()._stop_work()
@@ -513,6 +560,20 @@ class SpeechNode(ModelNode):
         ]
         if self._source_problem:  # no microphone, robot away: the node is up but deaf
             verdicts.append(health.Verdict(health.ERROR, (self._source_problem,)))
+        with self._wake:
+            while self._audio_drops and self._audio_drops[0] < time.monotonic() - DROP_MEMORY_S:
+                self._audio_drops.popleft()
+            dropped = len(self._audio_drops)
+        if dropped:  # part of what was said was never listened to
+            verdicts.append(
+                health.Verdict(
+                    health.ERROR,
+                    (
+                        f"dropped {dropped} audio block(s) in the last {DROP_MEMORY_S:.0f} s: "
+                        "VAD and recognition do not keep up",
+                    ),
+                )
+            )
         return verdicts
 
     def _wake_workers(self) -> None:
@@ -535,14 +596,23 @@ class SpeechNode(ModelNode):
             log_rejection(self, self._rejections, message, every_s=30.0)
 
     def _on_block(self, block: AudioBlock) -> None:
-        """From the source's thread: queue and return at once."""
+        """From the source's thread: queue and return at once (a lossless file waits for room)."""
+        limit = self.params["audio.queue_s"]
         with self._wake:
+            while (
+                self._lossless
+                and self._feeding
+                and self._blocks
+                and self._queued_s + block.duration_s > limit
+            ):
+                self._wake.wait(0.1)
             self._blocks.append(block)
             self._queued_s += block.duration_s
-            while self._queued_s > self.params["audio.queue_s"] and len(self._blocks) > 1:
+            while self._queued_s > limit and len(self._blocks) > 1:
                 old = self._blocks.popleft()
                 self._queued_s -= old.duration_s
                 self.diagnostics.count("audio_blocks_dropped")
+                self._audio_drops.append(time.monotonic())
             self._wake.notify_all()
 
     def _on_speech_event(self, msg: String) -> None:
@@ -569,11 +639,13 @@ class SpeechNode(ModelNode):
                 return None
             block = self._blocks.popleft()
             self._queued_s -= block.duration_s
+            self._wake.notify_all()  # a lossless source may wait for this room
             return block
 
     def _handle_block(self, block: AudioBlock) -> None:
         self.diagnostics.count("audio_blocks")
         self._publish_audio(block)
+        self._settle_early()
         try:
             heard = self.listener.push_block(block)
         except AudioError as error:
@@ -582,10 +654,22 @@ class SpeechNode(ModelNode):
             return
         for item in heard:
             self._on_utterance(item)
-        early = self._early
-        if early is not None and self.listener.segmenter.open_key != early.item.key:
-            early.stale = True  # the speaker went on: that copy is not the utterance
-            self._early = None
+        self._settle_early()
+
+    def _settle_early(self) -> None:
+        """The open utterance's early job: asked already (the utterance ends here) or overtaken
+        by more speech (stale). Under the lock the ASR thread commits with."""
+        with self._wake:
+            early = self._early
+            if early is None:
+                return
+            if early.committed:
+                self.listener.discard_open()
+                self.diagnostics.count("utterances")
+                self._early = None
+            elif self.listener.segmenter.open_key != early.item.key:
+                early.stale = True  # the speaker went on: that copy is not the utterance
+                self._early = None
 
     def _publish_audio(self, block: AudioBlock) -> None:
         if not self.params["audio.publish"] or self._audio_pub.get_subscription_count() == 0:
@@ -626,8 +710,12 @@ class SpeechNode(ModelNode):
             self._publish_transcript(item, None, dropped="asr_busy")
 
     def _queue_job(self, job: _AsrJob) -> bool:
+        size = self.params["asr.queue_size"]
         with self._wake:
-            if len(self._jobs) >= self.params["asr.queue_size"]:
+            # A lossless file waits for recognition (an early job is only worth it when free).
+            while self._lossless and self._feeding and not job.early and len(self._jobs) >= size:
+                self._wake.wait(0.1)
+            if len(self._jobs) >= size:
                 return False
             self._jobs.append(job)
             self._wake.notify_all()
@@ -639,13 +727,18 @@ class SpeechNode(ModelNode):
         with self._wake:
             if not self._jobs:
                 self._wake.wait(timeout)
-            return self._jobs.popleft() if self._jobs else None
+            if not self._jobs:
+                return None
+            self._wake.notify_all()  # a lossless source may wait for this room
+            return self._jobs.popleft()
 
     def _handle_job(self, job: _AsrJob) -> None:
         try:
             if job.early and job.stale:
                 self.diagnostics.count("early_starts_skipped")
                 return
+            if job.reuse is not None and job.reuse.committed:
+                return  # asked when its early result came
             result = job.reuse.result if job.reuse is not None else None
             if result is None:
                 # A recogniser failure raises: the worker logs it with the utterance and counts it.
@@ -656,16 +749,37 @@ class SpeechNode(ModelNode):
         finally:
             job.done.set()
         if job.early:
-            if job.stale:
+            with self._wake:
+                # Not for a file read faster than real time: there is no turn to take, and the
+                # VAD may be far past the pause already.
+                job.committed = (
+                    self.params["turn.early_end"]
+                    and not self._lossless
+                    and not job.stale
+                    and sounds_finished(result.text)
+                    and not self._filters().reason(
+                        result.text, result.confidence, job.item.utterance.duration_s
+                    )
+                )
+            if job.committed:
+                self.diagnostics.count("early_ends")
+                self._after_asr(job.item, result)
+            elif job.stale:
                 self.diagnostics.count("early_starts_wasted")
             return
         self._after_asr(job.item, result)
 
+    def _filters(self) -> TranscriptFilter:
+        p = self.params  # live parameters: read each time
+        return TranscriptFilter(
+            noise_phrases=tuple(p["filter.noise_phrases"]),
+            min_confidence=p["filter.min_confidence"],
+            max_chars_per_s=p["filter.max_chars_per_s"],
+        )
+
     def _after_asr(self, item: HeardUtterance, result) -> None:
         p = self.params
-        dropped = noise_reason(
-            result.text, result.confidence, p["filter.noise_phrases"], p["filter.min_confidence"]
-        )
+        dropped = self._filters().reason(result.text, result.confidence, item.utterance.duration_s)
         if not dropped:
             # Checked again: a speech event delayed in transit may have arrived meanwhile.
             with self._gate_lock:
