@@ -15,35 +15,18 @@ uservlm forget PERSON_ID     make the running graph forget a person (--all: ever
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
 
 from uservlm_ros import __version__
 
-# node executable -> module defining PARAMS (the description of its parameters)
-NODE_MODULES = {
-    "camera_node": "uservlm_ros.nodes.camera_node",
-    "face_crop_node": "uservlm_ros.nodes.face_crop_node",
-    "user_profiler_node": "uservlm_ros.nodes.user_profiler_node",
-    "vlm_responder_node": "uservlm_ros.nodes.vlm_responder_node",
-    "naoqi_bridge_node": "uservlm_ros.nodes.naoqi_bridge_node",
-    "speech_node": "uservlm_ros.nodes.speech_node",
-    "console_node": "uservlm_ros.nodes.console_node",
-}
-
 
 def available_nodes() -> dict[str, object]:
-    """The node modules that exist in this installation, imported."""
-    found = {}
-    for name, module in NODE_MODULES.items():
-        try:
-            found[name] = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-    return found
+    """Every node's module (nodes/catalogue.py), imported: its PARAMS describe its parameters."""
+    from uservlm_ros.nodes.catalogue import NODES, node_module
+
+    return {name: node_module(name) for name in NODES}
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -135,7 +118,7 @@ def _start_graph(runner, graph, no_who: bool) -> int:
 def _run_printing_who(runner, node) -> int:
     """`uservlm run` that also prints who is here: a person appears, leaves, becomes engaged."""
     from uservlm_ros.core.presence import PROFILED
-    from uservlm_ros.ros.presence import PresenceWatcher
+    from uservlm_ros.ros.presence_watcher import PresenceWatcher
 
     def announce(changes, _presence) -> None:
         for change in changes:
@@ -266,7 +249,12 @@ def _cmd_sim_pepper(args: argparse.Namespace) -> int:
     from uservlm_ros.sim.pepper import serve
 
     with stop_on_signals():  # SIGTERM too ends serve's loop as Ctrl-C does
-        return serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
+        code = serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
+    # The robot is closed; libqi's threads sometimes abort the interpreter's own teardown
+    # ("terminate called without an active exception", exit -6), so leave without it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cmd_say(args: argparse.Namespace) -> int:
@@ -459,7 +447,7 @@ def _cmd_who(args: argparse.Namespace) -> int:
 
     from uservlm_ros.core.presence import PROFILED
     from uservlm_ros.ros import topics
-    from uservlm_ros.ros.presence import PresenceWatcher
+    from uservlm_ros.ros.presence_watcher import PresenceWatcher
     from uservlm_ros.ros.spin import spinning_node
 
     settled = threading.Event()
@@ -506,7 +494,7 @@ def _cmd_who(args: argparse.Namespace) -> int:
 
 def _cmd_forget(args: argparse.Namespace) -> int:
     from uservlm_ros.core.presence import valid_person_id
-    from uservlm_ros.ros.presence import forget_persons
+    from uservlm_ros.ros.presence_watcher import forget_persons
     from uservlm_ros.ros.spin import spinning_node
 
     if (args.person_id is None) == (not args.all):
@@ -568,8 +556,7 @@ def _adapter_name(text: str) -> str:
     return text
 
 
-def _add_talk_commands(commands) -> None:
-    """`uservlm ask`, `who` and `forget`: talk to a running graph without the ros2 CLI."""
+def _add_ask(commands) -> None:
     ask = commands.add_parser(
         "ask", help="ask the running graph a question; without one, read questions line by line"
     )
@@ -610,6 +597,8 @@ def _add_talk_commands(commands) -> None:
     )
     ask.set_defaults(func=_cmd_ask)
 
+
+def _add_who(commands) -> None:
     who = commands.add_parser("who", help="print the persons in view, once per change")
     who.add_argument("--once", action="store_true", help="print the current table and exit")
     who.add_argument(
@@ -627,6 +616,8 @@ def _add_talk_commands(commands) -> None:
     )
     who.set_defaults(func=_cmd_who)
 
+
+def _add_forget(commands) -> None:
     forget = commands.add_parser(
         "forget", help="make the profiler forget a person's face and profile (or everyone's)"
     )
@@ -638,14 +629,13 @@ def _add_talk_commands(commands) -> None:
     forget.set_defaults(func=_cmd_forget)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_params(commands) -> None:
     params = commands.add_parser("params", help="print the nodes' parameter tables (Markdown)")
     params.add_argument("node", nargs="?", help="one node, e.g. face_crop_node")
     params.set_defaults(func=_cmd_params)
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser(
         "run", help="start a deployment's nodes, one process each (Ctrl-C stops all)"
     )
@@ -676,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-who", action="store_true", help="do not print who is here")
     run.set_defaults(func=_cmd_run)
 
+
+def _add_record(commands) -> None:
     rec = commands.add_parser("record", help="record the graph's topics to a rosbag2 folder")
     rec.add_argument("output", type=Path, help="bag folder to create")
     rec.add_argument("--topics", nargs="+", help="topics to record (default: the uservlm graph)")
@@ -693,6 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.set_defaults(func=_cmd_record)
 
+
+def _add_replay(commands) -> None:
     play = commands.add_parser(
         "replay", help="play a bag's sensor topics (camera, camera info, audio) into the live graph"
     )
@@ -716,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.set_defaults(func=_cmd_replay)
 
+
+def _add_eval(commands) -> None:
     ev = commands.add_parser("eval", help="score perception (and answers) on a recorded bag")
     ev.add_argument("bag", type=Path, help="rosbag2 folder with camera frames")
     ev.add_argument("--labels", type=Path, required=True, help="labels JSON (docs/evaluation.md)")
@@ -737,6 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to count")
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="run the whole system on the embedded default")
     demo.add_argument(
         "--out",
@@ -756,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_console(commands) -> None:
     console = commands.add_parser(
         "console", help="serve the operator console for a running graph (a web page)"
     )
@@ -780,6 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     console.set_defaults(func=_cmd_console)
 
+
+def _add_sample_bag(commands) -> None:
     sample = commands.add_parser("sample-bag", help="a labelled bag of the demo scene")
     sample.add_argument("output", type=Path, help="folder for bag/ and labels.json")
     sample.add_argument(
@@ -787,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.set_defaults(func=_cmd_sample_bag)
 
+
+def _add_sim_pepper(commands) -> None:
     sim = commands.add_parser(
         "sim-pepper", help="serve a simulated Pepper (NAOqi services over libqi) on loopback"
     )
@@ -812,6 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=_cmd_sim_pepper)
 
+
+def _add_say(commands) -> None:
     say = commands.add_parser(
         "say", help="say TEXT with the voice of the bridge's local backend (speakers or a WAV)"
     )
@@ -825,6 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--device", default="", help="output device: index or part of a name")
     say.set_defaults(func=_cmd_say)
 
+
+def _add_transcribe(commands) -> None:
     tr = commands.add_parser(
         "transcribe",
         help="print what the speech node hears in WAV files (FILE<TAB>text per line)",
@@ -839,10 +847,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.set_defaults(func=_cmd_transcribe)
 
+
+def build_parser() -> argparse.ArgumentParser:
     from uservlm_ros.training.commands import add_commands as add_training_commands
 
-    add_training_commands(commands)  # train, export
-    _add_talk_commands(commands)  # ask, who, forget
+    parser = argparse.ArgumentParser(prog="uservlm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"uservlm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    # One function per command adds its subparser, in the order `uservlm --help` lists them.
+    for add in (
+        _add_params,
+        _add_run,
+        _add_record,
+        _add_replay,
+        _add_eval,
+        _add_demo,
+        _add_console,
+        _add_sample_bag,
+        _add_sim_pepper,
+        _add_say,
+        _add_transcribe,
+        add_training_commands,
+        _add_ask,
+        _add_who,
+        _add_forget,
+    ):
+        add(commands)
     return parser
 
 
