@@ -15,7 +15,6 @@ with the former settings (backoff up to 10 s) and prints the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -49,8 +48,7 @@ def run(cycles: int, per_cycle: int, services_delay: float, params: list[str], s
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
-    from std_msgs.msg import String
-    from uservlm.msg import Response
+    from uservlm.msg import Response, SpeechEvent
 
     from uservlm_ros.ros.qos import RELIABLE_QOS
     from uservlm_ros.sim.pepper import SimulatedPepper
@@ -61,11 +59,11 @@ def run(cycles: int, per_cycle: int, services_delay: float, params: list[str], s
 
     def on_event(msg) -> None:
         with lock:
-            events.append(json.loads(msg.data))
+            events.append({"event": msg.event, "request_id": msg.request_id, "part": msg.part})
 
     node = rclpy.create_node("bench_robot_restarts")
     deep = QoSProfile(depth=1000, reliability=RELIABLE_QOS.reliability)  # the bench loses nothing
-    node.create_subscription(String, "/uservlm/speech_events", on_event, deep)
+    node.create_subscription(SpeechEvent, "/uservlm/speech_events", on_event, deep)
     publisher = node.create_publisher(Response, "/uservlm/response", deep)
     executor = SingleThreadedExecutor()  # one per run: the global one spins only once
     executor.add_node(node)

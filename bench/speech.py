@@ -78,8 +78,7 @@ class Observer:
     def __init__(self) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
-        from std_msgs.msg import String
-        from uservlm.msg import Response, Transcript
+        from uservlm.msg import Response, SpeechEvent, Transcript
 
         from uservlm_ros.ros import topics
         from uservlm_ros.ros.qos import RELIABLE_QOS
@@ -92,7 +91,7 @@ class Observer:
         self.finished: set[str] = set()
         self.node.create_subscription(Transcript, topics.TRANSCRIPT, self._transcript, RELIABLE_QOS)
         self.node.create_subscription(Response, topics.RESPONSE, self._response, RELIABLE_QOS)
-        self.node.create_subscription(String, topics.SPEECH_EVENTS, self._event, RELIABLE_QOS)
+        self.node.create_subscription(SpeechEvent, topics.SPEECH_EVENTS, self._event, RELIABLE_QOS)
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
@@ -106,16 +105,11 @@ class Observer:
             self.first_response.setdefault(msg.request_id, time.time())
 
     def _event(self, msg) -> None:
-        event = json.loads(msg.data)
         with self.lock:
-            if event["event"] == "started":
-                self.started.setdefault(event["request_id"], time.time())
-            elif event["event"] in ("finished", "dropped") and event.get("part") in (
-                "rest",
-                "full",
-                None,
-            ):
-                self.finished.add(event["request_id"])
+            if msg.event == msg.STARTED:
+                self.started.setdefault(msg.request_id, time.time())
+            elif msg.event in (msg.FINISHED, msg.DROPPED) and msg.part in (msg.REST, msg.FULL):
+                self.finished.add(msg.request_id)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2)

@@ -5,7 +5,6 @@ question in, WAV answer out)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -14,7 +13,7 @@ from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 from harness import wait_until
 from rclpy.qos import qos_profile_action_status_default
 from std_msgs.msg import String
-from uservlm.msg import Response
+from uservlm.msg import Response, SpeechEvent
 
 from uservlm_ros.backends.asr import AsrOptions
 from uservlm_ros.core.utterances import word_error_rate
@@ -38,7 +37,10 @@ def start_local_bridge(processes, wav_dir, *params: str):
 
 
 def events_of(events) -> list[dict]:
-    return [json.loads(m.data) for m in events.messages]
+    return [
+        {f: getattr(m, f) for f in ("event", "request_id", "part", "text", "backend", "detail")}
+        for m in events.messages
+    ]
 
 
 def kinds(events, request_id: str) -> list[str]:
@@ -55,7 +57,7 @@ def test_early_and_rest_are_said_into_wav_files_with_speech_events(
     ros, processes, tmp_path, recogniser
 ):
     start_local_bridge(processes, tmp_path)
-    events = ros.subscribe(String, topics.SPEECH_EVENTS, RELIABLE_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, RELIABLE_QOS)
     answers = ros.publisher(Response, topics.RESPONSE, RELIABLE_QOS)
     ros.wait_for_subscribers(topics.RESPONSE)
     ros.wait_for_publishers(topics.SPEECH_EVENTS)
@@ -74,7 +76,7 @@ def test_early_and_rest_are_said_into_wav_files_with_speech_events(
 @pytest.mark.graph
 def test_a_cancelled_goal_and_a_new_question_stop_the_speech(ros, processes, tmp_path):
     start_local_bridge(processes, tmp_path)
-    events = ros.subscribe(String, topics.SPEECH_EVENTS, RELIABLE_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, RELIABLE_QOS)
     answers = ros.publisher(Response, topics.RESPONSE, RELIABLE_QOS)
     status = ros.publisher(
         GoalStatusArray,
@@ -127,7 +129,7 @@ def test_the_webcam_deployment_holds_a_spoken_conversation_with_wav_in_and_out(
         "responder.backend:=fallback",
     )
     responder.wait_for_output("vlm_responder_node active", timeout=90)
-    events = ros.subscribe(String, topics.SPEECH_EVENTS, RELIABLE_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, RELIABLE_QOS)
     responses = ros.subscribe(Response, topics.RESPONSE, RELIABLE_QOS)
     ros.wait_for_publishers(topics.SPEECH_EVENTS)
     speech = processes.start_python(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from harness import wait_until
 from std_msgs.msg import String
-from uservlm.msg import Response
+from uservlm.msg import Response, SpeechEvent
 
 from uservlm_ros.backends.pepper_speech import RobotAddress, read_password
 from uservlm_ros.core.errors import ConfigError
@@ -62,7 +62,7 @@ def response(request_id: str, text: str, final: bool = True, gesture: str = "", 
 
 
 def connect_graph(ros):
-    events = ros.subscribe(String, "/uservlm/speech_events", RELIABLE_QOS)
+    events = ros.subscribe(SpeechEvent, "/uservlm/speech_events", RELIABLE_QOS)
     publisher = ros.publisher(Response, "/uservlm/response", RELIABLE_QOS)
     ros.wait_for_subscribers("/uservlm/response")
     ros.wait_for_publishers("/uservlm/speech_events")
@@ -70,7 +70,10 @@ def connect_graph(ros):
 
 
 def decoded(events) -> list[dict]:
-    return [json.loads(m.data) for m in events.messages]
+    return [
+        {f: getattr(m, f) for f in ("event", "request_id", "part", "text", "backend", "detail")}
+        for m in events.messages
+    ]
 
 
 @pytest.mark.graph

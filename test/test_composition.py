@@ -13,7 +13,8 @@ from perception_images import astronaut
 from std_msgs.msg import String
 from uservlm.msg import FaceArray, UserProfile
 
-from uservlm_ros.nodes.container import COMPOSABLE, node_names
+from uservlm_ros.nodes.catalogue import composable
+from uservlm_ros.nodes.container import node_names
 from uservlm_ros.ros.diagnostics import Diagnostics
 from uservlm_ros.ros.intra_process import (
     IntraProcessPublisher,
@@ -129,7 +130,7 @@ def test_container_arguments():
         node_names(["speech_node", "nope"])
     with pytest.raises(ValueError, match="face_crop_node named twice"):
         node_names(["face_crop_node", "face_crop_node"])
-    assert "speech_node" not in COMPOSABLE
+    assert "speech_node" not in composable()
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,6 @@ def test_launch_file_and_uservlm_run_start_the_same_processes(fake_launch, deplo
         params_file, overrides = action.kwargs["parameters"]
         assert Path(params_file) == graph.params_file
         assert overrides == spec.overrides
-        assert action.kwargs["remappings"] == list(spec.remappings)
         # uservlm run passes the same file and the same overrides on the command line.
         assert command[command.index("--params-file") + 1] == str(graph.params_file)
         assert command[command.index("-r") + 1] == f"__node:={spec.name}"
@@ -171,16 +170,6 @@ def test_the_perception_nodes_share_a_process_unless_composition_is_off(tmp_path
     single = tmp_path / "profiler_only.yaml"
     single.write_text("user_profiler_node:\n  ros__parameters: {}\n")
     assert [p.is_container for p in load_graph(single).processes] == [False]
-
-
-def test_node_specific_remappings_in_a_container(monkeypatch):
-    from uservlm_ros.bringup import graph as graph_module
-
-    kinds = dict(graph_module.CATALOGUE)
-    kinds["face_crop_node"] = graph_module.NodeKind("face_crop_node", (("in", "out"),))
-    monkeypatch.setattr(graph_module, "CATALOGUE", kinds)
-    command = load_graph("demo").processes[0].command(Path("p.yaml"))
-    assert command[command.index("-r") + 1] == "face_crop_node:in:=out"
 
 
 def test_use_composition_values():

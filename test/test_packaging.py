@@ -121,33 +121,42 @@ def test_params_into_a_closed_pipe_ends_without_traceback(tmp_path):
     assert result.returncode == 1
 
 
-def test_run_takes_several_set_overrides_and_launch_arguments_after_them(tmp_path):
-    result = _python(
-        "-m",
-        "uservlm_ros.cli",
+def test_run_takes_several_set_overrides_and_launch_arguments_after_them(tmp_path, monkeypatch):
+    args = [
         "run",
         "--config",
         "webcam",
         "--dry-run",
         "--set",
         "face_crop_node.crop_size=160",
-        "user_profiler_node.profiler=attributes",
+        "user_profiler_node.backend=attributes",
         "robot_ip:=10.1.2.3",
-        cwd=tmp_path,
-        env=_env(ROOT),
-    )
+    ]
+    result = _python("-m", "uservlm_ros.cli", *args, cwd=tmp_path, env=_env(ROOT))
     assert result.returncode == 0, result.stderr
     container, *others = result.stdout.splitlines()
-    # the perception container takes its nodes' values in a params file of its own
-    overrides = Path(container.split("--params-file ")[-1])
+    # the perception container takes its nodes' values in a params file of its own, which
+    # --dry-run removes when it ends (test_run.py): read it from the same run in this process
+    assert container.split("--params-file ")[-1].endswith("/perception_overrides.yaml")
+    from uservlm_ros.bringup.graph import Graph
+    from uservlm_ros.cli import main
+
+    written = []
+    monkeypatch.setattr(Graph, "remove_temporary_files", lambda graph: written.append(graph))
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 0
+    (graph,) = written
+    overrides = graph.processes[0].overrides_file
     assert overrides.name == "perception_overrides.yaml"
     assert yaml.safe_load(overrides.read_text()) == {
         "camera_node": {"ros__parameters": {"naoqi": {"ip": "10.1.2.3"}}},
         "face_crop_node": {"ros__parameters": {"crop_size": 160}},
-        "user_profiler_node": {"ros__parameters": {"profiler": "attributes"}},
+        "user_profiler_node": {"ros__parameters": {"backend": "attributes"}},
     }
     lines = {line.split("__node:=")[1].split()[0]: line for line in others}
     assert "-p robot.ip:=10.1.2.3" in lines["naoqi_bridge_node"]
+    monkeypatch.undo()
+    graph.remove_temporary_files()
 
 
 @pytest.fixture(scope="module")

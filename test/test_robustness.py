@@ -7,7 +7,6 @@ parameter changes and the health levels they cause, the shared Respond client.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -19,7 +18,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from uservlm.msg import Face, FaceArray, Response, UserProfile
+from uservlm.msg import Face, FaceArray, Response, SpeechEvent, UserProfile
 
 from uservlm_ros.core import health
 from uservlm_ros.core.worker import SlotWorker
@@ -226,14 +225,17 @@ def test_a_burst_of_50_responses_is_said_or_reported_dropped(ros, processes):
         processes, "naoqi_bridge_node", "backend:=naoqi_driver", "speech.queue_size:=5"
     )
     bridge.wait_for_output("naoqi_bridge_node ready", timeout=30)
-    events = ros.subscribe(String, topics.SPEECH_EVENTS, REQUEST_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, REQUEST_QOS)
     publisher = ros.publisher(Response, topics.RESPONSE, REQUEST_QOS)
     ros.wait_for_subscribers(topics.RESPONSE)
     for index in range(50):
         publisher.publish(Response(request_id=f"r{index}", text=f"Answer {index}.", final=True))
 
     def outcomes() -> dict[str, str]:
-        decoded = [json.loads(m.data) for m in events.messages]
+        decoded = [
+            {f: getattr(m, f) for f in ("event", "request_id", "part", "text", "backend", "detail")}
+            for m in events.messages
+        ]
         return {
             e["request_id"]: e["event"] for e in decoded if e["event"] in ("finished", "dropped")
         }
@@ -519,7 +521,7 @@ def fuzz_graph(
     question_pub = ros.publisher(String, topics.QUESTION, REQUEST_QOS)
     response_pub = ros.publisher(Response, topics.RESPONSE, REQUEST_QOS)
     responses = ros.subscribe(Response, topics.RESPONSE, REQUEST_QOS)
-    events = ros.subscribe(String, topics.SPEECH_EVENTS, REQUEST_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, REQUEST_QOS)
     for topic in (topics.IMAGE, topics.FACES, topics.QUESTION, topics.RESPONSE):
         ros.wait_for_subscribers(topic, timeout=30)
     sent = {"images": 0, "face_arrays": 0, "questions": 0, "responses": 0}
@@ -574,7 +576,7 @@ def fuzz_graph(
     )
     bridge = counters(diagnostics, "naoqi_bridge_node")
     assert bridge["responses_received"] >= sent["responses"]
-    outcomes = [json.loads(m.data)["event"] for m in events.messages]
+    outcomes = [m.event for m in events.messages]
     assert outcomes.count("finished") + outcomes.count("dropped") == bridge.get(
         "utterances_said", 0
     ) + bridge.get("utterances_dropped", 0)

@@ -15,18 +15,19 @@ import pytest
 from uservlm_ros.backends.asr import AsrOptions
 from uservlm_ros.backends.audio import load_speech, read_wav
 from uservlm_ros.backends.local_speech import (
+    OUTPUTS,
     LocalSpeech,
     SpeechStopped,
+    WavOptions,
     WavOutput,
-    make_output,
     split_sentences,
 )
 from uservlm_ros.backends.pepper_speech import Utterance
 from uservlm_ros.backends.tts import (
+    SYNTHESIZERS,
     PiperProcess,
     TtsError,
     TtsOptions,
-    make_synthesizer,
     resolve_voice,
     speakable_line,
 )
@@ -112,12 +113,12 @@ def test_voices_resolve_from_a_file_or_a_folder_and_say_what_is_wrong(tmp_path):
     (tmp_path / "x.onnx").write_bytes(b"not a model")
     with pytest.raises(ConfigError, match=r"x\.onnx\.json is missing or unreadable"):
         resolve_voice(str(tmp_path))
-    with pytest.raises(ConfigError, match="unknown text-to-speech backend"):
-        make_synthesizer("espeak", TtsOptions())
+    with pytest.raises(ConfigError, match="unknown text-to-speech backend 'espeak'; known: piper"):
+        SYNTHESIZERS.create("espeak", TtsOptions())
     with pytest.raises(ConfigError, match=r"needs tts\.wav_dir"):
-        make_output("wav")
-    with pytest.raises(ConfigError, match="unknown audio output"):
-        make_output("headphones")
+        OUTPUTS.create("wav", WavOptions())
+    with pytest.raises(ConfigError, match="unknown audio output 'headphones'; known: speaker, wav"):
+        OUTPUTS.create("headphones", {})
 
 
 def test_text_becomes_one_line_and_sentences_in_order():

@@ -260,7 +260,7 @@ def _cmd_sim_pepper(args: argparse.Namespace) -> int:
 def _cmd_say(args: argparse.Namespace) -> int:
     from uservlm_ros.backends.local_speech import LocalSpeech, SpeakerOutput, WavOutput
     from uservlm_ros.backends.pepper_speech import Utterance
-    from uservlm_ros.backends.tts import TtsOptions, make_synthesizer
+    from uservlm_ros.backends.tts import SYNTHESIZERS, TtsOptions
     from uservlm_ros.core.errors import UservlmError
 
     text = " ".join(args.text).strip()
@@ -270,7 +270,7 @@ def _cmd_say(args: argparse.Namespace) -> int:
     speech = None
     try:
         # The bridge's `local` backend, as naoqi_bridge_node runs it with backend:=local.
-        synthesizer = make_synthesizer(args.backend, TtsOptions(args.voice, args.length_scale))
+        synthesizer = SYNTHESIZERS.create(args.backend, TtsOptions(args.voice, args.length_scale))
         output = WavOutput(file=args.out) if args.out else SpeakerOutput(args.device)
         speech = LocalSpeech(synthesizer, output)
         speech.connect()

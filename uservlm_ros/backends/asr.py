@@ -1,4 +1,4 @@
-"""Speech recognition backends (`AsrBackend`) and the table that names them (`ASR_BACKENDS`).
+"""Speech recognition backends (`AsrBackend`) and the registry that names them (`RECOGNISERS`).
 
 `faster_whisper`: Whisper in CTranslate2 format run by faster-whisper. `model.path` is a
 CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), or a model name that is
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from uservlm_ros.core.errors import ConfigError, ModelLoadError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 from uservlm_ros.core.utterances import repeats_in_a_loop
 
 WHISPER_WINDOW_S = 30.0  # the audio one Whisper decoding covers
@@ -33,19 +34,66 @@ SAMPLE_RATE = 16000
 MAX_TOKENS = 224  # Whisper's own limit for the text of one window (half its 448 positions)
 
 
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "float16",
+    "bfloat16",
+    "float32",
+    "default",
+)
+
+
+def _device_problem(value: str) -> str | None:
+    if value in ("cpu", "cuda", "auto"):
+        return None
+    return f"expected cpu, cuda or auto, got {value!r}"
+
+
 @dataclass(frozen=True)
 class AsrOptions:
-    path: str = ""  # "" = the embedded tiny.en
-    device: str = "cpu"  # cpu | cuda | auto
-    compute_type: str = "int8"  # CTranslate2: int8, int8_float16, float16, float32, default
-    threads: int = 2  # CPU threads
-    language: str = "en"  # "" = detect (multilingual models only)
-    beam_size: int = 1
-    no_speech_threshold: float = 0.6  # Whisper's own silence test (with the log-prob one)
-    log_prob_threshold: float = -1.0
-    # The encoder sees the utterance padded with silence to this length (at most Whisper's 30 s
-    # window; longer utterances are seen whole): see the module docstring.
-    audio_context_s: float = 10.0
+    path: str = setting(
+        "",
+        "Whisper in CTranslate2 format: a folder, or a name in the local cache (base, small, "
+        'large-v3-turbo, a repository id); "" = the embedded tiny.en (English only)',
+        name="model.path",
+    )
+    device: str = setting("cpu", "cpu, cuda or auto", name="model.device", check=_device_problem)
+    compute_type: str = setting(
+        "int8",
+        "CTranslate2 weight type (int8 on CPU; float16 or int8_float16 on a GPU)",
+        name="model.compute_type",
+        choices=COMPUTE_TYPES,
+    )
+    threads: int = setting(2, "CPU threads of the recogniser", name="model.threads", min=1, max=64)
+    language: str = setting(
+        "en",
+        'Language code spoken to the robot ("" = detect; needs a multilingual model)',
+        name="asr.language",
+    )
+    beam_size: int = setting(
+        1, "Beam width (1 = greedy: fastest)", name="asr.beam_size", min=1, max=10
+    )
+    no_speech_threshold: float = setting(
+        0.6,
+        "Whisper's silence test: above this no-speech probability (with a low log-prob) the "
+        "utterance is silent",
+        name="asr.no_speech_threshold",
+        min=0.0,
+        max=1.0,
+    )
+    log_prob_threshold: float = -1.0  # the other half of Whisper's silence test
+    # See the module docstring.
+    audio_context_s: float = setting(
+        10.0,
+        "Audio Whisper's encoder sees: the utterance padded with silence to this length, s "
+        "(30 = Whisper's whole window: 3-4x slower on CPU; much less and Whisper repeats itself, "
+        "then the utterance is recognised again with the whole window)",
+        name="asr.audio_context_s",
+        min=1.0,
+        max=30.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -198,18 +246,9 @@ class FasterWhisperAsr:
         return text, confidence, language, result.no_speech_prob
 
 
-# Imported lazily so that the registry costs nothing where a backend is not used.
-ASR_BACKENDS: dict[str, Callable[[AsrOptions], AsrBackend]] = {
-    "faster_whisper": FasterWhisperAsr,
-}
-
-
-def make_asr_backend(name: str, options: AsrOptions) -> AsrBackend:
-    """The recogniser called `name`; ConfigError for an unknown name."""
-    try:
-        factory = ASR_BACKENDS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown speech recogniser {name!r}; known: {', '.join(ASR_BACKENDS)}"
-        ) from None
-    return factory(options)
+# `asr.backend` of speech_node, `uservlm transcribe`, the evaluation. Adding a recogniser: a
+# class with `model_id` and `transcribe`, its options (or AsrOptions), one line here.
+RECOGNISERS: Registry[AsrBackend] = Registry("speech recogniser", "")
+RECOGNISERS.add(
+    "faster_whisper", FasterWhisperAsr, AsrOptions, "Whisper (CTranslate2) through faster-whisper"
+)

@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.backends.audio import AudioBlock, AudioError, read_wav
-from uservlm_ros.backends.pepper_speech import RobotAddress, RobotUnavailable, open_session
+from uservlm_ros.backends.pepper_speech import RobotUnavailable, connection_options, open_session
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 
 BlockCallback = Callable[[AudioBlock], None]
 StatusCallback = Callable[[bool, str], None]  # (healthy, message)
@@ -36,13 +38,15 @@ StatusCallback = Callable[[bool, str], None]  # (healthy, message)
 # ALAudioDevice's channel codes for a single-microphone, 16 kHz subscription.
 NAOQI_CHANNELS = {"all": 0, "left": 1, "right": 2, "front": 3, "rear": 4}
 NAOQI_RATE = 16000
-SOURCES = ("naoqi", "microphone", "file")
 
 
 class AudioSource:
     """Base: the thread, stop flag and callbacks every source shares."""
 
     name = ""
+    # True: `on_block` may block until there is room (nothing is captured live, so the source
+    # waits for the listener instead of losing audio).
+    lossless = False
 
     def __init__(self) -> None:
         self._on_block: BlockCallback = lambda block: None
@@ -92,14 +96,25 @@ def _remote_audio_client(source: NaoqiAudioSource) -> Any:
 
 
 @dataclass(frozen=True)
-class NaoqiAudioOptions:
-    address: RobotAddress
-    channel: str = "front"
-    client_name: str = "uservlm_speech"
-    connect_timeout_s: float = 5.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 10.0
-    audio_timeout_s: float = 3.0
+class NaoqiAudioOptions(connection_options("naoqi")):
+    channel: str = setting(
+        "front",
+        "Which of Pepper's microphones (16 kHz needs a single one)",
+        name="naoqi.channel",
+        choices=tuple(c for c in NAOQI_CHANNELS if c != "all"),
+    )
+    client_name: str = setting(
+        "uservlm_speech",
+        "Name of the qi service NAOqi sends the audio to (unique per robot)",
+        name="naoqi.client_name",
+    )
+    audio_timeout_s: float = setting(
+        3.0,
+        "Subscribe again when no audio came for this long (NAOqi's audio can stall), s",
+        name="naoqi.audio_timeout_s",
+        min=0.5,
+        max=600.0,
+    )
 
 
 class NaoqiAudioSource(AudioSource):
@@ -114,6 +129,7 @@ class NaoqiAudioSource(AudioSource):
                 f"naoqi.channel {options.channel!r}: expected one of {', '.join(NAOQI_CHANNELS)}"
             )
         self.options = options
+        self.address = options.address  # reads the password once
         self._session: Any = None
         self._service_id: int | None = None
         self._last_audio = 0.0
@@ -143,7 +159,7 @@ class NaoqiAudioSource(AudioSource):
 
     def _connect(self) -> None:
         o = self.options
-        session = open_session(o.address, o.connect_timeout_s)
+        session = open_session(self.address, o.connect_timeout_s)
         try:
             self._service_id = session.registerService(o.client_name, _remote_audio_client(self))
             device = session.service("ALAudioDevice")
@@ -153,7 +169,7 @@ class NaoqiAudioSource(AudioSource):
             with contextlib.suppress(RuntimeError):
                 session.close()
             raise RobotUnavailable(
-                f"Pepper at {o.address.url}: cannot subscribe to ALAudioDevice: {error}"
+                f"Pepper at {self.address.url}: cannot subscribe to ALAudioDevice: {error}"
             ) from error
         self._session = session
         self._last_audio = time.monotonic()
@@ -174,7 +190,7 @@ class NaoqiAudioSource(AudioSource):
                     continue
                 backoff = o.reconnect_min_s
                 self._on_status(
-                    True, f"listening to Pepper's {o.channel} microphone at {o.address.url}"
+                    True, f"listening to Pepper's {o.channel} microphone at {self.address.url}"
                 )
             silent_for = time.monotonic() - self._last_audio
             if silent_for > o.audio_timeout_s:
@@ -219,10 +235,28 @@ def import_sounddevice():
 
 @dataclass(frozen=True)
 class MicrophoneOptions:
-    device: str = ""  # "" = the system default; an index or part of a device name
-    sample_rate: int = 16000  # 0 = the device's default rate (then resampled)
-    block_ms: int = 100
-    retry_s: float = 5.0
+    device: str = setting(
+        "",
+        "Input device: empty = the system default, a device index, or part of its name",
+        name="microphone.device",
+    )
+    sample_rate: int = setting(
+        16000,
+        "Capture rate, Hz (0 = the device's default; other rates are resampled to 16 kHz)",
+        name="microphone.sample_rate",
+        min=0,
+        max=384000,
+    )
+    block_ms: int = setting(
+        100, "Capture block length, ms", name="microphone.block_ms", min=10, max=1000
+    )
+    retry_s: float = setting(
+        5.0,
+        "Where no microphone can be opened, try again after this long, s",
+        name="microphone.retry_s",
+        min=0.5,
+        max=3600.0,
+    )
 
 
 class MicrophoneSource(AudioSource):
@@ -298,10 +332,19 @@ def wav_files(path: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class FileOptions:
-    path: str
-    realtime: bool = True  # paced like a microphone; false = as fast as the node takes it
-    loop: bool = False
-    gap_s: float = 1.0  # silence before, between and after the files
+    path: str = setting(
+        "", "source file: a WAV file or a folder of them (played in name order)", name="file.path"
+    )
+    realtime: bool = setting(
+        True,
+        "Play files at real speed; false = as fast as the node takes them (the file waits for "
+        "VAD and recognition: no audio is dropped)",
+        name="file.realtime",
+    )
+    loop: bool = setting(False, "Start again after the last file", name="file.loop")
+    gap_s: float = setting(
+        1.0, "Silence before, between and after the files, s", name="file.gap_s", min=0.0, max=60.0
+    )
     block_ms: int = 170  # Pepper's buffer length
 
 
@@ -315,6 +358,7 @@ class FileSource(AudioSource):
         self.options = options
         self.files = wav_files(options.path)
         self.finished = threading.Event()
+        self.lossless = not options.realtime
 
     def _run(self) -> None:
         o = self.options
@@ -372,3 +416,14 @@ class _Pacer:
             if delay > 0:
                 time.sleep(delay)
         return start
+
+
+# `source` of speech_node. Adding a source: a class with `_run`, its options, one line here.
+SOURCES: Registry[AudioSource] = Registry("audio source", "")
+SOURCES.add(
+    "naoqi", NaoqiAudioSource, NaoqiAudioOptions, "Pepper's microphones through ALAudioDevice"
+)
+SOURCES.add(
+    "microphone", MicrophoneSource, MicrophoneOptions, "a local input device through PortAudio"
+)
+SOURCES.add("file", FileSource, FileOptions, "WAV files (file.path)")

@@ -13,6 +13,7 @@ import contextlib
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,9 +23,10 @@ from uservlm_ros.backends.audio import to_int16
 from uservlm_ros.backends.pepper_speech import RobotUnavailable, Utterance
 from uservlm_ros.backends.tts import Synthesizer, TtsError
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 from uservlm_ros.core.sentences import first_sentence
 
-OUTPUTS = ("speaker", "wav")
 CHUNK_S = 0.05  # speaker writes: how soon a stop is heard
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -178,12 +180,30 @@ def write_wav_file(path: Path, samples: np.ndarray, rate: int) -> None:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
 
 
-def make_output(name: str, device: str = "", wav_dir: str = "") -> AudioOutput:
-    if name == "speaker":
-        return SpeakerOutput(device)
-    if name == "wav":
-        return WavOutput(wav_dir)
-    raise ConfigError(f"unknown audio output {name!r} (choices: {', '.join(OUTPUTS)})")
+@dataclass(frozen=True)
+class SpeakerOptions:
+    device: str = setting(
+        "",
+        "Output device of tts.output speaker: empty = the default, an index or part of a name",
+        name="tts.device",
+    )
+
+
+@dataclass(frozen=True)
+class WavOptions:
+    wav_dir: str = setting(
+        "",
+        "Folder of tts.output wav: NNNN_<request id>_<part>.wav per utterance",
+        name="tts.wav_dir",
+    )
+
+
+# `tts.output` of the bridge's local backend.
+OUTPUTS: Registry[AudioOutput] = Registry("audio output", "")
+OUTPUTS.add("speaker", lambda o: SpeakerOutput(o.device), SpeakerOptions, "PortAudio")
+OUTPUTS.add(
+    "wav", lambda o: WavOutput(o.wav_dir), WavOptions, "a file per utterance in tts.wav_dir"
+)
 
 
 class LocalSpeech:
@@ -197,6 +217,9 @@ class LocalSpeech:
         self._connected = False
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tts")
+        self.description = f"voice {synthesizer.voice.name} -> {output.name}" + (
+            f" {output.folder}" if isinstance(output, WavOutput) else ""
+        )
 
     @property
     def connected(self) -> bool:

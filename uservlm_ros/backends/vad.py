@@ -8,11 +8,15 @@ and `reset()` called between independent streams.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from uservlm_ros.core.errors import ModelLoadError
+from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.registry import Registry
 
 FRAME_SAMPLES = 512  # at 16 kHz; the model accepts no other size
 CONTEXT_SAMPLES = 64
@@ -31,22 +35,45 @@ def default_vad_path() -> Path:
     return Path(silero_vad.__file__).parent / "data" / "silero_vad.onnx"
 
 
+class Vad(Protocol):
+    """Speech probability (0..1) of consecutive 32 ms frames at 16 kHz, fed in order."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def reset(self) -> None:
+        """Forget the stream (between independent streams)."""
+
+    def __call__(self, frame: np.ndarray) -> float: ...
+
+
+@dataclass(frozen=True)
+class SileroOptions:
+    path: str = setting(
+        "",
+        'Silero VAD ONNX file ("" = the one in the silero-vad package)',
+        name="vad.model_path",
+    )
+    threads: int = setting(1, "CPU threads of the VAD model", name="vad.threads", min=1, max=16)
+
+
 class SileroVad:
     """Speech probability of consecutive 512-sample frames; see the module docstring."""
 
-    def __init__(self, path: str | Path = "", threads: int = 1) -> None:
+    def __init__(self, options: SileroOptions | None = None) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path) if path else default_vad_path()
+        options = options or SileroOptions()
+        self.path = Path(options.path) if options.path else default_vad_path()
         if not self.path.is_file():
             raise ModelLoadError(f"Silero VAD model {self.path} not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.threads
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
+                str(self.path), session_options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # onnxruntime raises its own types for a bad file
             raise ModelLoadError(f"cannot load the VAD model {self.path}: {error}") from error
@@ -76,3 +103,8 @@ class SileroVad:
         )
         self._context = x[0, -CONTEXT_SAMPLES:]
         return float(output[0, 0])
+
+
+# `vad.backend` of speech_node. Adding a detector: a class like SileroVad, its options, one line.
+DETECTORS: Registry[Vad] = Registry("voice activity detector", "")
+DETECTORS.add("silero", SileroVad, SileroOptions, "Silero VAD (ONNX, onnxruntime)")

@@ -1,8 +1,8 @@
 """The node graph, described once for both ways of starting it.
 
 A deployment is a standard ROS 2 parameter file (`config/<deployment>.yaml`): each top-level key
-names a node to start (`<node name>: {ros__parameters: {...}}`). The catalogue below says which
-executable runs under a node name and how its topics are remapped. `launch/*.launch.py`
+names a node to start (`<node name>: {ros__parameters: {...}}`), one of the nodes of
+nodes/catalogue.py; the node runs its executable of the same name. `launch/*.launch.py`
 (ros2 launch, on robots) and `uservlm run` (anywhere, without the ros2 CLI) both build their
 processes from `load_graph`, so they start the same nodes with the same parameters, grouped
 into the same processes (COMPOSITION).
@@ -25,28 +25,9 @@ import yaml
 
 from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.shipped import shipped_dirs
+from uservlm_ros.nodes.catalogue import NODES
 
 PACKAGE = "uservlm"
-
-
-@dataclass(frozen=True)
-class NodeKind:
-    """What runs under a node name: the executable and its default topic remappings."""
-
-    executable: str
-    remappings: tuple[tuple[str, str], ...] = ()
-
-
-# Node name -> what runs under it.
-CATALOGUE: Mapping[str, NodeKind] = {
-    "camera_node": NodeKind("camera_node"),
-    "face_crop_node": NodeKind("face_crop_node"),
-    "user_profiler_node": NodeKind("user_profiler_node"),
-    "vlm_responder_node": NodeKind("vlm_responder_node"),
-    "naoqi_bridge_node": NodeKind("naoqi_bridge_node"),
-    "speech_node": NodeKind("speech_node"),
-    "console_node": NodeKind("console_node"),
-}
 
 
 # Nodes that share one process (nodes/container.py) when a deployment starts two or more of
@@ -150,11 +131,13 @@ class NodeSpec:
     """One node process of a deployment."""
 
     name: str
-    executable: str
     parameters: dict[str, Any]  # from the params file, overrides applied (flattened names)
     overrides: dict[str, Any] = field(default_factory=dict)  # the values given on top of it
-    remappings: tuple[tuple[str, str], ...] = ()
     namespace: str = ""
+
+    @property
+    def executable(self) -> str:
+        return self.name  # a node runs under the name of its file (nodes/catalogue.py)
 
     def module(self) -> str:
         return f"uservlm_ros.nodes.{self.executable}"
@@ -164,8 +147,6 @@ class NodeSpec:
         args = ["--ros-args", "-r", f"__node:={self.name}"]
         if self.namespace:
             args += ["-r", f"__ns:={self.namespace}"]
-        for source, target in self.remappings:
-            args += ["-r", f"{source}:={target}"]
         args += ["--params-file", str(params_file)]
         for name, value in sorted(self.overrides.items()):
             args += ["-p", f"{name}:={yaml_scalar(value)}"]
@@ -198,15 +179,11 @@ class Process:
 
     def ros_args(self, params_file: Path) -> list[str]:
         """A container's ROS arguments (a single node's are NodeSpec.ros_args): node names stay
-        the nodes' own; remappings carry the node-name prefix so that each applies to its node
-        only."""
+        the nodes' own (no `__node:=`), per-node values come in the overrides file."""
         args = ["--ros-args"]
         namespace = self.nodes[0].namespace
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
-        for spec in self.nodes:
-            for source, target in spec.remappings:
-                args += ["-r", f"{spec.name}:{source}:={target}"]
         args += ["--params-file", str(params_file)]
         if self.overrides_file is not None:
             args += ["--params-file", str(self.overrides_file)]
@@ -344,18 +321,15 @@ def load_graph(
         entry = entry or {}
         if not isinstance(entry, Mapping) or "ros__parameters" not in entry:
             raise ConfigError(f"{path}: node {name!r} needs a `ros__parameters` map")
-        if name not in CATALOGUE:
-            raise ConfigError(f"{path}: unknown node {name!r}; known: {', '.join(CATALOGUE)}")
-        kind = CATALOGUE[name]
+        if name not in NODES:
+            raise ConfigError(f"{path}: unknown node {name!r}; known: {', '.join(NODES)}")
         node_overrides = overrides.get(name, {})
         parameters = {**flatten(entry["ros__parameters"] or {}), **node_overrides}
         nodes.append(
             NodeSpec(
                 name=name,
-                executable=kind.executable,
                 parameters=parameters,
                 overrides=node_overrides,
-                remappings=kind.remappings,
                 namespace=namespace,
             )
         )

@@ -49,12 +49,11 @@ def deployment_launch_description(deployment: str):
                 name=spec.name,
                 namespace=spec.namespace or None,
                 parameters=[params_file, spec.overrides],
-                remappings=list(spec.remappings),
                 output="screen",
                 emulate_tty=True,
             )
         # No name= (it would rename every node of the container); the container's own ROS
-        # arguments carry the per-node remappings and overrides file.
+        # arguments carry the namespace and the per-node overrides file.
         return Node(
             package=PACKAGE,
             executable=CONTAINER_EXECUTABLE,

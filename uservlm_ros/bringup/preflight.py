@@ -10,15 +10,15 @@ The node modules are imported for their Param tables (no node is created).
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from uservlm_ros.bringup.graph import CATALOGUE, Graph
+from uservlm_ros.bringup.graph import Graph
 from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.parameters import Param
+from uservlm_ros.nodes.catalogue import node_module
 
 VLM_NODE = "vlm_responder_node"
 # Files a model folder that transformers can load from holds (weights in one of these forms).
@@ -27,9 +27,8 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.j
 
 
 def node_params(node: str) -> dict[str, Param]:
-    """The Param table of a node of the catalogue, by parameter name."""
-    module = importlib.import_module(f"uservlm_ros.nodes.{CATALOGUE[node].executable}")
-    return {param.name: param for param in module.PARAMS}
+    """The Param table of a node (nodes/catalogue.py), by parameter name."""
+    return {param.name: param for param in node_module(node).PARAMS}
 
 
 def check_overrides(node: str, values: Mapping[str, Any]) -> None:

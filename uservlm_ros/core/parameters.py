@@ -1,7 +1,7 @@
 """Node parameters described once: declaration, validation and the docs tables use this.
 
-Pure Python (no rclpy): `uservlm_ros.ros.parameters.declare_parameters` turns a list of `Param` into
-declared ROS parameters with descriptors; tests and docs read the same lists.
+Pure Python (no rclpy): `uservlm_ros.ros.param_declare.declare_parameters` turns a list of
+`Param` into declared ROS parameters with descriptors; tests and docs read the same lists.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Keyed by person (UserProfile.person_id, core/persons.py), not by face track: a p
 back gets a new track but stays the same row, and the anonymous person of a track that is then
 identified is replaced by the known one. Profiles are published while a person is seen and not
 when they leave, so a person counts as gone after `expiry_s` without a profile (the profiler's
-own `fusion.expiry_s`, 5 s by default). Pure Python: the ROS side (ros/presence.py) feeds it the
-profiles it receives.
+own `fusion.expiry_s`, 5 s by default). Pure Python: the ROS side (ros/presence_watcher.py) feeds
+it the profiles it receives.
 """
 
 from __future__ import annotations

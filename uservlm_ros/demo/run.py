@@ -14,7 +14,6 @@ a folder it names.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -84,8 +83,7 @@ class _Observer:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-        from uservlm.msg import FaceArray, Response, Transcript, UserProfile
+        from uservlm.msg import FaceArray, Response, SpeechEvent, Transcript, UserProfile
 
         from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
         from uservlm_ros.ros.respond_client import RespondClient
@@ -106,13 +104,15 @@ class _Observer:
         self.images: dict[tuple[int, int], object] = {}  # camera stamp -> the recent frames
         self.responses: dict[str, object] = {}
         self.early: dict[str, float] = {}
-        self.speech: list[tuple[float, dict]] = []
+        self.speech: list[tuple[float, object]] = []  # (when received, SpeechEvent)
         self.transcripts: list = []
         self.node.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
         self.node.create_subscription(FaceArray, topics.FACES, self._on_faces, RELIABLE_QOS)
         self.node.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS)
         self.node.create_subscription(Response, topics.RESPONSE, self._on_response, RELIABLE_QOS)
-        self.node.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS)
+        self.node.create_subscription(
+            SpeechEvent, topics.SPEECH_EVENTS, self._on_speech, RELIABLE_QOS
+        )
         self.node.create_subscription(
             Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
         )
@@ -166,7 +166,7 @@ class _Observer:
 
     def _on_speech(self, msg) -> None:
         with self.lock:
-            self.speech.append((time.time(), json.loads(msg.data)))
+            self.speech.append((time.time(), msg))
 
     def _on_transcript(self, msg) -> None:
         with self.lock:
@@ -421,7 +421,7 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
     if not _wait(transcribed, 30):
         t0 = played.start  # times below: seconds from the start of the question's clip
         with observer.lock:
-            finished = [t for t, e in observer.speech if e.get("event") == "finished"]
+            finished = [t for t, e in observer.speech if e.event == "finished"]
             dropped = [
                 f"{msg.text!r} ({msg.dropped}, audio {stamp_to_seconds(msg.audio_start) - t0:+.2f}"
                 f" to {stamp_to_seconds(msg.audio_end) - t0:+.2f} s)"
@@ -449,11 +449,11 @@ def _speak(observer: _Observer, pepper, item: SpokenQuestion, say) -> Exchange:
     def answered() -> bool:
         with observer.lock:
             exchange.response = observer.responses.get(msg.request_id)
-            timed = [(t, e) for t, e in observer.speech if e.get("request_id") == msg.request_id]
+            timed = [(t, e) for t, e in observer.speech if e.request_id == msg.request_id]
         exchange.speech_finished = any(
-            e["event"] == "finished" and e.get("part") in ("rest", "full") for _, e in timed
+            e.event == "finished" and e.part in ("rest", "full") for _, e in timed
         )
-        starts = [t for t, e in timed if e["event"] == "started"]
+        starts = [t for t, e in timed if e.event == "started"]
         if starts and exchange.speech_started_at is None:
             exchange.speech_started_at = min(starts)
         return exchange.response is not None and (

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from uservlm_ros.backends.asr import AsrOptions, make_asr_backend
+from uservlm_ros.backends.asr import RECOGNISERS, AsrOptions
 from uservlm_ros.backends.audio import AudioBlock, AudioError, StreamResampler, load_speech
 from uservlm_ros.backends.audio_sources import wav_files
 from uservlm_ros.backends.listener import FileUtterance, transcribe_audio
-from uservlm_ros.backends.vad import SileroVad
+from uservlm_ros.backends.vad import SileroOptions, SileroVad
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.core.utterances import (
@@ -65,8 +65,8 @@ class Recogniser:
         vad_path: str = "",
         filters: TranscriptFilter | None = None,
     ) -> None:
-        self.vad = SileroVad(vad_path)
-        self.asr = make_asr_backend(backend, asr_options or AsrOptions())
+        self.vad = SileroVad(SileroOptions(path=vad_path))
+        self.asr = RECOGNISERS.create(backend, asr_options or AsrOptions())
         self.config = vad_config or VadConfig()
         self.filters = filters or TranscriptFilter()
 

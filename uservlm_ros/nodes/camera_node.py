@@ -25,7 +25,7 @@ from uservlm_ros.ros.conversions import rgb_to_image
 from uservlm_ros.ros.diagnostics import Diagnostics
 from uservlm_ros.ros.intra_process import IntraProcessPublisher
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
+from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
 
 PARAMS = [

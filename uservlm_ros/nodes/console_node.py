@@ -30,8 +30,14 @@ from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 from rclpy.qos import qos_profile_parameter_events
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
-from uservlm.msg import AttributeEstimate, FaceArray, Response, Transcript, UserProfile
+from uservlm.msg import (
+    AttributeEstimate,
+    FaceArray,
+    Response,
+    SpeechEvent,
+    Transcript,
+    UserProfile,
+)
 from uservlm.srv import ForgetPersons
 
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
@@ -46,7 +52,7 @@ from uservlm_ros.ros import message_data, topics
 from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
 from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
+from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import Partial, RespondCall, RespondClient
 
@@ -150,7 +156,7 @@ class ConsoleNode(Node):
         # (monotonic, for the expiry; the state's wall clock, for the privacy switches)
         self._profiles: dict[int, tuple[UserProfile, float, float]] = {}
         self.create_subscription(UserProfile, topics.PROFILE, self._on_profile, LATCHED_QOS)
-        self.create_subscription(String, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
+        self.create_subscription(SpeechEvent, topics.SPEECH_EVENTS, self._on_speech, REQUEST_QOS)
         # the console sees plain data only: each message is converted first
         state, data = self.state, message_data
         for kind, topic, convert, handle, qos in (
@@ -281,13 +287,8 @@ class ConsoleNode(Node):
 
     # -- ROS callbacks
 
-    def _on_speech(self, msg: String) -> None:
-        try:
-            event = message_data.speech_event(msg.data)
-        except ValueError as error:
-            log_rejection(self, self._rejections, f"ignored a speech event: {error}")
-            return
-        self.state.on_speech_event(event)
+    def _on_speech(self, msg: SpeechEvent) -> None:
+        self.state.on_speech_event(message_data.speech_event(msg))
 
     def _on_parameters(self, event: ParameterEvent) -> None:
         if event.node != self.profiler:

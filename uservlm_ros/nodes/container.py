@@ -7,7 +7,8 @@ Each node keeps its name, its section of the params file, its topics, services, 
 diagnostics. What changes: camera frames and faces go from node to node as Python objects
 (ros/intra_process.py) instead of through DDS and another process's executor, and the nodes share
 one executor. Nodes start in the order given (producers first); one that fails to start stops
-the container (exit code 1). `uservlm run` and the launch files start the perception nodes this
+the container (exit code 1). It holds the nodes whose module defines `NODE`
+(nodes/catalogue.py). `uservlm run` and the launch files start the perception nodes this
 way unless `use_composition:=false`.
 
 Per-node ROS arguments (ROS 2's `node_name:` prefix): `-r face_crop_node:camera/image_raw:=x`.
@@ -17,21 +18,10 @@ a params file.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
+from uservlm_ros.nodes.catalogue import composable, is_composable, node_module
 from uservlm_ros.ros.node_main import run_nodes
-
-# Nodes a container can hold: their modules define NODE (speech_node does not: its cpu.nice
-# would lower the priority of every node in the process).
-COMPOSABLE = (
-    "camera_node",
-    "face_crop_node",
-    "user_profiler_node",
-    "vlm_responder_node",
-    "naoqi_bridge_node",
-    "console_node",
-)
 
 
 def node_names(argv: list[str]) -> list[str]:
@@ -40,12 +30,12 @@ def node_names(argv: list[str]) -> list[str]:
     if not names:
         raise ValueError(
             f"name the nodes to run, e.g. camera_node face_crop_node; composable: "
-            f"{', '.join(COMPOSABLE)}"
+            f"{', '.join(composable())}"
         )
-    unknown = [name for name in names if name not in COMPOSABLE]
+    unknown = [name for name in names if not is_composable(name)]
     if unknown:
         raise ValueError(
-            f"cannot run {', '.join(unknown)} in a container; composable: {', '.join(COMPOSABLE)}"
+            f"cannot run {', '.join(unknown)} in a container; composable: {', '.join(composable())}"
         )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -60,7 +50,7 @@ def main(args=None):
     except ValueError as error:
         print(f"container: {error}", file=sys.stderr)
         sys.exit(2)
-    factories = [importlib.import_module(f"uservlm_ros.nodes.{name}").NODE for name in names]
+    factories = [node_module(name).NODE for name in names]
     sys.exit(run_nodes(factories, None if args is None else ["container", *args]))
 
 

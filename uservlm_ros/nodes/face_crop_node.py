@@ -39,7 +39,7 @@ from uservlm_ros.ros.diagnostics import log_rejection, loss_counter
 from uservlm_ros.ros.intra_process import IntraProcessPublisher, intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 # Said once when DDS reports camera frames lost before they reached this node.

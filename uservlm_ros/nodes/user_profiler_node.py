@@ -61,7 +61,7 @@ from uservlm_ros.ros.diagnostics import log_rejection
 from uservlm_ros.ros.intra_process import intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.person_identity import PersonIdentity
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 from uservlm_ros.ros.rep155 import (

@@ -40,7 +40,7 @@ from uservlm_ros.ros.conversions import image_to_rgb, stage_timings, stamp_to_se
 from uservlm_ros.ros.diagnostics import loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
 from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.qos import FEEDBACK_QOS, LATCHED_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import request_id_of
 

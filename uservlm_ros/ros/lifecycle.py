@@ -24,7 +24,7 @@ from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros.diagnostics import Diagnostics
-from uservlm_ros.ros.parameters import declare_parameters, read_parameters, watch_parameters
+from uservlm_ros.ros.param_declare import declare_parameters, read_parameters, watch_parameters
 
 
 class ModelNode(LifecycleNode):

@@ -5,8 +5,6 @@ console_node hands the console these instead of the messages (the console runs w
 
 from __future__ import annotations
 
-import json
-
 from diagnostic_msgs.msg import DiagnosticArray
 from uservlm.msg import Response, Transcript, UserProfile
 
@@ -87,10 +85,6 @@ def statuses(msg: DiagnosticArray) -> list[StatusData]:
     ]
 
 
-def speech_event(text: str) -> SpeechEventData:
-    """A speech event's JSON; ValueError when it is not one."""
-    event = json.loads(text)
-    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
-        raise ValueError("not an object with an 'event'")
-    fields = ("request_id", "part", "detail")
-    return SpeechEventData(event["event"], *(str(event.get(f) or "") for f in fields))
+def speech_event(msg) -> SpeechEventData:
+    """A uservlm/SpeechEvent."""
+    return SpeechEventData(msg.event, msg.request_id, msg.part, msg.detail)

@@ -7,7 +7,7 @@ import sys
 
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.shipped import shipped_file
-from uservlm_ros.ros.parameters import AUTOSTART
+from uservlm_ros.ros.param_declare import AUTOSTART
 
 FASTDDS_PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 

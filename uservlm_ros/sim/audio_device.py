@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.backends.audio import load_speech, resample, to_int16
-from uservlm_ros.backends.tts import Synthesizer, TtsOptions, make_synthesizer
+from uservlm_ros.backends.tts import SYNTHESIZERS, Synthesizer, TtsOptions
 
 RATE = 16000
 BLOCK_SAMPLES = 2720  # 170 ms at 16 kHz, NAOqi's buffer length
@@ -133,7 +133,7 @@ class RobotVoice:
     rate). The synthesizer program starts at the first sentence and stops with `close`."""
 
     def __init__(self, synthesizer: Synthesizer | None = None) -> None:
-        self.synthesizer = synthesizer or make_synthesizer("piper", TtsOptions())
+        self.synthesizer = synthesizer or SYNTHESIZERS.create("piper", TtsOptions())
 
     def __call__(self, text: str) -> np.ndarray:
         samples = self.synthesizer.synthesize(text)
