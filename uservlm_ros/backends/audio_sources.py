@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.backends.audio import AudioBlock, AudioError, read_wav
-from uservlm_ros.backends.pepper_speech import RobotUnavailable, connection_options, open_session
+from uservlm_ros.backends.pepper_speech import (
+    RobotUnavailable,
+    connection_options,
+    open_session,
+    reconnect_backoff,
+)
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.registry import Registry
@@ -177,18 +182,18 @@ class NaoqiAudioSource(AudioSource):
 
     def _run(self) -> None:
         o = self.options
-        backoff = o.reconnect_min_s
+        backoff = reconnect_backoff("naoqi", o.reconnect_min_s, o.reconnect_max_s)
         while self._running:
             if not self.connected:
                 self._close()
                 try:
                     self._connect()
                 except RobotUnavailable as error:
-                    self._on_status(False, f"{error}; retrying in {backoff:.1f} s")
-                    self._sleep(backoff)
-                    backoff = min(backoff * 2, o.reconnect_max_s)
+                    delay = backoff.next_delay()
+                    self._on_status(False, f"{error}; retrying in {delay:.1f} s")
+                    self._sleep(delay)
                     continue
-                backoff = o.reconnect_min_s
+                backoff.reset()
                 self._on_status(
                     True, f"listening to Pepper's {o.channel} microphone at {self.address.url}"
                 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from uservlm_ros.core.backoff import Backoff
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
 from uservlm_ros.core.parameters import setting
@@ -111,8 +112,24 @@ def connection_options(prefix: str) -> type:
             ),
         ],
         frozen=True,
-        namespace={"address": property(_address)},
+        namespace={
+            "address": property(_address),
+            "__post_init__": lambda o: reconnect_backoff(
+                prefix, o.reconnect_min_s, o.reconnect_max_s
+            ),
+        },
     )
+
+
+def reconnect_backoff(prefix: str, min_s: float, max_s: float) -> Backoff:
+    """The reconnect waits of `<prefix>.reconnect_min_s` .. `<prefix>.reconnect_max_s`;
+    ConfigError naming the two parameters when they are the wrong way round."""
+    if min_s > max_s:
+        raise ConfigError(
+            f"{prefix}.reconnect_min_s ({min_s:g} s) must not exceed "
+            f"{prefix}.reconnect_max_s ({max_s:g} s)"
+        )
+    return Backoff(min_s, max_s)
 
 
 def _address(options: Any) -> RobotAddress:

@@ -29,7 +29,14 @@ from std_msgs.msg import Header, String
 from uservlm.msg import Response, SpeechEvent
 
 from uservlm_ros.backends.local_speech import OUTPUTS, SpeechStopped
-from uservlm_ros.backends.pepper_speech import EARLY, FULL, REST, RobotUnavailable, Utterance
+from uservlm_ros.backends.pepper_speech import (
+    EARLY,
+    FULL,
+    REST,
+    RobotUnavailable,
+    Utterance,
+    reconnect_backoff,
+)
 from uservlm_ros.backends.speech_outputs import SPEECH_OUTPUTS, OutputContext
 from uservlm_ros.backends.tts import SYNTHESIZERS
 from uservlm_ros.core.errors import UservlmError
@@ -82,6 +89,9 @@ class NaoqiBridgeNode(Node):
         self.params = p = declare_parameters(self, PARAMS)
         watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
+        self._backoff = reconnect_backoff(
+            "robot", p["robot.reconnect_min_s"], p["robot.reconnect_max_s"]
+        )
         self.queue: RequestQueue[Utterance] = RequestQueue(p["speech.queue_size"])
         self._early: OrderedDict[str, str] = OrderedDict()  # request id -> sentence said early
         self._events = self.create_publisher(SpeechEvent, topics.SPEECH_EVENTS, REQUEST_QOS)
@@ -199,7 +209,7 @@ class NaoqiBridgeNode(Node):
     # ------------------------------------------------------------------ speaking
 
     def _work(self) -> None:
-        backoff = self.params["robot.reconnect_min_s"]
+        backoff = self._backoff
         pending: Utterance | None = None  # taken from the queue, not yet said completely
         while self._running:
             if not self.speech.connected:
@@ -207,14 +217,14 @@ class NaoqiBridgeNode(Node):
                     self.speech.connect()
                     self.diagnostics.count("connections")
                     self.diagnostics.set_status(DiagnosticStatus.OK, "connected")
-                    backoff = self.params["robot.reconnect_min_s"]
+                    backoff.reset()
                 except UservlmError as error:
+                    delay = backoff.next_delay()
                     self.diagnostics.set_status(DiagnosticStatus.WARN, f"not connected: {error}")
                     self.get_logger().warning(
-                        f"{error}; retrying in {backoff:.1f} s", throttle_duration_sec=10.0
+                        f"{error}; retrying in {delay:.1f} s", throttle_duration_sec=10.0
                     )
-                    self._sleep(backoff)
-                    backoff = min(backoff * 2, self.params["robot.reconnect_max_s"])
+                    self._sleep(delay)
                     continue
             if pending is None:
                 pending = self.queue.get(timeout=0.2)
