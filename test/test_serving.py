@@ -140,7 +140,10 @@ def test_node_answers_after_the_server_comes_up_streams_and_cancels(ros, respond
     response = result_of(handle, 120).result.response
     assert response.error == "" and response.final
     assert response.responder == f"openai:{SERVED_NAME}@dpo"
-    assert [f.tokens_generated for f in feedback] == list(range(1, 11))
+    # rclpy drops feedback that arrives after the result (docs/testing.md): every partial that
+    # came is in order, and the answer streamed
+    tokens = [f.tokens_generated for f in feedback]
+    assert tokens == list(range(1, len(tokens) + 1)) and len(tokens) >= 3, tokens
     stages = {t.stage for t in response.timings}
     assert {"connect", "first_token", "decode", "guard", "total"} <= stages
 

@@ -205,7 +205,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from uservlm_ros.demo.run import run_demo
 
-    return run_demo(args.out, vlm_model=args.vlm_model, console=args.console)
+    return _leave(run_demo(args.out, vlm_model=args.vlm_model, console=args.console))
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
@@ -250,8 +250,13 @@ def _cmd_sim_pepper(args: argparse.Namespace) -> int:
 
     with stop_on_signals():  # SIGTERM too ends serve's loop as Ctrl-C does
         code = serve(args.host, args.port, args.log, args.speech_s_per_word, args.mic, args.mic_gap)
-    # The robot is closed; libqi's threads sometimes abort the interpreter's own teardown
-    # ("terminate called without an active exception", exit -6), so leave without it.
+    return _leave(code)
+
+
+def _leave(code: int) -> int:
+    """Exit now, once a command that ran the simulated Pepper in this process has closed it:
+    libqi's threads sometimes abort the interpreter's own teardown ("terminate called without an
+    active exception", exit -6), which would turn a clean stop into a crash."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -129,17 +129,27 @@ class GraphRunner:
             self._print("[uservlm run]", f"  | {line}")
         self._print("[uservlm run]", "stopping the other nodes")
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGINT to every running node (their clean shutdown), SIGKILL after the timeout."""
+    def stop(self, timeout_s: float = 10.0, sigterm_after_s: float = 3.0) -> None:
+        """SIGINT to every running node (their clean shutdown); SIGTERM to those still running
+        after `sigterm_after_s` (rclpy shuts down on either; a process that missed the SIGINT,
+        one started with it ignored as in a background job, still stops cleanly); SIGKILL after
+        `timeout_s`."""
         running = [c for c in self.children if c.popen.poll() is None]
         for child in running:
             _signal_group(child.popen, signal.SIGINT)
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
         for child in running:
             try:
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
+                child.popen.wait(max(0.0, started + sigterm_after_s - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._print("[uservlm run]", f"{child.process.name} ignored SIGINT; killing it")
+                _signal_group(child.popen, signal.SIGTERM)
+        for child in running:
+            try:
+                child.popen.wait(max(0.0, started + timeout_s - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._print(
+                    "[uservlm run]", f"{child.process.name} ignored SIGINT and SIGTERM; killing it"
+                )
                 _signal_group(child.popen, signal.SIGKILL)
                 child.popen.wait()
         for child in self.children:
