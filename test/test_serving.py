@@ -22,7 +22,9 @@ from serving_fixtures import (
     free_port,
 )
 from test_dialogue_responder import publish_inputs, result_of, send_goal
+from test_speech_graph import BRIDGE, clip, start_speech_on
 from uservlm.action import Respond
+from uservlm.msg import Response, SpeechEvent
 
 from uservlm_ros.backends.fallback_responder import RESPONDER_ID, FallbackResponder
 from uservlm_ros.backends.openai_responder import (
@@ -34,6 +36,9 @@ from uservlm_ros.backends.openai_responder import (
 )
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
 from uservlm_ros.core.prompt import PROFILE_PROMPT, build_prompt
+from uservlm_ros.ros import topics
+from uservlm_ros.ros.qos import RELIABLE_QOS
+from uservlm_ros.sim.pepper import SimulatedPepper
 
 NODE = "uservlm_ros.nodes.vlm_responder_node"
 IMAGE = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -284,3 +289,46 @@ def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path)
         down.generate(IMAGE, prompt, 4)
     labelled = OpenAIResponder(down.server, lambda _: None, fallback=FallbackResponder())
     assert labelled.generate(IMAGE, prompt, 20).responder == RESPONDER_ID
+
+
+@pytest.fixture
+def robot():
+    with SimulatedPepper(speech_s_per_word=0.1) as pepper:
+        yield pepper
+
+
+def test_a_question_spoken_to_the_robot_is_answered_through_the_server(
+    ros, processes, responder, ready, robot
+):
+    """The conversation loop with the model on a server: the simulated Pepper's microphones hear
+    a recorded question, speech_node asks it, the responder answers through vLLM, the bridge
+    makes Pepper say it (or reports what it dropped)."""
+    pepper = robot
+    publish_inputs(ros)
+    bridge = processes.start_python(
+        "bridge", "-m", BRIDGE, "--ros-args", "-p", f"robot.port:={pepper.port}"
+    )
+    bridge.wait_for_output("naoqi_bridge_node ready", timeout=60)
+    responses = ros.subscribe(Response, topics.RESPONSE, RELIABLE_QOS)
+    events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, RELIABLE_QOS)
+    start_speech_on(processes, pepper)
+    pepper.microphones.play(clip("what_do_you_see.wav"))
+
+    def answered() -> list:
+        return [r for r in responses.messages if r.final and r.source == "voice"]
+
+    wait_until(lambda: answered(), 120, "the final answer to the spoken question")
+    (final,) = answered()
+    assert final.responder.startswith(f"openai:{SERVED_NAME}")
+    assert "what do you see" in final.question.lower()
+    if final.error:  # the tiny random model may say nothing a robot can speak ("<seg096>...")
+        assert final.error.startswith("empty answer: nothing speakable"), final.error
+        return
+    wait_until(
+        lambda: any(
+            e.request_id == final.request_id and e.event in (e.FINISHED, e.DROPPED)
+            for e in events.messages
+        ),
+        60,
+        "the robot saying the answer (or reporting it dropped)",
+    )
