@@ -270,8 +270,11 @@ def test_files_not_played_in_real_time_lose_no_audio(ros, processes, tmp_path):
     time.sleep(1.0)
     texts = [text for _, text in heard()]
     assert word_error_rate([references[n] for n in names], texts) <= 0.05, texts
-    statuses = [s for m in diagnostics.messages for s in m.status if "speech_node" in s.name]
-    assert statuses and not any("dropped" in s.message for s in statuses)
+    def statuses() -> list:
+        return [s for m in diagnostics.messages for s in m.status if "speech_node" in s.name]
+
+    wait_until(lambda: statuses(), 15, "speech_node's diagnostics")  # published at 1 Hz
+    assert not any("dropped" in s.message for s in statuses())
     assert "audio_blocks_dropped" not in node.output()
 
 
