@@ -270,6 +270,7 @@ def test_files_not_played_in_real_time_lose_no_audio(ros, processes, tmp_path):
     time.sleep(1.0)
     texts = [text for _, text in heard()]
     assert word_error_rate([references[n] for n in names], texts) <= 0.05, texts
+
     def statuses() -> list:
         return [s for m in diagnostics.messages for s in m.status if "speech_node" in s.name]
 
