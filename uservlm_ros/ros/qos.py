@@ -40,3 +40,20 @@ IMAGE_QOS = {
         depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
     ),
 }
+
+# REP-155 (ROS4HRI) topics (ros/rep155.py): libhri subscribes reliable (a best-effort writer
+# never reaches it), volatile for the streams and transient-local for the per-person ids: a
+# transient-local writer serves both kinds.
+HRI_STREAM_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
+HRI_LATCHED_QOS = QoSProfile(
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+# Several matches per frame and every utterance matter: deeper, never overwritten in a burst.
+HRI_QUEUED_QOS = QoSProfile(
+    depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)

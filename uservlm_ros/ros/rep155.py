@@ -20,7 +20,7 @@ from typing import Any
 
 import cv2
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Header, String
 
@@ -29,22 +29,8 @@ from uservlm_ros.core import persons as persons_model
 from uservlm_ros.core.errors import ImageConversionError
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.ros.conversions import image_to_rgb, rgb_to_image
+from uservlm_ros.ros.qos import HRI_LATCHED_QOS, HRI_QUEUED_QOS, HRI_STREAM_QOS
 
-# libhri subscribes reliable (a best-effort writer never reaches it), volatile for the streams
-# and transient-local for the per-person ids: a transient-local writer serves both kinds.
-STREAM_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-)
-LATCHED_QOS = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
-# Several matches per frame and every utterance matter: deeper, never overwritten in a burst.
-QUEUED_QOS = QoSProfile(
-    depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-)
 # Per-id publishers come and go while executor threads spin; a publisher's QoS event handlers
 # are waitables, and destroying one while a thread builds its wait set kills that thread.
 # Without event handlers a publisher is nothing an executor waits on.
@@ -160,31 +146,31 @@ class HumansPublisher:
         self._crop_size = crop_size
         self._lock = threading.Lock()
         self._fixed = [
-            _publisher(node, hri.IdsList, f"{self._prefix}/{name}", LATCHED_QOS)
+            _publisher(node, hri.IdsList, f"{self._prefix}/{name}", HRI_LATCHED_QOS)
             for name in ("faces/tracked", "persons/tracked", "persons/known")
         ]
         self._faces_tracked, self._persons_tracked, self._persons_known = self._fixed
         self._matches = _publisher(
-            node, hri.IdsMatch, f"{self._prefix}/candidate_matches", QUEUED_QOS
+            node, hri.IdsMatch, f"{self._prefix}/candidate_matches", HRI_QUEUED_QOS
         )
         self._fixed.append(self._matches)
         self._faces = _Ids(
             (
-                ("roi", hri.NormalizedRegionOfInterest2D, STREAM_QOS),
-                ("cropped", Image, STREAM_QOS),
-                ("aligned", Image, STREAM_QOS),
+                ("roi", hri.NormalizedRegionOfInterest2D, HRI_STREAM_QOS),
+                ("cropped", Image, HRI_STREAM_QOS),
+                ("aligned", Image, HRI_STREAM_QOS),
                 # Published per profile, not per frame: a consumer that subscribes when the
                 # face appears in faces/tracked still gets the latest one.
-                ("softbiometrics", hri.SoftBiometrics, LATCHED_QOS),
-                ("expression", hri.Expression, LATCHED_QOS),
+                ("softbiometrics", hri.SoftBiometrics, HRI_LATCHED_QOS),
+                ("expression", hri.Expression, HRI_LATCHED_QOS),
             ),
             humans.face_topic,
         )
         self._persons = _Ids(
             (
-                ("face_id", String, LATCHED_QOS),
-                ("anonymous", Bool, LATCHED_QOS),
-                ("engagement_status", hri.EngagementLevel, STREAM_QOS),
+                ("face_id", String, HRI_LATCHED_QOS),
+                ("anonymous", Bool, HRI_LATCHED_QOS),
+                ("engagement_status", hri.EngagementLevel, HRI_STREAM_QOS),
             ),
             humans.person_topic,
         )
@@ -392,9 +378,9 @@ class VoicePublisher:
         self._node = node
         prefix = prefix.strip("/")
         self.voice_id = humans.check_id(voice_id, "voice")
-        self._tracked = _publisher(node, hri.IdsList, f"{prefix}/voices/tracked", LATCHED_QOS)
+        self._tracked = _publisher(node, hri.IdsList, f"{prefix}/voices/tracked", HRI_LATCHED_QOS)
         self._speech = _publisher(
-            node, hri.LiveSpeech, humans.voice_topic(prefix, voice_id, "speech"), QUEUED_QOS
+            node, hri.LiveSpeech, humans.voice_topic(prefix, voice_id, "speech"), HRI_QUEUED_QOS
         )
         self._tracked.publish(
             hri.IdsList(header=Header(stamp=node.get_clock().now().to_msg()), ids=[voice_id])
