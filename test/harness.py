@@ -134,12 +134,26 @@ class RosTestNode:
             f"{count} publisher(s) on {topic}",
         )
 
-    def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float = 15.0) -> None:
-        wait_until(
-            lambda: self.node.count_subscribers(topic) >= count,
-            timeout,
-            f"{count} subscriber(s) on {topic}",
-        )
+    def wait_for_subscribers(
+        self, topic: str, count: int = 1, timeout: float = 15.0, nodes: tuple[str, ...] = ()
+    ) -> None:
+        """Until `count` subscriptions of other nodes (the test's own do not count), including
+        one of each node named in `nodes`, are on `topic`. Name the nodes when several subscribe:
+        a count of 1 is met by whichever came first, and a volatile message published before
+        the others match is lost to them."""
+
+        def ready() -> bool:
+            found = [
+                info.node_name
+                for info in self.node.get_subscriptions_info_by_topic(
+                    self.node.resolve_topic_name(topic)
+                )
+                if info.node_name != self.node.get_name()
+            ]
+            return len(found) >= count and all(name in found for name in nodes)
+
+        wanted = f"{count} subscriber(s)" + (f" ({', '.join(nodes)})" if nodes else "")
+        wait_until(ready, timeout, f"{wanted} on {topic}")
 
     def close(self) -> None:
         self._spin.stop()  # before the shutdown: see SpinThread

@@ -174,7 +174,9 @@ def test_a_container_runs_face_crop_and_profiler_as_one_process(ros, processes):
     profiles = ros.subscribe(UserProfile, "/uservlm/user_profile", LATCHED_QOS)
     camera = camera_publisher(ros)
     ros.wait_for_subscribers("/camera/image_raw")
-    ros.wait_for_subscribers("/uservlm/faces")  # this test only: the profiler takes them locally
+    ros.wait_for_publishers(
+        "/uservlm/faces"
+    )  # only this test subscribes: the profiler takes them locally
     ros.wait_for_publishers("/uservlm/user_profile")
     sent = image_msg(astronaut())
 

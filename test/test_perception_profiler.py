@@ -129,7 +129,7 @@ def test_real_photos_through_the_running_nodes_give_faces_and_full_profiles(ros,
     profiles = ros.subscribe(UserProfile, "/uservlm/user_profile", LATCHED_QOS)
     camera = camera_publisher(ros)
     ros.wait_for_subscribers("/camera/image_raw")
-    ros.wait_for_subscribers("/uservlm/faces", count=2)  # this test and the profiler
+    ros.wait_for_subscribers("/uservlm/faces", nodes=("user_profiler_node",))
     ros.wait_for_publishers("/uservlm/user_profile")
 
     for photo, emotion in ((astronaut, "happy"), (grace_hopper, "neutral")):

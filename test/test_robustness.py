@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from harness import wait_until
+from harness import wait_until, within
 from perception_graph import NODE, diagnostic_value, subscribe_diagnostics
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
@@ -522,8 +522,13 @@ def fuzz_graph(
     response_pub = ros.publisher(Response, topics.RESPONSE, REQUEST_QOS)
     responses = ros.subscribe(Response, topics.RESPONSE, REQUEST_QOS)
     events = ros.subscribe(SpeechEvent, topics.SPEECH_EVENTS, REQUEST_QOS)
-    for topic in (topics.IMAGE, topics.FACES, topics.QUESTION, topics.RESPONSE):
-        ros.wait_for_subscribers(topic, timeout=30)
+    for topic, readers in (
+        (topics.IMAGE, ("face_crop_node", "vlm_responder_node")),
+        (topics.FACES, ("user_profiler_node",)),
+        (topics.QUESTION, ("vlm_responder_node", "naoqi_bridge_node")),
+        (topics.RESPONSE, ("naoqi_bridge_node",)),
+    ):
+        ros.wait_for_subscribers(topic, len(readers), timeout=30, nodes=readers)
     sent = {"images": 0, "face_arrays": 0, "questions": 0, "responses": 0}
     for index in range(max(images, face_arrays, texts)):
         if index < images:
@@ -538,18 +543,19 @@ def fuzz_graph(
             sent["questions"] += 1
             sent["responses"] += 1
         time.sleep(0.002)
+
     # Every question gets exactly one final Response from the responder.
-    wait_until(
-        lambda: (
-            sum(
-                r.final and not r.request_id.startswith("fuzz-") and r.request_id != ""
-                for r in responses.messages
-            )
-            >= sent["questions"]
-        ),
-        120,
-        f"{sent['questions']} final responses",
-    )
+    def finals() -> int:
+        return sum(
+            r.final and not r.request_id.startswith("fuzz-") and r.request_id != ""
+            for r in responses.messages
+        )
+
+    if not within(120, lambda: finals() >= sent["questions"]):
+        raise AssertionError(
+            f"{finals()} of {sent['questions']} questions got a final response in 120 s;"
+            f" responder:\n{nodes['vlm_responder_node'].output()[-3000:]}"
+        )
     # Valid input is still served.
     scene = astronaut()
     profiles = ros.subscribe(UserProfile, topics.PROFILE, LATCHED_QOS)

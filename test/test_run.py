@@ -187,11 +187,13 @@ def test_uservlm_run_with_the_pepper_config_against_the_simulated_pepper(ros, pr
         assert root_profiles.messages == []  # nothing outside the namespace
         question_topic = topics.absolute(topics.QUESTION, "robot1")
         questions = ros.publisher(String, question_topic, RELIABLE_QOS)
-        ros.wait_for_subscribers(question_topic, timeout=60)
+        ros.wait_for_subscribers(
+            question_topic, 2, timeout=60, nodes=("vlm_responder_node", "naoqi_bridge_node")
+        )
         # The bridge too must hear the answer: responses are not latched (a restarted bridge
         # must not repeat old answers), so ask only once its subscription has matched.
         response_topic = topics.absolute(topics.RESPONSE, "robot1")
-        ros.wait_for_subscribers(response_topic, count=2, timeout=60)  # this test + the bridge
+        ros.wait_for_subscribers(response_topic, timeout=60, nodes=("naoqi_bridge_node",))
         # Discovery is pairwise: that this test sees the bridge's subscription does not mean the
         # responder has matched it yet, and responses are not latched. So the question is asked
         # again (at most 3 times) if the answer was not said within 10 s.
