@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import pytest
 
 from uservlm_ros.core.errors import ConfigError
-from uservlm_ros.core.parameters import check_settings, config_of, params_of, setting
+from uservlm_ros.core.parameters import (
+    check_settings,
+    config_of,
+    params_of,
+    renamed_settings,
+    setting,
+)
 from uservlm_ros.core.registry import Registry
 
 
 @dataclass(frozen=True)
 class SmallOptions:
-    path: str = setting("", "Where the model is", name="model_path")
-    threads: int = setting(1, "CPU threads", min=1, max=8)
+    path: str = setting("", name="model_path")
+    """Where the model is"""
+    threads: int = setting(1, min=1, max=8)
+    """CPU threads"""
     note: str = "not a setting"
 
     def __post_init__(self) -> None:
@@ -23,8 +31,11 @@ class SmallOptions:
 
 @dataclass(frozen=True)
 class BigOptions:
-    threads: int = setting(1, "CPU threads", min=1, max=8)
-    size: float = setting(0.5, "How big", min=0.0, max=1.0, live=True)
+    threads: int = setting(1, min=1, max=8)
+    """CPU threads"""
+    size: float = setting(0.5, min=0.0, max=1.0, live=True)
+    """How big: a description
+    over two lines"""
 
 
 def registry() -> Registry:
@@ -68,8 +79,48 @@ def test_unknown_names_and_conflicting_settings_are_refused():
 
     @dataclass(frozen=True)
     class OtherThreads:
-        threads: int = setting(4, "CPU threads", min=1, max=8)
+        threads: int = setting(4, min=1, max=8)
+        """CPU threads"""
 
     kinds.add("odd", print, OtherThreads, "threads differ")
     with pytest.raises(ValueError, match=r"gadget\.threads differs"):
         kinds.params()
+
+
+def test_a_settings_description_is_the_docstring_under_it_and_is_required():
+    assert [p.description for p in params_of(BigOptions, "")] == [
+        "CPU threads",
+        "How big: a description over two lines",
+    ]
+
+    @dataclass(frozen=True)
+    class Derived(SmallOptions):
+        extra: bool = setting(False)
+        """Added by the subclass"""
+
+    assert [p.description for p in params_of(Derived, "")] == [
+        "Where the model is",
+        "CPU threads",
+        "Added by the subclass",
+    ]
+
+    @dataclass(frozen=True)
+    class Undescribed:
+        threads: int = setting(1)
+        # a comment is not a description
+
+    with pytest.raises(TypeError, match=r"Undescribed\.threads: a setting needs its description"):
+        params_of(Undescribed, "")
+
+
+def test_a_group_of_settings_is_renamed_under_a_prefix():
+    @dataclass(frozen=True)
+    class Link:
+        port: int = setting(9559, min=1, max=65535)
+        """Port; see {prefix}.host"""
+
+    Named = make_dataclass("Named", renamed_settings(Link, "robot"), frozen=True)
+    (param,) = params_of(Named, "")
+    assert (param.name, param.default, param.max) == ("robot.port", 9559, 65535)
+    assert param.description == "Port; see robot.host"
+    assert Named(port=1).port == 1

@@ -53,47 +53,28 @@ def _device_problem(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class AsrOptions:
-    path: str = setting(
-        "",
-        "Whisper in CTranslate2 format: a folder, or a name in the local cache (base, small, "
-        'large-v3-turbo, a repository id); "" = the embedded tiny.en (English only)',
-        name="model.path",
-    )
-    device: str = setting("cpu", "cpu, cuda or auto", name="model.device", check=_device_problem)
-    compute_type: str = setting(
-        "int8",
-        "CTranslate2 weight type (int8 on CPU; float16 or int8_float16 on a GPU)",
-        name="model.compute_type",
-        choices=COMPUTE_TYPES,
-    )
-    threads: int = setting(2, "CPU threads of the recogniser", name="model.threads", min=1, max=64)
-    language: str = setting(
-        "en",
-        'Language code spoken to the robot ("" = detect; needs a multilingual model)',
-        name="asr.language",
-    )
-    beam_size: int = setting(
-        1, "Beam width (1 = greedy: fastest)", name="asr.beam_size", min=1, max=10
-    )
-    no_speech_threshold: float = setting(
-        0.6,
-        "Whisper's silence test: above this no-speech probability (with a low log-prob) the "
-        "utterance is silent",
-        name="asr.no_speech_threshold",
-        min=0.0,
-        max=1.0,
-    )
+    path: str = setting("", name="model.path")
+    """Whisper in CTranslate2 format: a folder, or a name in the local cache (base, small,
+    large-v3-turbo, a repository id); "" = the embedded tiny.en (English only)"""
+    device: str = setting("cpu", name="model.device", check=_device_problem)
+    """cpu, cuda or auto"""
+    compute_type: str = setting("int8", name="model.compute_type", choices=COMPUTE_TYPES)
+    """CTranslate2 weight type (int8 on CPU; float16 or int8_float16 on a GPU)"""
+    threads: int = setting(2, name="model.threads", min=1, max=64)
+    """CPU threads of the recogniser"""
+    language: str = setting("en", name="asr.language")
+    """Language code spoken to the robot ("" = detect; needs a multilingual model)"""
+    beam_size: int = setting(1, name="asr.beam_size", min=1, max=10)
+    """Beam width (1 = greedy: fastest)"""
+    no_speech_threshold: float = setting(0.6, name="asr.no_speech_threshold", min=0.0, max=1.0)
+    """Whisper's silence test: above this no-speech probability (with a low log-prob) the
+    utterance is silent"""
     log_prob_threshold: float = -1.0  # the other half of Whisper's silence test
     # See the module docstring.
-    audio_context_s: float = setting(
-        10.0,
-        "Audio Whisper's encoder sees: the utterance padded with silence to this length, s "
-        "(30 = Whisper's whole window: 3-4x slower on CPU; much less and Whisper repeats itself, "
-        "then the utterance is recognised again with the whole window)",
-        name="asr.audio_context_s",
-        min=1.0,
-        max=30.0,
-    )
+    audio_context_s: float = setting(10.0, name="asr.audio_context_s", min=1.0, max=30.0)
+    """Audio Whisper's encoder sees: the utterance padded with silence to this length, s (30 =
+    Whisper's whole window: 3-4x slower on CPU; much less and Whisper repeats itself, then the
+    utterance is recognised again with the whole window)"""
 
 
 @dataclass(frozen=True)

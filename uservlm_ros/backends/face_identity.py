@@ -41,23 +41,12 @@ BLANK_DISTANCE = 0.4
 
 @dataclass(frozen=True)
 class IdentityOptions:
-    path: str = setting(
-        "",
-        'Folder with the backend\'s weights ("" = the installed face-recognition-models files)',
-        name="model_path",
-    )
-    crop_margin: float = setting(
-        0.2,
-        "Where the face lies in a crop: face_crop_node's crop_margin (set both alike)",
-        min=0.0,
-        max=1.0,
-    )
-    num_jitters: int = setting(
-        0,
-        "Extra randomly jittered passes averaged into each embedding (each costs one more pass)",
-        min=0,
-        max=100,
-    )
+    path: str = setting("", name="model_path")
+    """Folder with the backend's weights ("" = the installed face-recognition-models files)"""
+    crop_margin: float = setting(0.2, min=0.0, max=1.0)
+    """Where the face lies in a crop: face_crop_node's crop_margin (set both alike)"""
+    num_jitters: int = setting(0, min=0, max=100)
+    """Extra randomly jittered passes averaged into each embedding (each costs one more pass)"""
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -63,21 +62,13 @@ _DEFAULT = (
 )
 
 
-def word_delay_setting() -> Any:
-    """The pause between the templates' streamed words (the demo shows streaming with it); the
-    openai backend's templates, when its server fails, use the same parameter."""
-    return setting(
-        0.0,
-        "fallback templates only: pause between streamed words, seconds (a demo shows streaming)",
-        name="responder.fallback_word_delay_s",
-        min=0.0,
-        max=1.0,
-    )
-
-
 @dataclass(frozen=True)
 class FallbackOptions:
-    word_delay_s: float = word_delay_setting()
+    """The templates' options; the openai backend's, which answers with the templates when its
+    server fails, include them."""
+
+    word_delay_s: float = setting(0.0, name="responder.fallback_word_delay_s", min=0.0, max=1.0)
+    """fallback templates only: pause between streamed words, seconds (a demo shows streaming)"""
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -36,39 +36,21 @@ DROP_MEMORY_S = 60.0  # dropped audio is reported this long
 
 @dataclass(frozen=True)
 class HearingOptions:
-    queue_s: float = setting(
-        10.0,
-        "Most captured audio waiting for VAD, s; older blocks are dropped, counted and "
-        "reported as an ERROR for a minute (files not played in real time wait instead)",
-        name="audio.queue_s",
-        min=0.5,
-        max=600.0,
-    )
-    early_start_ms: float = setting(
-        128.0,
-        "Start recognising after this much silence, while the hangover still runs; the result "
-        "is used when no speech follows (saves up to the hangover in latency, costs a wasted "
-        "recognition when the speaker goes on). 0 = wait for the hangover; must be < "
-        "vad.hangover_ms",
-        name="asr.early_start_ms",
-        min=0.0,
-        max=5000.0,
-    )
-    early_end: bool = setting(
-        False,
-        "End the utterance when the early recognition (asr.early_start_ms) reads as a finished "
-        "sentence (3 words or more, an end mark, not after a word such as 'the' or 'and'), "
-        "without waiting for the rest of the hangover: answers ~0.3 s sooner, but cuts some "
-        "questions paused in mid-sentence (tiny.en ends fragments with '?' too)",
-        name="turn.early_end",
-    )
-    asr_queue_size: int = setting(
-        3,
-        "Utterances waiting for recognition; more are dropped and counted",
-        name="asr.queue_size",
-        min=1,
-        max=100,
-    )
+    queue_s: float = setting(10.0, name="audio.queue_s", min=0.5, max=600.0)
+    """Most captured audio waiting for VAD, s; older blocks are dropped, counted and reported as
+    an ERROR for a minute (files not played in real time wait instead)"""
+    early_start_ms: float = setting(128.0, name="asr.early_start_ms", min=0.0, max=5000.0)
+    """Start recognising after this much silence, while the hangover still runs; the result is
+    used when no speech follows (saves up to the hangover in latency, costs a wasted
+    recognition when the speaker goes on). 0 = wait for the hangover; must be <
+    vad.hangover_ms"""
+    early_end: bool = setting(False, name="turn.early_end")
+    """End the utterance when the early recognition (asr.early_start_ms) reads as a finished
+    sentence (3 words or more, an end mark, not after a word such as 'the' or 'and'), without
+    waiting for the rest of the hangover: answers ~0.3 s sooner, but cuts some questions
+    paused in mid-sentence (tiny.en ends fragments with '?' too)"""
+    asr_queue_size: int = setting(3, name="asr.queue_size", min=1, max=100)
+    """Utterances waiting for recognition; more are dropped and counted"""
 
 
 class HearingSink(Protocol):

@@ -182,20 +182,14 @@ def write_wav_file(path: Path, samples: np.ndarray, rate: int) -> None:
 
 @dataclass(frozen=True)
 class SpeakerOptions:
-    device: str = setting(
-        "",
-        "Output device of tts.output speaker: empty = the default, an index or part of a name",
-        name="tts.device",
-    )
+    device: str = setting("", name="tts.device")
+    """Output device of tts.output speaker: empty = the default, an index or part of a name"""
 
 
 @dataclass(frozen=True)
 class WavOptions:
-    wav_dir: str = setting(
-        "",
-        "Folder of tts.output wav: NNNN_<request id>_<part>.wav per utterance",
-        name="tts.wav_dir",
-    )
+    wav_dir: str = setting("", name="tts.wav_dir")
+    """Folder of tts.output wav: NNNN_<request id>_<part>.wav per utterance"""
 
 
 # `tts.output` of the bridge's local backend.

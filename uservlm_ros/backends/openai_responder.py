@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from uservlm_ros.backends.fallback_responder import word_delay_setting
+from uservlm_ros.backends.fallback_responder import FallbackOptions
 from uservlm_ros.backends.vlm import (
     BASE_ADAPTER,
     DEFAULT_MAX_NEW_TOKENS,
@@ -67,58 +67,33 @@ def parse_server_adapters(entries: list[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ServerOptions:
+class ServerOptions(FallbackOptions):
     """Where and how to reach the server: the `server.*` parameters."""
 
-    url: str = setting(
-        "http://localhost:8000/v1",
-        "openai backend: the server's OpenAI-compatible API base (vLLM: http://HOST:8000/v1); "
-        "https:// for TLS terminated by the server or a proxy",
-        name="server.url",
-    )
-    model: str = setting(
-        "",
-        "openai backend: the served model's name (vLLM --served-model-name, else its --model)",
-        name="server.model",
-    )
+    url: str = setting("http://localhost:8000/v1", name="server.url")
+    """openai backend: the server's OpenAI-compatible API base (vLLM: http://HOST:8000/v1);
+    https:// for TLS terminated by the server or a proxy"""
+    model: str = setting("", name="server.model")
+    """openai backend: the served model's name (vLLM --served-model-name, else its --model)"""
     # NAME or NAME=SERVED_NAME entries as the parameter gives them, or {adapter: served name} in
     # code; kept as a dict.
     adapters: Mapping[str, str] = setting(
-        [],
-        "openai backend: adapters a goal may name, each NAME (served under that name: vLLM "
-        "--lora-modules NAME=FOLDER) or NAME=SERVED_NAME; `base` = server.model",
-        name="server.adapters",
-        check=strings_check(parse_server_adapters),
+        [], name="server.adapters", check=strings_check(parse_server_adapters)
     )
-    api_key_file: str = setting(
-        "",
-        "openai backend: a file holding the server's API key (sent as a bearer token, never "
-        "logged); empty = no key",
-        name="server.api_key_file",
-    )
-    connect_timeout_s: float = setting(
-        5.0,
-        "openai backend: longest wait for a connection to the server, seconds",
-        name="server.connect_timeout_s",
-        min=0.1,
-        max=300.0,
-    )
-    token_timeout_s: float = setting(
-        30.0,
-        "openai backend: longest wait for the next streamed token (the first one included), "
-        "seconds; longer means the question ends with an error (server slow or overloaded)",
-        name="server.token_timeout_s",
-        min=0.1,
-        max=600.0,
-    )
-    fallback: bool = setting(
-        False,
-        "openai backend: when the server fails before the first token (down, overloaded, "
-        "refused), answer with the fallback templates (responder=fallback-template, logged) "
-        "instead of an error Response",
-        name="server.fallback",
-    )
-    fallback_word_delay_s: float = word_delay_setting()
+    """openai backend: adapters a goal may name, each NAME (served under that name: vLLM
+    --lora-modules NAME=FOLDER) or NAME=SERVED_NAME; `base` = server.model"""
+    api_key_file: str = setting("", name="server.api_key_file")
+    """openai backend: a file holding the server's API key (sent as a bearer token, never
+    logged); empty = no key"""
+    connect_timeout_s: float = setting(5.0, name="server.connect_timeout_s", min=0.1, max=300.0)
+    """openai backend: longest wait for a connection to the server, seconds"""
+    token_timeout_s: float = setting(30.0, name="server.token_timeout_s", min=0.1, max=600.0)
+    """openai backend: longest wait for the next streamed token (the first one included),
+    seconds; longer means the question ends with an error (server slow or overloaded)"""
+    fallback: bool = setting(False, name="server.fallback")
+    """openai backend: when the server fails before the first token (down, overloaded, refused),
+    answer with the fallback templates (responder=fallback-template, logged) instead of an
+    error Response"""
     jpeg_quality: int = 90  # the image part's JPEG quality
 
     def __post_init__(self) -> None:

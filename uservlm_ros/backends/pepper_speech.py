@@ -25,7 +25,7 @@ from typing import Any
 from uservlm_ros.core.backoff import Backoff
 from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.gestures import annotate
-from uservlm_ros.core.parameters import setting
+from uservlm_ros.core.parameters import renamed_settings, setting
 
 EARLY = "early"  # the first sentence, published before the answer is complete
 REST = "rest"  # the final answer minus the early sentence already spoken
@@ -57,60 +57,39 @@ class RobotAddress:
         return f"{'tcps' if self.tls else 'tcp'}://{self.ip}:{self.port}"
 
 
+@dataclass(frozen=True)
+class Connection:
+    """One connection to Pepper; `connection_options` names its settings under a prefix (and
+    puts it for {prefix} in their descriptions)."""
+
+    ip: str = setting("127.0.0.1")
+    """Pepper's address; 127.0.0.1 when run on the robot"""
+    port: int = setting(9559, min=1, max=65535)
+    """NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)"""
+    tls: bool = setting(False)
+    """Connect with tcps:// (NAOqi 2.9; use port 9503 and {prefix}.user)"""
+    user: str = setting("")
+    """NAOqi 2.9 user name (e.g. nao); empty = no authentication"""
+    password_env: str = setting("PEPPER_PASSWORD")
+    """Environment variable holding the robot password (never a parameter, never logged)"""
+    password_file: str = setting("")
+    """File whose first line is the robot password; takes precedence over {prefix}.password_env"""
+    connect_timeout_s: float = setting(5.0, min=0.1, max=60.0)
+    """Give up one connection attempt after, s"""
+    reconnect_min_s: float = setting(0.25, min=0.05, max=60.0)
+    """First wait before reconnecting, s; doubles per failure up to {prefix}.reconnect_max_s"""
+    reconnect_max_s: float = setting(1.0, min=0.1, max=600.0)
+    """Longest wait between reconnections, s: bounds how long after the robot is back the node
+    notices (a refused connection costs nothing, so retry often)"""
+
+
 def connection_options(prefix: str) -> type:
-    """A dataclass of the settings of one connection to Pepper, named `<prefix>.ip`, `.port`,
-    `.tls`, `.user`, `.password_env`, `.password_file` and timeouts; its `address` reads the
-    password. The options of a backend that talks to the robot subclass it."""
-
-    def item(name: str, default: Any, description: str, **limits: float) -> tuple:
-        return name, type(default), setting(default, description, name=f"{prefix}.{name}", **limits)
-
+    """A dataclass of the settings of one connection to Pepper (`Connection`), named
+    `<prefix>.ip`, `<prefix>.port`, ...; its `address` reads the password. The options of a
+    backend that talks to the robot subclass it."""
     return make_dataclass(
         f"{prefix.title()}Connection",
-        [
-            item("ip", "127.0.0.1", "Pepper's address; 127.0.0.1 when run on the robot"),
-            item(
-                "port", 9559, "NAOqi port: 9559 (plain), 9503 (TLS on NAOqi 2.9)", min=1, max=65535
-            ),
-            item(
-                "tls", False, f"Connect with tcps:// (NAOqi 2.9; use port 9503 and {prefix}.user)"
-            ),
-            item("user", "", "NAOqi 2.9 user name (e.g. nao); empty = no authentication"),
-            item(
-                "password_env",
-                "PEPPER_PASSWORD",
-                "Environment variable holding the robot password (never a parameter, never logged)",
-            ),
-            item(
-                "password_file",
-                "",
-                f"File whose first line is the robot password; takes precedence over "
-                f"{prefix}.password_env",
-            ),
-            item(
-                "connect_timeout_s",
-                5.0,
-                "Give up one connection attempt after, s",
-                min=0.1,
-                max=60.0,
-            ),
-            item(
-                "reconnect_min_s",
-                0.25,
-                f"First wait before reconnecting, s; doubles per failure up to "
-                f"{prefix}.reconnect_max_s",
-                min=0.05,
-                max=60.0,
-            ),
-            item(
-                "reconnect_max_s",
-                1.0,
-                "Longest wait between reconnections, s: bounds how long after the robot is back "
-                "the node notices (a refused connection costs nothing, so retry often)",
-                min=0.1,
-                max=600.0,
-            ),
-        ],
+        renamed_settings(Connection, prefix),
         frozen=True,
         namespace={
             "address": property(_address),

@@ -36,20 +36,18 @@ def device_problem(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class ProfilerOptions:
-    path: str = setting(
-        "",
-        "attributes: folder with age-v1.onnx, gender-v1.onnx, emotion_model_quantized.tflite "
-        '("" = the installed packages\' files); clip: HF CLIP folder, OpenAI/FaRL state dict '
-        "(.pt/.pth), or an exported models/<name>/ folder (ONNX + manifest)",
-    )
-    tokenizer_path: str = setting(
-        "", "clip with a .pt/.pth state dict: folder of a CLIP tokenizer (BPE vocab and merges)"
-    )
-    device: str = setting(
-        "cpu", "clip: torch device, or CUDA for onnxruntime", check=device_problem
-    )
-    dtype: str = setting("fp32", "clip (torch): weight dtype", choices=("fp32", "fp16", "bf16"))
-    threads: int = setting(1, "CPU threads of the profiler models", min=1, max=64)
+    path: str = setting("")
+    """attributes: folder with age-v1.onnx, gender-v1.onnx, emotion_model_quantized.tflite ("" =
+    the installed packages' files); clip: HF CLIP folder, OpenAI/FaRL state dict (.pt/.pth),
+    or an exported models/<name>/ folder (ONNX + manifest)"""
+    tokenizer_path: str = setting("")
+    """clip with a .pt/.pth state dict: folder of a CLIP tokenizer (BPE vocab and merges)"""
+    device: str = setting("cpu", check=device_problem)
+    """clip: torch device, or CUDA for onnxruntime"""
+    dtype: str = setting("fp32", choices=("fp32", "fp16", "bf16"))
+    """clip (torch): weight dtype"""
+    threads: int = setting(1, min=1, max=64)
+    """CPU threads of the profiler models"""
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -37,72 +37,37 @@ Log = Callable[[str], None]
 class ResponderConfig:
     """The responder node's own parameters (its backends' are in backends/vlm_registry.py)."""
 
-    mode: str = setting(
-        USER_AWARE,
-        "Default prompt mode: user_aware (image + question) or profile_prompt (the asking user's "
-        "profile_text is put into the prompt: the papers' baseline); a goal may override it",
-        name="responder.mode",
-        choices=MODES,
-    )
-    image: str = setting(
-        "asker",
-        "What the model sees in user_aware mode: `asker` = with two or more people in view, a "
-        "head-and-shoulders crop of the asker from the camera frame (whole frame with one); "
-        "`frame` = always the whole frame (the papers' demo)",
-        name="responder.image",
-        choices=("asker", "frame"),
-        live=True,
-    )
-    visible_s: float = setting(
-        5.0,
-        "A person counts as in view (for the addressee and the asker's crop) while their latest "
-        "profile is at most this old on the camera's clock, seconds; keep it at "
-        "user_profiler_node's fusion.expiry_s",
-        name="responder.visible_s",
-        min=0.1,
-        max=3600.0,
-        live=True,
-    )
+    mode: str = setting(USER_AWARE, name="responder.mode", choices=MODES)
+    """Default prompt mode: user_aware (image + question) or profile_prompt (the asking user's
+    profile_text is put into the prompt: the papers' baseline); a goal may override it"""
+    image: str = setting("asker", name="responder.image", choices=("asker", "frame"), live=True)
+    """What the model sees in user_aware mode: `asker` = with two or more people in view, a
+    head-and-shoulders crop of the asker from the camera frame (whole frame with one); `frame`
+    = always the whole frame (the papers' demo)"""
+    visible_s: float = setting(5.0, name="responder.visible_s", min=0.1, max=3600.0, live=True)
+    """A person counts as in view (for the addressee and the asker's crop) while their latest
+    profile is at most this old on the camera's clock, seconds; keep it at
+    user_profiler_node's fusion.expiry_s"""
     addressee_floor: float = setting(
-        0.1,
-        "A question that names nobody, while nobody is engaged and several people are in view, "
-        "is answered for the most engaged of them if their engagement score (0..1) is at least "
-        "this; else for nobody. 0 = always the most engaged one; 0.1 leaves out people turned "
-        "away or at the far edge of the view (their scores are near 0)",
-        name="responder.addressee_floor",
-        min=0.0,
-        max=1.0,
-        live=True,
+        0.1, name="responder.addressee_floor", min=0.0, max=1.0, live=True
     )
-    queue_size: int = setting(
-        4,
-        "Questions that may wait while one is answered; more are answered at once with an error",
-        name="responder.queue_size",
-        min=1,
-        max=100,
-    )
-    max_question_chars: int = setting(
-        500,
-        "Longest accepted question, characters; longer ones get an error Response",
-        name="responder.max_question_chars",
-        min=1,
-        max=10000,
-    )
-    fallback_without_model: bool = setting(
-        True,
-        "paligemma with an empty model.path (a deployment without VLM weights): answer with the "
-        "fallback templates (logged once, every Response says responder=fallback-template) so "
-        "perception and speech still run; false = configure fails. A model.path that does not "
-        "load is always an error",
-        name="responder.fallback_without_model",
-    )
+    """A question that names nobody, while nobody is engaged and several people are in view, is
+    answered for the most engaged of them if their engagement score (0..1) is at least this;
+    else for nobody. 0 = always the most engaged one; 0.1 leaves out people turned away or at
+    the far edge of the view (their scores are near 0)"""
+    queue_size: int = setting(4, name="responder.queue_size", min=1, max=100)
+    """Questions that may wait while one is answered; more are answered at once with an error"""
+    max_question_chars: int = setting(500, name="responder.max_question_chars", min=1, max=10000)
+    """Longest accepted question, characters; longer ones get an error Response"""
+    fallback_without_model: bool = setting(True, name="responder.fallback_without_model")
+    """paligemma with an empty model.path (a deployment without VLM weights): answer with the
+    fallback templates (logged once, every Response says responder=fallback-template) so
+    perception and speech still run; false = configure fails. A model.path that does not load
+    is always an error"""
     max_new_tokens: int = setting(
-        DEFAULT_MAX_NEW_TOKENS,
-        "Default generation limit, tokens (the papers use 100); a goal may ask for fewer or more",
-        name="generation.max_new_tokens",
-        min=1,
-        max=2048,
+        DEFAULT_MAX_NEW_TOKENS, name="generation.max_new_tokens", min=1, max=2048
     )
+    """Default generation limit, tokens (the papers use 100); a goal may ask for fewer or more"""
 
 
 @dataclass(frozen=True)

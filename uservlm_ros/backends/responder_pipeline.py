@@ -78,33 +78,19 @@ def _guard_patterns(patterns: list[str]) -> None:
 class PipelineSettings:
     """The answer's way out: early first sentence and the fairness guard (node parameters)."""
 
-    early_sentence: bool = setting(
-        True,
-        "Publish the first complete sentence early (final=false) so the robot starts speaking",
-        name="responder.early_sentence",
-    )
-    min_sentence_chars: int = setting(
-        12,
-        "Shortest early sentence, characters: shorter ones are merged with the next",
-        name="responder.min_sentence_chars",
-        min=1,
-        max=1000,
-    )
-    guard_enabled: bool = setting(
-        True,
-        "Fairness guard: replace answers that state the user's ethnicity or generalise about a "
-        "demographic group (unless the question asks) with guard.safe_reply, and log it",
-        name="guard.enabled",
-    )
+    early_sentence: bool = setting(True, name="responder.early_sentence")
+    """Publish the first complete sentence early (final=false) so the robot starts speaking"""
+    min_sentence_chars: int = setting(12, name="responder.min_sentence_chars", min=1, max=1000)
+    """Shortest early sentence, characters: shorter ones are merged with the next"""
+    guard_enabled: bool = setting(True, name="guard.enabled")
+    """Fairness guard: replace answers that state the user's ethnicity or generalise about a
+    demographic group (unless the question asks) with guard.safe_reply, and log it"""
     guard_patterns: Sequence[str] = setting(
-        [],
-        "More guard patterns, FAMILY:REGEX each (FAMILY: ethnicity or generalisation)",
-        name="guard.extra_patterns",
-        check=strings_check(_guard_patterns),
+        [], name="guard.extra_patterns", check=strings_check(_guard_patterns)
     )
-    safe_reply: str = setting(
-        SAFE_REPLY, "What the robot says instead of a blocked answer", name="guard.safe_reply"
-    )
+    """More guard patterns, FAMILY:REGEX each (FAMILY: ethnicity or generalisation)"""
+    safe_reply: str = setting(SAFE_REPLY, name="guard.safe_reply")
+    """What the robot says instead of a blocked answer"""
 
 
 class ResponderPipeline:

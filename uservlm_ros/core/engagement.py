@@ -90,72 +90,32 @@ class EngagementConfig:
     # Proximity is 1 up to personal_distance_m (the far end of Hall's personal space, 1.2 m:
     # whoever stands that close is within conversation range) and reaches 0 at max_distance_m
     # (hri_engagement's 4 m, about the far end of Hall's social space).
-    personal_distance_m: float = setting(
-        1.2,
-        "Distance (estimated from the face size) up to which the proximity cue is 1 (Hall's "
-        "personal space), metres; it falls linearly to 0 at engagement.max_distance_m, which "
-        "must be larger",
-        min=0.0,
-        max=20.0,
-    )
-    max_distance_m: float = setting(
-        4.0,
-        "Distance (estimated from the face size) at which the proximity cue reaches 0 "
-        "(linearly from engagement.personal_distance_m), metres",
-        min=0.5,
-        max=20.0,
-    )
-    camera_vfov_deg: float = setting(
-        44.3,
-        "Camera's vertical field of view, degrees, to turn face size into distance (Pepper's "
-        "top camera: 44.3)",
-        min=10.0,
-        max=170.0,
-    )
-    smoothing_s: float = setting(
-        0.5,
-        "Time constant of the engagement score's smoothing, seconds of camera time",
-        min=0.05,
-        max=30.0,
-    )
-    time_in_view_s: float = setting(
-        2.0,
-        "A new face counts half; its full weight after this long in view, seconds",
-        min=0.01,
-        max=60.0,
-    )
-    engage_threshold: float = setting(
-        0.5,
-        "Score at or above which a person becomes ENGAGING (or an ENGAGED/DISENGAGING one "
-        "ENGAGED again); must exceed engagement.disengage_threshold",
-        min=0.0,
-        max=1.0,
-    )
-    disengage_threshold: float = setting(
-        0.3,
-        "Score below which an ENGAGING person becomes DISENGAGED and the engaged one DISENGAGING",
-        min=0.0,
-        max=1.0,
-    )
-    min_dwell_s: float = setting(
-        1.0,
-        "Time ENGAGING before becoming engaged, and DISENGAGING before letting go, seconds",
-        min=0.0,
-        max=60.0,
-    )
-    switch_margin: float = setting(
-        0.15,
-        "How much higher another person's score must be to take over the engagement",
-        min=0.0,
-        max=1.0,
-    )
-    switch_dwell_s: float = setting(
-        2.0,
-        "How long the other person must stay that much higher before the engagement switches, "
-        "seconds",
-        min=0.0,
-        max=60.0,
-    )
+    personal_distance_m: float = setting(1.2, min=0.0, max=20.0)
+    """Distance (estimated from the face size) up to which the proximity cue is 1 (Hall's
+    personal space), metres; it falls linearly to 0 at engagement.max_distance_m, which must
+    be larger"""
+    max_distance_m: float = setting(4.0, min=0.5, max=20.0)
+    """Distance (estimated from the face size) at which the proximity cue reaches 0 (linearly
+    from engagement.personal_distance_m), metres"""
+    camera_vfov_deg: float = setting(44.3, min=10.0, max=170.0)
+    """Camera's vertical field of view, degrees, to turn face size into distance (Pepper's top
+    camera: 44.3)"""
+    smoothing_s: float = setting(0.5, min=0.05, max=30.0)
+    """Time constant of the engagement score's smoothing, seconds of camera time"""
+    time_in_view_s: float = setting(2.0, min=0.01, max=60.0)
+    """A new face counts half; its full weight after this long in view, seconds"""
+    engage_threshold: float = setting(0.5, min=0.0, max=1.0)
+    """Score at or above which a person becomes ENGAGING (or an ENGAGED/DISENGAGING one ENGAGED
+    again); must exceed engagement.disengage_threshold"""
+    disengage_threshold: float = setting(0.3, min=0.0, max=1.0)
+    """Score below which an ENGAGING person becomes DISENGAGED and the engaged one DISENGAGING"""
+    min_dwell_s: float = setting(1.0, min=0.0, max=60.0)
+    """Time ENGAGING before becoming engaged, and DISENGAGING before letting go, seconds"""
+    switch_margin: float = setting(0.15, min=0.0, max=1.0)
+    """How much higher another person's score must be to take over the engagement"""
+    switch_dwell_s: float = setting(2.0, min=0.0, max=60.0)
+    """How long the other person must stay that much higher before the engagement switches,
+    seconds"""
     forget_after_s: float = 5.0  # a track unseen this long is dropped (the profiler's expiry)
 
     def __post_init__(self) -> None:

@@ -69,22 +69,12 @@ DEFAULT_THRESHOLDS = {"age_group": 0.3, "gender": 0.6, "ethnicity": 0.4, "emotio
 
 @dataclass(frozen=True)
 class FusionConfig:
-    half_life_s: float = setting(
-        1.0,
-        "An observation's weight in the fused profile halves every this many seconds",
-        min=0.01,
-        max=3600.0,
-        live=True,
-    )
+    half_life_s: float = setting(1.0, min=0.01, max=3600.0, live=True)
+    """An observation's weight in the fused profile halves every this many seconds"""
     # The profiler node also ends a face track after this long without its face.
-    expiry_s: float = setting(
-        5.0,
-        "A face track ends after this long without its face (its anonymous person and their "
-        "profile with it; a known person is kept for persons.forget_after_s)",
-        min=0.1,
-        max=86400.0,
-        live=True,
-    )
+    expiry_s: float = setting(5.0, min=0.1, max=86400.0, live=True)
+    """A face track ends after this long without its face (its anonymous person and their profile
+    with it; a known person is kept for persons.forget_after_s)"""
     thresholds: Mapping[str, float] = field(default_factory=dict)  # attribute -> min confidence
     enabled: frozenset[str] = frozenset(labels.ATTRIBUTES)
 

@@ -6,7 +6,12 @@ Pure Python (no rclpy): `uservlm_ros.ros.param_declare.declare_parameters` turns
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, TypeVar
@@ -99,7 +104,6 @@ Config = TypeVar("Config")
 
 def setting(
     default: Any,
-    description: str,
     *,
     name: str = "",
     choices: tuple[Any, ...] | None = None,
@@ -109,12 +113,70 @@ def setting(
     check: Callable[[Any], str | None] | None = None,
 ) -> Any:
     """A dataclass field that is also a node parameter: `params_of` makes the Param (named
-    `<prefix>.<name or the field's name>`), `config_of` builds the dataclass from the values."""
-    meta = {"description": description, "choices": choices, "min": min, "max": max}
-    meta.update(live=live, check=check, name=name)
+    `<prefix>.<name or the field's name>`), `config_of` builds the dataclass from the values.
+
+    Its description is the string literal on the line under the field (an attribute docstring,
+    as Sphinx and IDEs show it), so that a declaration reads as one short line and its meaning.
+    """
+    meta = {"choices": choices, "min": min, "max": max, "live": live, "check": check, "name": name}
     if isinstance(default, list):  # a string[] parameter: each instance gets its own list
         return field(default_factory=lambda: list(default), metadata={"param": meta})
     return field(default=default, metadata={"param": meta})
+
+
+@functools.cache
+def attribute_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a class's own fields, whitespace folded to single spaces."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError) as error:
+        raise TypeError(
+            f"{cls.__qualname__}: its settings are described in its source, which cannot be "
+            f"read ({error})"
+        ) from error
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for statement, after in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _description(config_cls: type, item: Any) -> str:
+    given = item.metadata["param"].get("description")
+    if given:  # a field copied under another name (renamed_settings) carries its own
+        return given
+    owner = next(k for k in config_cls.__mro__ if item.name in inspect.get_annotations(k))
+    description = attribute_docs(owner).get(item.name)
+    if not description:
+        raise TypeError(
+            f"{owner.__qualname__}.{item.name}: a setting needs its description, a string "
+            "literal on the line under it"
+        )
+    return description
+
+
+def renamed_settings(config_cls: type, prefix: str) -> list[tuple[str, type, Any]]:
+    """`config_cls`'s settings as fields for `dataclasses.make_dataclass`, each named
+    `<prefix>.<field>` as a parameter, with `{prefix}` in descriptions replaced: one group of
+    settings used under several prefixes."""
+    made = []
+    for item in fields(config_cls):
+        meta = dict(item.metadata["param"])
+        description = _description(config_cls, item).replace("{prefix}", prefix)
+        meta.update(name=_dotted(prefix, item.name), description=description)
+        if item.default_factory is not MISSING:
+            made_field = field(default_factory=item.default_factory, metadata={"param": meta})
+        else:
+            made_field = field(default=item.default, metadata={"param": meta})
+        made.append((item.name, item.type, made_field))
+    return made
 
 
 def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
@@ -127,6 +189,7 @@ def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
             meta["default"] = (
                 item.default if item.default is not MISSING else item.default_factory()
             )
+            meta["description"] = _description(config_cls, item)
             found.append((meta.pop("name") or item.name, item, meta))
     return found
 

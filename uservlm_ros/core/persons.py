@@ -66,40 +66,19 @@ def is_anonymous(person_id: str) -> bool:
 class PersonsConfig:
     # Calibrated on real crops (docs/models.md, bench/identity.py): the nearest two different
     # people were 0.47 apart, the same person's views 0.30 apart (median).
-    match_distance: float = setting(
-        0.35,
-        "Embedding distance within which a face is a known person's (calibration: docs/models.md)",
-        min=0.01,
-        max=2.0,
-        live=True,
-    )
-    ambiguity_margin: float = setting(
-        0.10,
-        "A match counts only when the next-nearest person is this much farther; else the face "
-        "stays anonymous (two people are never merged)",
-        min=0.0,
-        max=2.0,
-        live=True,
-    )
-    max_embeddings: int = setting(
-        16, "Face embeddings kept per person (the oldest are replaced)", min=1, max=256, live=True
-    )
+    match_distance: float = setting(0.35, min=0.01, max=2.0, live=True)
+    """Embedding distance within which a face is a known person's (calibration: docs/models.md)"""
+    ambiguity_margin: float = setting(0.10, min=0.0, max=2.0, live=True)
+    """A match counts only when the next-nearest person is this much farther; else the face stays
+    anonymous (two people are never merged)"""
+    max_embeddings: int = setting(16, min=1, max=256, live=True)
+    """Face embeddings kept per person (the oldest are replaced)"""
     # Two hours: a visit to a lab or a museum, someone who steps away and comes back; the robot
     # does not remember people from one day to the next unless the operator opts in (database).
-    forget_after_s: float = setting(
-        7200.0,
-        "A known person not seen for this long is forgotten (embeddings, profile, visits)",
-        min=1.0,
-        max=31_536_000.0,
-        live=True,
-    )
-    max_known: int = setting(
-        500,
-        "Known persons kept at most; beyond, the one seen least recently is forgotten",
-        min=1,
-        max=100_000,
-        live=True,
-    )
+    forget_after_s: float = setting(7200.0, min=1.0, max=31_536_000.0, live=True)
+    """A known person not seen for this long is forgotten (embeddings, profile, visits)"""
+    max_known: int = setting(500, min=1, max=100_000, live=True)
+    """Known persons kept at most; beyond, the one seen least recently is forgotten"""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.match_distance < 10.0:
@@ -379,22 +358,12 @@ def _record_from_json(item: dict) -> _Person:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    retry_s: float = setting(
-        0.5,
-        "While a track's person is anonymous, seconds before its face is embedded again (the "
-        "wait doubles with each try, up to identity.refresh_s)",
-        min=0.05,
-        max=60.0,
-        live=True,
-    )
-    refresh_s: float = setting(
-        5.0,
-        "Seconds between embeddings of an identified track's face (each teaches the person "
-        "another view; one costs ~80 ms of a core)",
-        min=0.1,
-        max=3600.0,
-        live=True,
-    )
+    retry_s: float = setting(0.5, min=0.05, max=60.0, live=True)
+    """While a track's person is anonymous, seconds before its face is embedded again (the wait
+    doubles with each try, up to identity.refresh_s)"""
+    refresh_s: float = setting(5.0, min=0.1, max=3600.0, live=True)
+    """Seconds between embeddings of an identified track's face (each teaches the person another
+    view; one costs ~80 ms of a core)"""
 
 
 class EmbeddingSchedule:

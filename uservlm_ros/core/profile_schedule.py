@@ -42,81 +42,41 @@ RIGHT_EYE, LEFT_EYE, NOSE = 0, 1, 2
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    enabled: bool = setting(
-        True,
-        "Profile only crops that help (new tracks at once, unsettled ones at "
-        "`profile.unsettled_hz`, settled ones at `profile.refresh_hz`, quality gate); "
-        "false profiles every crop of every frame",
-        name="schedule",
-        live=True,
-    )
-    refresh_hz: float = setting(
-        1.0,
-        "Profiles per second of a settled track (enough crops fused, every attribute above its "
-        "threshold)",
-        min=0.01,
-        max=1000.0,
-        live=True,
-    )
-    unsettled_hz: float = setting(
-        5.0,
-        "Profiles per second of a track whose profile has not settled yet",
-        min=0.01,
-        max=1000.0,
-        live=True,
-    )
-    settle_observations: int = setting(
-        3, "Crops fused before a track's profile can count as settled", min=1, max=1000, live=True
-    )
+    enabled: bool = setting(True, name="schedule", live=True)
+    """Profile only crops that help (new tracks at once, unsettled ones at
+    `profile.unsettled_hz`, settled ones at `profile.refresh_hz`, quality gate); false
+    profiles every crop of every frame"""
+    refresh_hz: float = setting(1.0, min=0.01, max=1000.0, live=True)
+    """Profiles per second of a settled track (enough crops fused, every attribute above its
+    threshold)"""
+    unsettled_hz: float = setting(5.0, min=0.01, max=1000.0, live=True)
+    """Profiles per second of a track whose profile has not settled yet"""
+    settle_observations: int = setting(3, min=1, max=1000, live=True)
+    """Crops fused before a track's profile can count as settled"""
     # Tracks that became due together (they appeared together) spread over the next frames, so
     # a frame's profile stage holds one crop instead of all of them.
-    max_per_frame: int = setting(
-        1,
-        "Crops of known tracks (unsettled or refresh) profiled per frame at most; due ones wait "
-        "for the next frame, so refreshes spread out (new tracks: no limit)",
-        min=1,
-        max=100,
-        live=True,
-    )
+    max_per_frame: int = setting(1, min=1, max=100, live=True)
+    """Crops of known tracks (unsettled or refresh) profiled per frame at most; due ones wait for
+    the next frame, so refreshes spread out (new tracks: no limit)"""
     # A 40 px face is ~1.5 m from Pepper's 640x480 camera; smaller ones are upscaled >5x for the
     # profiler's 224 px input and their attributes are guesses.
-    min_face_px: float = setting(
-        40.0,
-        "Quality gate: faces with a smaller box side (source pixels) are not profiled",
-        min=0.0,
-        max=4096.0,
-        live=True,
-    )
+    min_face_px: float = setting(40.0, min=0.0, max=4096.0, live=True)
+    """Quality gate: faces with a smaller box side (source pixels) are not profiled"""
     # Variance of the Laplacian at SHARPNESS_SIDE px: the package's sharp face photos score
     # 340-5000 (faces of 26-213 px); a Gaussian blur of sigma 6 px on a 224 px crop (strong
     # motion blur, defocus) brings them to 40-55, sigma 4 to 85-195.
-    min_sharpness: float = setting(
-        60.0,
-        "Quality gate: crops with a lower variance of the Laplacian (at 64 px; sharp faces score "
-        "300-5000) are not profiled as blurred",
-        min=0.0,
-        max=1e6,
-        live=True,
-    )
+    min_sharpness: float = setting(60.0, min=0.0, max=1e6, live=True)
+    """Quality gate: crops with a lower variance of the Laplacian (at 64 px; sharp faces score
+    300-5000) are not profiled as blurred"""
     # Nose offset from the eyes' midline, in inter-eye distances: with the nose tip ~half an
     # inter-eye distance in front of the eyes, ~0.3 at 30 degrees of yaw, 0.5 at 45, 0.9 at 60
     # where the far half of the face is hidden.
-    max_turn: float = setting(
-        0.5,
-        "Quality gate: nose offset from the eyes' midline in inter-eye distances (0.5 ~ 45 "
-        "degrees of yaw); more is turned away and not profiled",
-        min=0.0,
-        max=100.0,
-        live=True,
-    )
+    max_turn: float = setting(0.5, min=0.0, max=100.0, live=True)
+    """Quality gate: nose offset from the eyes' midline in inter-eye distances (0.5 ~ 45 degrees
+    of yaw); more is turned away and not profiled"""
     # Lying down or upside down: the attribute models never saw it.
-    max_roll_deg: float = setting(
-        60.0,
-        "Quality gate: faces rolled further (lying, upside down) are not profiled",
-        min=0.0,
-        max=180.0,
-        live=True,
-    )
+    max_roll_deg: float = setting(60.0, min=0.0, max=180.0, live=True)
+    """Quality gate: faces rolled further (lying, upside down) are not profiled"""
 
     def __post_init__(self) -> None:
         if self.refresh_hz <= 0 or self.unsettled_hz <= 0:

@@ -38,49 +38,19 @@ class VadConfig:
 
     frame_samples: int = 512  # 32 ms at 16 kHz: the only frame size Silero VAD accepts
     sample_rate: int = SAMPLE_RATE
-    start_threshold: float = setting(
-        0.5,
-        "Speech probability at which an utterance starts",
-        name="vad.start_threshold",
-        min=0.0,
-        max=1.0,
-    )
-    end_threshold: float = setting(
-        0.35,
-        "Below this probability a frame counts as silence (hysteresis; <= vad.start_threshold)",
-        name="vad.end_threshold",
-        min=0.0,
-        max=1.0,
-    )
-    pre_roll_ms: float = setting(
-        200.0,
-        "Audio kept from before the detected start (the first syllable's onset), ms",
-        name="vad.pre_roll_ms",
-        min=0.0,
-        max=2000.0,
-    )
-    hangover_ms: float = setting(
-        700.0,
-        "Silence that ends an utterance, ms: pauses inside a question shorter than this stay "
-        "inside it (a finished sentence may end sooner: turn.early_end)",
-        name="vad.hangover_ms",
-        min=32.0,
-        max=5000.0,
-    )
-    min_speech_ms: float = setting(
-        250.0,
-        "Shorter utterances are dropped as too short (knocks, clicks), ms",
-        name="vad.min_speech_ms",
-        min=0.0,
-        max=5000.0,
-    )
-    max_utterance_s: float = setting(
-        15.0,
-        "Longer speech is cut here and continues as a new utterance, s",
-        name="vad.max_utterance_s",
-        min=1.0,
-        max=30.0,
-    )
+    start_threshold: float = setting(0.5, name="vad.start_threshold", min=0.0, max=1.0)
+    """Speech probability at which an utterance starts"""
+    end_threshold: float = setting(0.35, name="vad.end_threshold", min=0.0, max=1.0)
+    """Below this probability a frame counts as silence (hysteresis; <= vad.start_threshold)"""
+    pre_roll_ms: float = setting(200.0, name="vad.pre_roll_ms", min=0.0, max=2000.0)
+    """Audio kept from before the detected start (the first syllable's onset), ms"""
+    hangover_ms: float = setting(700.0, name="vad.hangover_ms", min=32.0, max=5000.0)
+    """Silence that ends an utterance, ms: pauses inside a question shorter than this stay inside
+    it (a finished sentence may end sooner: turn.early_end)"""
+    min_speech_ms: float = setting(250.0, name="vad.min_speech_ms", min=0.0, max=5000.0)
+    """Shorter utterances are dropped as too short (knocks, clicks), ms"""
+    max_utterance_s: float = setting(15.0, name="vad.max_utterance_s", min=1.0, max=30.0)
+    """Longer speech is cut here and continues as a new utterance, s"""
     # After this much silence (less than the hangover), a tentative copy of the utterance is
     # handed out so recognition can start while the hangover runs; 0 = never.
     early_ms: float = 0.0
@@ -357,31 +327,18 @@ class TranscriptFilter:
     """
 
     noise_phrases: Sequence[str] = setting(
-        list(DEFAULT_NOISE_PHRASES),
-        "Transcripts that alone are noise, not questions (compared in lower case without "
-        "punctuation; Whisper writes them on silence and noise)",
-        name="filter.noise_phrases",
-        check=_check_strings,
-        live=True,
+        list(DEFAULT_NOISE_PHRASES), name="filter.noise_phrases", check=_check_strings, live=True
     )
-    min_confidence: float = setting(
-        0.3,
-        "Transcripts less confident than this (exp of the mean token log-prob) are not asked",
-        name="filter.min_confidence",
-        min=0.0,
-        max=1.0,
-        live=True,
-    )
+    """Transcripts that alone are noise, not questions (compared in lower case without
+    punctuation; Whisper writes them on silence and noise)"""
+    min_confidence: float = setting(0.3, name="filter.min_confidence", min=0.0, max=1.0, live=True)
+    """Transcripts less confident than this (exp of the mean token log-prob) are not asked"""
     # Fast speech is ~15 characters per second.
     max_chars_per_s: float = setting(
-        25.0,
-        "Transcripts with more characters than this per second of audio (at least 2 s) are "
-        "dropped as too_long: Whisper's hallucinations run longer than speech can",
-        name="filter.max_chars_per_s",
-        min=1.0,
-        max=1000.0,
-        live=True,
+        25.0, name="filter.max_chars_per_s", min=1.0, max=1000.0, live=True
     )
+    """Transcripts with more characters than this per second of audio (at least 2 s) are dropped
+    as too_long: Whisper's hallucinations run longer than speech can"""
 
     def reason(self, text: str, confidence: float = 1.0, speech_s: float = 0.0) -> str:
         if not text.strip():
@@ -508,21 +465,10 @@ class RobotSpeechGate:
     deaf for good. `dropped` (the bridge did not say it) changes nothing.
     """
 
-    tail_s: float = setting(
-        0.5,
-        "After the robot stops speaking, what is heard for this long is still its own voice, s",
-        name="robot.speech_tail_s",
-        min=0.0,
-        max=30.0,
-        live=True,
-    )
-    max_speech_s: float = setting(
-        60.0,
-        "A 'started' speech event without its 'finished' stops counting after this long, s",
-        name="robot.max_speech_s",
-        min=1.0,
-        max=3600.0,
-    )
+    tail_s: float = setting(0.5, name="robot.speech_tail_s", min=0.0, max=30.0, live=True)
+    """After the robot stops speaking, what is heard for this long is still its own voice, s"""
+    max_speech_s: float = setting(60.0, name="robot.max_speech_s", min=1.0, max=3600.0)
+    """A 'started' speech event without its 'finished' stops counting after this long, s"""
     keep_s: float = 300.0  # intervals older than this are forgotten
     _intervals: list[list[float]] = field(default_factory=list)  # [start, end or inf]
 
