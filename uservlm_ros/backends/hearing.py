@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from uservlm_ros.backends.asr import AsrBackend, AsrResult
 from uservlm_ros.backends.audio import AudioBlock, AudioError
@@ -173,15 +173,22 @@ class Hearing:
 
     # -- the VAD thread
 
-    def take_block(self, timeout: float) -> AudioBlock | None:
+    def _take(self, items: deque, timeout: float) -> Any:
+        """The oldest of `items` (None if there is none after `timeout`); a notify wakes the
+        wait early, so a stopping worker does not sit out its timeout."""
         with self.wake:
-            if not self._blocks:
+            if not items:
                 self.wake.wait(timeout)
-            if not self._blocks:
+            if not items:
                 return None
-            block = self._blocks.popleft()
-            self._queued_s -= block.duration_s
             self.wake.notify_all()  # a lossless source may wait for this room
+            return items.popleft()
+
+    def take_block(self, timeout: float) -> AudioBlock | None:
+        with self.wake:  # re-entrant: _take takes it again
+            block = self._take(self._blocks, timeout)
+            if block is not None:
+                self._queued_s -= block.duration_s
             return block
 
     def handle_block(self, block: AudioBlock) -> None:
@@ -251,13 +258,7 @@ class Hearing:
     # -- the ASR thread
 
     def take_job(self, timeout: float) -> AsrJob | None:
-        with self.wake:
-            if not self.jobs:
-                self.wake.wait(timeout)
-            if not self.jobs:
-                return None
-            self.wake.notify_all()  # a lossless source may wait for this room
-            return self.jobs.popleft()
+        return self._take(self.jobs, timeout)
 
     def handle_job(self, job: AsrJob) -> None:
         try:
