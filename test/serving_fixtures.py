@@ -17,7 +17,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tiny_models import PALIGEMMA_IMAGE_SIZE, SEED, VLM_SPECIAL_TOKENS, _byte_level_bpe
+from tiny_models import (
+    PALIGEMMA_IMAGE_SIZE,
+    PALIGEMMA_PATCH,
+    SEED,
+    VLM_SPECIAL_TOKENS,
+    tiny_paligemma_processor,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / "build" / "vllm-venv" / "bin" / "python"
@@ -34,31 +40,12 @@ def build_served_paligemma(folder: Path) -> Path:
         Gemma2Config,
         PaliGemmaConfig,
         PaliGemmaForConditionalGeneration,
-        PaliGemmaProcessor,
-        PreTrainedTokenizerFast,
-        SiglipImageProcessorPil,
         SiglipVisionConfig,
     )
 
     # vLLM's PaliGemma processor appends the vocabulary's literal "\n" token to every prompt
     # (as the real Gemma tokenizer has it); a byte-level BPE spells it "Ċ", so add it.
-    backend = _byte_level_bpe([*VLM_SPECIAL_TOKENS, "\n"], vocab_size=512)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-        padding_side="right",
-        model_max_length=256,
-    )
-    patch_size = 8
-    image_processor = SiglipImageProcessorPil(
-        size={"height": PALIGEMMA_IMAGE_SIZE, "width": PALIGEMMA_IMAGE_SIZE}
-    )
-    image_processor.image_seq_length = (PALIGEMMA_IMAGE_SIZE // patch_size) ** 2
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor = tiny_paligemma_processor([*VLM_SPECIAL_TOKENS, "\n"])
     vocab_size = len(processor.tokenizer)
     # Head size 32: vLLM's CPU attention supports 32, 64, 80, ... (tiny_models uses 8).
     hidden, heads = 64, 2
@@ -83,7 +70,7 @@ def build_served_paligemma(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=heads,
         image_size=PALIGEMMA_IMAGE_SIZE,
-        patch_size=patch_size,
+        patch_size=PALIGEMMA_PATCH,
         vision_use_head=False,
     )
     config = PaliGemmaConfig(

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -28,8 +29,12 @@ from uservlm_ros.core.labels import (
 )
 from uservlm_ros.core.prompt import TEMPLATE
 
+if TYPE_CHECKING:
+    from transformers import PaliGemmaProcessor
+
 CLIP_IMAGE_SIZE = 32
 PALIGEMMA_IMAGE_SIZE = 32
+PALIGEMMA_PATCH = 8
 SEED = 0
 
 CLIP_BOS, CLIP_EOS, CLIP_PAD = "<|startoftext|>", "<|endoftext|>", "<pad>"
@@ -154,19 +159,12 @@ def _save_tiny_clip(folder: Path) -> None:
     ).save_pretrained(folder)
 
 
-def _save_tiny_paligemma(folder: Path) -> None:
-    import torch
-    from transformers import (
-        Gemma2Config,
-        PaliGemmaConfig,
-        PaliGemmaForConditionalGeneration,
-        PaliGemmaProcessor,
-        PreTrainedTokenizerFast,
-        SiglipImageProcessorPil,
-        SiglipVisionConfig,
-    )
+def tiny_paligemma_processor(tokens: list[str]) -> PaliGemmaProcessor:
+    """A PaliGemma processor: SigLIP at PALIGEMMA_IMAGE_SIZE in patches of PALIGEMMA_PATCH, and a
+    byte-level BPE of 512 trained offline on `tokens`, with the chat markers."""
+    from transformers import PaliGemmaProcessor, PreTrainedTokenizerFast, SiglipImageProcessorPil
 
-    backend = _byte_level_bpe(list(VLM_SPECIAL_TOKENS), vocab_size=512)
+    backend = _byte_level_bpe(tokens, vocab_size=512)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<bos>",
@@ -177,13 +175,25 @@ def _save_tiny_paligemma(folder: Path) -> None:
         padding_side="right",
         model_max_length=256,
     )
-    patch_size = 8
     image_processor = SiglipImageProcessorPil(
         size={"height": PALIGEMMA_IMAGE_SIZE, "width": PALIGEMMA_IMAGE_SIZE}
     )
-    image_processor.image_seq_length = (PALIGEMMA_IMAGE_SIZE // patch_size) ** 2
+    image_processor.image_seq_length = (PALIGEMMA_IMAGE_SIZE // PALIGEMMA_PATCH) ** 2
     # The processor adds <image> handling and PaliGemma's <loc>/<seg> tokens to the tokenizer.
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return processor
+
+
+def _save_tiny_paligemma(folder: Path) -> None:
+    import torch
+    from transformers import (
+        Gemma2Config,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        SiglipVisionConfig,
+    )
+
+    processor = tiny_paligemma_processor(list(VLM_SPECIAL_TOKENS))
     vocab_size = len(processor.tokenizer)
     hidden = 32
     text_config = Gemma2Config(
@@ -206,7 +216,7 @@ def _save_tiny_paligemma(folder: Path) -> None:
         num_hidden_layers=2,
         num_attention_heads=4,
         image_size=PALIGEMMA_IMAGE_SIZE,
-        patch_size=patch_size,
+        patch_size=PALIGEMMA_PATCH,
         vision_use_head=False,
     )
     config = PaliGemmaConfig(
