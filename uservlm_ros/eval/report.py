@@ -239,6 +239,26 @@ def identity_section(entry: Mapping[str, Any], iou_threshold: float) -> list[str
     return lines
 
 
+LATENCY_INTROS = {
+    "offline": "Offline (this evaluation, per frame):",
+    "recorded": "Recorded by the live nodes (stage timings in the bag):",
+}
+
+
+def latency_section(latency: Mapping[str, Any], kind: str, out_dir: Path) -> list[str]:
+    """The report.md lines of one kind of latency (a LATENCY_INTROS key): table, then chart."""
+    stages = latency[kind]
+    chart = latency_chart(stages, out_dir / f"latency_{kind}.png", f"per-stage latency ({kind})")
+    return [
+        "",
+        LATENCY_INTROS[kind],
+        "",
+        *latency_table(stages),
+        "",
+        f"![{kind} latency]({chart.name})",
+    ]
+
+
 def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """report.json and report.md (with PNG plots) in out_dir; returns both paths."""
     out_dir = Path(out_dir)
@@ -304,29 +324,10 @@ def write_eval_report(report: Mapping[str, Any], out_dir: Path) -> tuple[Path, P
         )
     lines += identity_section(report["identity"], report["detection"]["iou_threshold"])
     latency = report["latency_ms"]
-    lines += [
-        "",
-        "## Latency",
-        "",
-        "Offline (this evaluation, per frame):",
-        "",
-        *latency_table(latency["offline"]),
-    ]
-    chart = latency_chart(
-        latency["offline"], out_dir / "latency_offline.png", "per-stage latency (offline)"
-    )
-    lines += ["", f"![offline latency]({chart.name})"]
+    lines += ["", "## Latency"]
+    lines += latency_section(latency, "offline", out_dir)
     if latency["recorded"]:
-        lines += [
-            "",
-            "Recorded by the live nodes (stage timings in the bag):",
-            "",
-            *latency_table(latency["recorded"]),
-        ]
-        chart = latency_chart(
-            latency["recorded"], out_dir / "latency_recorded.png", "per-stage latency (recorded)"
-        )
-        lines += ["", f"![recorded latency]({chart.name})"]
+        lines += latency_section(latency, "recorded", out_dir)
     if "answers" in report:
         answers = report["answers"]
         rouge = answers["rouge1"]

@@ -16,21 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uservlm_ros.core.prompt import IMAGE_TOKEN
+from uservlm_ros.training import vlm
 from uservlm_ros.training.config import option
-from uservlm_ros.training.vlm import (
-    PROJECTOR,
-    PrefixSuffixCollator,
-    VlmStageConfig,
-    finish,
-    last_checkpoint,
-    load_vlm,
-    read_stage_data,
-    training_arguments,
-)
 
 
 @dataclass
-class AlignConfig(VlmStageConfig):
+class AlignConfig(vlm.VlmStageConfig):
     output_dir: str = option("runs/align", "checkpoints, logs and final/ (a full model folder)")
     epochs: float = option(1.0, "training epochs (papers: 1)")
     lr: float = option(1e-4, "peak learning rate (papers: 1e-4)")
@@ -38,25 +29,16 @@ class AlignConfig(VlmStageConfig):
 
 def freeze_all_but_projector(model) -> None:
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = PROJECTOR in name
+        parameter.requires_grad = vlm.PROJECTOR in name
 
 
 def train_align(config: AlignConfig) -> Path:
-    from transformers import Trainer
-
-    model, processor = load_vlm(config)
+    model, processor = vlm.load_vlm(config)
     freeze_all_but_projector(model)
-    train, val = read_stage_data("align", config)
-    collator = PrefixSuffixCollator(processor, lambda r: IMAGE_TOKEN, lambda r: r["caption"])
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(config),
-        train_dataset=train,
-        eval_dataset=val or None,
-        data_collator=collator,
-    )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    return finish(trainer, processor, config, trainer.evaluate() if val else None)
+    train, val = vlm.read_stage_data("align", config)
+    collator = vlm.PrefixSuffixCollator(processor, lambda r: IMAGE_TOKEN, lambda r: r["caption"])
+    trainer = vlm.stage_trainer(config, model, train, val, collator)
+    return vlm.train_and_save(trainer, processor, config, val, vlm.last_checkpoint(config))
 
 
 def main(config: AlignConfig) -> int:

@@ -76,6 +76,12 @@ def load_config(cls: type[T], path: Path | None = None, overrides: list[str] = (
     return config
 
 
+def check_choice(key: str, value: Any, choices: tuple) -> None:
+    """A ConfigError unless the config key `key` holds one of `choices`."""
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
+
+
 def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 

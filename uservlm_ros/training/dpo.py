@@ -18,23 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from uservlm_ros.training import vlm
 from uservlm_ros.training.config import option
 from uservlm_ros.training.data import load_rgb
-from uservlm_ros.training.vlm import (
-    LoraOptions,
-    VlmStageConfig,
-    finish,
-    last_checkpoint,
-    load_vlm,
-    lora_config,
-    prompt_for,
-    read_stage_data,
-    training_arguments,
-)
 
 
 @dataclass
-class DpoConfig(VlmStageConfig, LoraOptions):
+class DpoConfig(vlm.VlmStageConfig, vlm.LoraOptions):
     output_dir: str = option("runs/dpo", "checkpoints, logs and final/ (an adapter folder)")
     epochs: float = option(1.0, "training epochs (papers: 1)")
     lr: float = option(2e-6, "peak learning rate (papers: 2e-6)")
@@ -50,7 +40,7 @@ class PreferenceCollator:
 
     def __call__(self, records: list[dict]) -> dict:
         images = [load_rgb(Path(r["image"])) for r in records]
-        prompts = [prompt_for(r, r["prompt"], self.config) for r in records]
+        prompts = [vlm.prompt_for(r, r["prompt"], self.config) for r in records]
         batch = self.processor(
             images=images * 2,
             text=prompts * 2,
@@ -68,25 +58,25 @@ def train_dpo(config: DpoConfig) -> Path:
     from trl import DPOConfig as TrlDpoConfig
     from trl import DPOTrainer
 
-    model, processor = load_vlm(config)
-    train, val = read_stage_data("dpo", config)
+    model, processor = vlm.load_vlm(config)
+    train, val = vlm.read_stage_data("dpo", config)
 
     def table(records):
         return Dataset.from_list([{**r, "image": str(r["image"])} for r in records])
 
-    args = training_arguments(config, TrlDpoConfig, beta=config.beta, max_length=None)
-    trainer = DPOTrainer(
-        model=model,
+    trainer = vlm.stage_trainer(
+        config,
+        model,
+        table(train),
+        table(val) if val else None,
+        PreferenceCollator(processor, config),
+        trainer_class=DPOTrainer,
+        args=vlm.training_arguments(config, TrlDpoConfig, beta=config.beta, max_length=None),
         ref_model=None,
-        args=args,
-        train_dataset=table(train),
-        eval_dataset=table(val) if val else None,
         processing_class=processor,
-        data_collator=PreferenceCollator(processor, config),
-        peft_config=lora_config(config),
+        peft_config=vlm.lora_config(config),
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    return finish(trainer, processor, config, trainer.evaluate() if val else None)
+    return vlm.train_and_save(trainer, processor, config, val, vlm.last_checkpoint(config))
 
 
 def main(config: DpoConfig) -> int:

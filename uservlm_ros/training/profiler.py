@@ -42,6 +42,7 @@ from uservlm_ros.core import labels
 from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.metrics import accuracy, macro_f1
 from uservlm_ros.training.config import (
+    check_choice,
     option,
     resolve_device,
     save_config,
@@ -99,8 +100,7 @@ class ProfilerConfig:
             raise ConfigError("profiler config needs model_path (a CLIP-family model folder)")
         if not self.data_path:
             raise ConfigError("profiler config needs data_path (docs/training.md)")
-        if self.caption not in CAPTION_MODES:
-            raise ConfigError(f"caption must be one of {CAPTION_MODES}, got {self.caption!r}")
+        check_choice("caption", self.caption, CAPTION_MODES)
         unknown = set(self.attributes) - set(labels.ATTRIBUTES)
         if unknown:
             raise ConfigError(f"unknown attributes {sorted(unknown)}; known: {labels.ATTRIBUTES}")

@@ -19,27 +19,14 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from uservlm_ros.backends import mole
-from uservlm_ros.core.errors import ConfigError
-from uservlm_ros.training.config import option
-from uservlm_ros.training.vlm import (
-    ATTENTION,
-    LoraOptions,
-    PrefixSuffixCollator,
-    VlmStageConfig,
-    finish,
-    last_checkpoint,
-    load_vlm,
-    lora_config,
-    prompt_for,
-    read_stage_data,
-    training_arguments,
-)
+from uservlm_ros.training import vlm
+from uservlm_ros.training.config import check_choice, option
 
 METHODS = ("lora", "mole")
 
 
 @dataclass
-class SftConfig(VlmStageConfig, LoraOptions):
+class SftConfig(vlm.VlmStageConfig, vlm.LoraOptions):
     output_dir: str = option("runs/sft", "checkpoints, logs and final/ (an adapter folder)")
     epochs: float = option(2.0, "training epochs (papers: 2)")
     lr: float = option(2e-5, "peak learning rate (papers: 2e-5)")
@@ -48,8 +35,7 @@ class SftConfig(VlmStageConfig, LoraOptions):
 
     def check(self) -> None:
         super().check()
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
+        check_choice("method", self.method, METHODS)
 
 
 class MoleCheckpoints(TrainerCallback):
@@ -69,8 +55,8 @@ def add_adapters(model, config: SftConfig):
     """peft LoRA (attention only for MoLE) and, for MoLE, the routed MLP experts."""
     from peft import get_peft_model
 
-    names = ATTENTION if config.method == "mole" else None
-    model = get_peft_model(model, lora_config(config, names))
+    names = vlm.ATTENTION if config.method == "mole" else None
+    model = get_peft_model(model, vlm.lora_config(config, names))
     if config.method == "mole":
         mole.apply_mole(
             model, config.mole_experts, config.lora_r, config.lora_alpha, config.lora_dropout
@@ -79,27 +65,18 @@ def add_adapters(model, config: SftConfig):
 
 
 def train_sft(config: SftConfig) -> Path:
-    from transformers import Trainer
-
-    model, processor = load_vlm(config)
+    model, processor = vlm.load_vlm(config)
     model = add_adapters(model, config)
-    train, val = read_stage_data("sft", config)
-    collator = PrefixSuffixCollator(
-        processor, lambda r: prompt_for(r, r["question"], config), lambda r: r["answer"]
+    train, val = vlm.read_stage_data("sft", config)
+    collator = vlm.PrefixSuffixCollator(
+        processor, lambda r: vlm.prompt_for(r, r["question"], config), lambda r: r["answer"]
     )
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(config),
-        train_dataset=train,
-        eval_dataset=val or None,
-        data_collator=collator,
-        callbacks=[MoleCheckpoints(model, config)] if config.method == "mole" else None,
-    )
-    resume = last_checkpoint(config)
+    callbacks = [MoleCheckpoints(model, config)] if config.method == "mole" else None
+    trainer = vlm.stage_trainer(config, model, train, val, collator, callbacks=callbacks)
+    resume = vlm.last_checkpoint(config)
     if resume and config.method == "mole":
         mole.restore_mole(model, Path(resume))
-    trainer.train(resume_from_checkpoint=resume)
-    final = finish(trainer, processor, config, trainer.evaluate() if val else None)
+    final = vlm.train_and_save(trainer, processor, config, val, resume)
     if config.method == "mole":
         mole.save_mole(model, final, config.mole_experts, config.lora_r, config.lora_alpha)
     return final

@@ -17,7 +17,13 @@ from typing import Any
 
 from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.prompt import MODES, USER_AWARE, build_prompt
-from uservlm_ros.training.config import option, resolve_device, save_config, seed_everything
+from uservlm_ros.training.config import (
+    check_choice,
+    option,
+    resolve_device,
+    save_config,
+    seed_everything,
+)
 from uservlm_ros.training.data import load_rgb, read_vlm_dataset
 
 FINAL = "final"
@@ -60,8 +66,7 @@ class VlmStageConfig:
             raise ConfigError("config needs model_path (a PaliGemma-2 / User-VLM folder)")
         if not self.data_path:
             raise ConfigError("config needs data_path (docs/training.md)")
-        if self.prompt_mode not in MODES:
-            raise ConfigError(f"prompt_mode must be one of {MODES}, got {self.prompt_mode!r}")
+        check_choice("prompt_mode", self.prompt_mode, MODES)
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("batch_size and grad_accum must be >= 1")
 
@@ -182,8 +187,28 @@ def read_stage_data(stage: str, config: VlmStageConfig):
     return read_vlm_dataset(stage, Path(config.data_path), config.val_fraction, config.seed)
 
 
-def finish(trainer, processor, config: VlmStageConfig, evaluation: dict | None = None) -> Path:
-    """Save final/ (weights or adapter + processor + config) and the loss history."""
+def stage_trainer(
+    config: VlmStageConfig, model, train, val, collator, trainer_class=None, args=None, **extra
+):
+    """The stage's Trainer (transformers', or trainer_class with its own `extra` keywords) on
+    the train records, with the val records (if any) for evaluation."""
+    from transformers import Trainer
+
+    return (trainer_class or Trainer)(
+        model=model,
+        args=training_arguments(config) if args is None else args,
+        train_dataset=train,
+        eval_dataset=val or None,
+        data_collator=collator,
+        **extra,
+    )
+
+
+def train_and_save(trainer, processor, config: VlmStageConfig, val, resume: str | None) -> Path:
+    """Train (from the checkpoint `resume`, if any), evaluate when there are val records, and
+    save final/ (weights or adapter + processor + config) and the loss history."""
+    trainer.train(resume_from_checkpoint=resume)
+    evaluation = trainer.evaluate() if val else None
     final = Path(config.output_dir) / FINAL
     trainer.save_model(str(final))
     processor.save_pretrained(final)
