@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from uservlm_ros.backends.fast_decode import GreedyDecoder, plain_generate
+from uservlm_ros.backends.fast_decode import DecodeRequest, GreedyDecoder, plain_generate
 from uservlm_ros.core.prompt import MODES, build_prompt
 
 QUESTION = "What am I wearing today, and does it suit the weather?"
@@ -134,7 +134,9 @@ def answer(
     batch = processor(images=image, text=prompt, return_tensors="pt")
     inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-    output = decode(inputs, new_tokens, [], lambda tokens: marks.append(time.perf_counter()))
+    output = decode(
+        DecodeRequest(inputs, new_tokens, [], lambda tokens: marks.append(time.perf_counter()))
+    )
     decode_s = marks[-1] - marks[0]
     return Run(
         ttft_ms=(marks[0] - started) * 1e3,
@@ -174,7 +176,7 @@ def main() -> None:
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     decoder = GreedyDecoder(model, compile_step=compile_step)
     decoders = {
-        "model.generate": lambda *a: plain_generate(model, *a),
+        "model.generate": lambda request: plain_generate(model, request),
         "static cache" + (" + CUDA graphs" if compile_step else " (eager)"): decoder.generate,
     }
     rows = []

@@ -43,6 +43,7 @@ def _quiet(_line: str) -> None:
 def robot(kind: str, settings: dict, start, results) -> None:
     """One robot: its own backend, then `questions` answers once all robots are ready."""
     from uservlm_ros.backends.responder_pipeline import (
+        AnswerHooks,
         AskerView,
         PipelineSettings,
         Question,
@@ -76,9 +77,8 @@ def robot(kind: str, settings: dict, start, results) -> None:
             if not first:
                 first.append((time.monotonic() - arrived) * 1e3)
 
-        answer = pipeline.answer(
-            question, AskerView(image), on_partial, lambda *_: None, lambda: False
-        )
+        hooks = AnswerHooks(on_partial, lambda *_: None, lambda: False)
+        answer = pipeline.answer(question, AskerView(image), hooks)
         if answer.error and not answer.error.startswith("empty answer"):
             raise SystemExit(f"{kind}: {answer.error}")
         first_tokens.extend(first)

@@ -14,9 +14,15 @@ from uservlm_ros.backends.fallback_responder import (
     FallbackOptions,
     FallbackResponder,
 )
-from uservlm_ros.backends.fast_decode import CANCELLED, LENGTH, GreedyDecoder, plain_generate
+from uservlm_ros.backends.fast_decode import (
+    CANCELLED,
+    LENGTH,
+    DecodeRequest,
+    GreedyDecoder,
+    plain_generate,
+)
 from uservlm_ros.backends.paligemma import PaliGemmaBackend
-from uservlm_ros.backends.vlm import UserContext, VlmOptions, parse_adapters
+from uservlm_ros.backends.vlm import GenerationRequest, UserContext, VlmOptions, parse_adapters
 from uservlm_ros.backends.vlm_registry import RESPONDERS
 from uservlm_ros.core.bias_guard import BiasGuard
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
@@ -67,11 +73,12 @@ def test_static_cache_decoder_equals_generate(tiny, mode, max_new_tokens):
     inputs.pop("labels")
     eos = [model.generation_config.eos_token_id]
     decoder = GreedyDecoder(model)
+    request = DecodeRequest(inputs, max_new_tokens, eos)
     for _ in range(2):  # the second run re-uses (and must reset) the static cache
-        output = decoder.generate(inputs, max_new_tokens, eos)
+        output = decoder.generate(request)
         assert output.tokens == expected
         assert output.prompt_tokens == inputs["input_ids"].shape[1]
-    assert plain_generate(model, inputs, max_new_tokens, eos).tokens == expected
+    assert plain_generate(model, request).tokens == expected
 
 
 def test_decoders_stream_every_token_and_stop_on_request(tiny):
@@ -85,14 +92,14 @@ def test_decoders_stream_every_token_and_stop_on_request(tiny):
     eos = [model.generation_config.eos_token_id]
     for decode in (
         GreedyDecoder(model.eval()).generate,
-        lambda *a, **k: plain_generate(model, *a, **k),
+        lambda request: plain_generate(model, request),
     ):
         seen: list[list[int]] = []
-        output = decode(inputs, 20, eos, lambda t, seen=seen: seen.append(list(t)))
+        output = decode(DecodeRequest(inputs, 20, eos, lambda t, seen=seen: seen.append(list(t))))
         assert output.finish_reason == LENGTH
         assert [len(s) for s in seen] == list(range(1, 21))
         assert seen[-1] == output.tokens
-        stopped = decode(inputs, 20, eos, None, lambda: True)
+        stopped = decode(DecodeRequest(inputs, 20, eos, should_stop=lambda: True))
         assert stopped.finish_reason == CANCELLED
         assert stopped.tokens == output.tokens[:1]
 
@@ -104,7 +111,7 @@ def test_adapters_switch_per_request_and_match_peft_reference(tiny, backend):
     model_dir, adapters = tiny
     texts = {}
     for adapter in ("base", "instruct", "dpo", "base"):
-        result = backend.generate(IMAGE, PROMPTS[USER_AWARE], 12, adapter)
+        result = backend.generate(GenerationRequest(IMAGE, PROMPTS[USER_AWARE], 12, adapter))
         assert result.responder == f"paligemma:tiny-paligemma@{adapter}"
         assert result.new_tokens == 12 and result.finish_reason == LENGTH
         assert texts.setdefault(adapter, result.text) == result.text  # switching back is exact
@@ -122,12 +129,14 @@ def test_adapters_switch_per_request_and_match_peft_reference(tiny, backend):
 def test_backend_streams_text_and_cancels(backend):
     partial: list[tuple[str, int]] = []
     result = backend.generate(
-        IMAGE,
-        PROMPTS[PROFILE_PROMPT],
-        30,
-        "instruct",
-        on_token=lambda text, count: partial.append((text, count)),
-        should_stop=lambda: len(partial) >= 5,
+        GenerationRequest(
+            IMAGE,
+            PROMPTS[PROFILE_PROMPT],
+            30,
+            "instruct",
+            on_token=lambda text, count: partial.append((text, count)),
+            should_stop=lambda: len(partial) >= 5,
+        )
     )
     assert result.finish_reason == CANCELLED
     assert result.new_tokens == 5 == partial[-1][1]
@@ -138,9 +147,9 @@ def test_backend_streams_text_and_cancels(backend):
 
 def test_backend_rejects_bad_requests(backend):
     with pytest.raises(UservlmError, match="unknown adapter 'sft'"):
-        backend.generate(IMAGE, PROMPTS[USER_AWARE], 3, "sft")
+        backend.generate(GenerationRequest(IMAGE, PROMPTS[USER_AWARE], 3, "sft"))
     with pytest.raises(UservlmError, match="needs a camera image"):
-        backend.generate(None, PROMPTS[USER_AWARE], 3)
+        backend.generate(GenerationRequest(None, PROMPTS[USER_AWARE], 3))
 
 
 def test_missing_weights_fail_with_a_clear_message(tmp_path, tiny):
@@ -173,7 +182,8 @@ def test_fallback_answers_are_personal_streamed_and_pass_the_guard(question, emo
     assert isinstance(responder, FallbackResponder)
     user = UserContext(question, {"age_group": "3-9", "emotion": emotion} if emotion else {})
     streamed: list[str] = []
-    result = responder.generate(None, "", 100, "", lambda t, n: streamed.append(t), user=user)
+    request = GenerationRequest(None, "", 100, user=user, on_token=lambda t, n: streamed.append(t))
+    result = responder.generate(request)
     assert result.responder == RESPONDER_ID
     assert result.text and streamed[-1] == result.text
     assert len(streamed) == result.new_tokens == len(result.text.split())
@@ -187,8 +197,9 @@ def test_fallback_answers_are_personal_streamed_and_pass_the_guard(question, emo
 def test_fallback_refuses_adapters_and_cancels():
     responder = FallbackResponder()
     with pytest.raises(UservlmError, match="no adapter"):
-        responder.generate(None, "", adapter="dpo")
-    result = responder.generate(None, "", 100, should_stop=lambda: True, user=UserContext("hi"))
+        responder.generate(GenerationRequest(None, "", adapter="dpo"))
+    request = GenerationRequest(None, "", user=UserContext("hi"), should_stop=lambda: True)
+    result = responder.generate(request)
     assert result.finish_reason == "cancelled" and result.new_tokens == 1
 
 

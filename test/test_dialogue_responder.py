@@ -20,7 +20,7 @@ from uservlm.action import Respond
 from uservlm.msg import Response, UserProfile
 
 from uservlm_ros.backends.paligemma import PaliGemmaBackend
-from uservlm_ros.backends.vlm import VlmOptions
+from uservlm_ros.backends.vlm import GenerationRequest, VlmOptions
 from uservlm_ros.core.bias_guard import SAFE_REPLY
 from uservlm_ros.core.prompt import PROFILE_PROMPT, USER_AWARE, build_prompt
 from uservlm_ros.core.speakable import speakable
@@ -358,9 +358,13 @@ def test_action_streams_feedback_in_both_modes_and_matches_the_model(
     _client, handle = send_goal(ros, "/uservlm/respond", goal, feedback)
     response = result_of(handle).result.response
     profile = sample_messages.user_profile().profile_text
-    expected = reference.generate(IMAGE, build_prompt(goal.question, mode, profile), 12)
+    expected = reference.generate(
+        GenerationRequest(IMAGE, build_prompt(goal.question, mode, profile), 12)
+    )
     other_mode = PROFILE_PROMPT if mode == USER_AWARE else USER_AWARE
-    other = reference.generate(IMAGE, build_prompt(goal.question, other_mode, profile), 12)
+    other = reference.generate(
+        GenerationRequest(IMAGE, build_prompt(goal.question, other_mode, profile), 12)
+    )
     assert expected.text != other.text  # the mode changes the prompt
     # Only speakable text is answered: this tiny model says "No" to one prompt and only
     # PaliGemma <loc> tokens to the other, which is an explicit "empty answer" error.
@@ -389,7 +393,8 @@ def test_adapters_switch_per_request(ros, vlm_node, reference):
         name = adapter or "base"
         assert response.responder == f"paligemma:tiny-paligemma@{name}"
         prompt = build_prompt(goal.question, USER_AWARE)
-        assert response.text == speakable(reference.generate(IMAGE, prompt, 10, name).text)
+        expected = reference.generate(GenerationRequest(IMAGE, prompt, 10, name))
+        assert response.text == speakable(expected.text)
         texts[name] = response.text
     assert len(set(texts.values())) == 3
 

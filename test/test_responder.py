@@ -10,7 +10,12 @@ from uservlm_ros.backends.fallback_responder import RESPONDER_ID, FallbackOption
 from uservlm_ros.backends.openai_responder import OpenAIResponder, ServerOptions
 from uservlm_ros.backends.responder import Asker, Reply, Responder, ResponderConfig
 from uservlm_ros.backends.responder_pipeline import PipelineSettings, ResponderPipeline
-from uservlm_ros.backends.vlm import BASE_ADAPTER, GenerationResult, VlmOptions
+from uservlm_ros.backends.vlm import (
+    BASE_ADAPTER,
+    GenerationRequest,
+    GenerationResult,
+    VlmOptions,
+)
 from uservlm_ros.backends.vlm_registry import RESPONDERS, choose_backend, start_backend
 from uservlm_ros.core import addressee as addressing
 from uservlm_ros.core.camera_clock import RESTART_S, CameraClock
@@ -125,12 +130,12 @@ class Recording:
     def responder_id(self, adapter: str = "") -> str:
         return f"recording@{adapter or BASE_ADAPTER}"
 
-    def generate(self, image, prompt, max_new_tokens=100, adapter="", on_token=None, **kw):
-        self.shown.append((image, prompt, kw["user"]))
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.shown.append((request.image, request.prompt, request.user))
         text = "You look great today. Have a nice walk."
         for count, end in enumerate((21, len(text)), 1):
-            on_token(text[:end], count)
-        return GenerationResult(text, self.responder_id(adapter), new_tokens=2)
+            request.on_token(text[:end], count)
+        return GenerationResult(text, self.responder_id(request.adapter), new_tokens=2)
 
 
 def responder(backend, name: str = "paligemma", decode=lambda image: image, **config):

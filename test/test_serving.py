@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from uservlm_ros.backends.openai_responder import (
     parse_server_adapters,
     question_text,
 )
+from uservlm_ros.backends.vlm import GenerationRequest
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
 from uservlm_ros.core.prompt import PROFILE_PROMPT, build_prompt
 from uservlm_ros.ros import topics
@@ -226,17 +228,20 @@ def test_streams_tokens_with_stage_timings_and_adapters(ready, served):
     responder.load()
     partials: list[tuple[str, int]] = []
     prompt = build_prompt("What am I wearing today?")
-    result = responder.generate(IMAGE, prompt, 8, on_token=lambda t, n: partials.append((t, n)))
+    request = GenerationRequest(IMAGE, prompt, 8, on_token=lambda t, n: partials.append((t, n)))
+    result = responder.generate(request)
     assert result.responder == f"openai:{SERVED_NAME}@base"
     assert result.new_tokens == 8 and result.finish_reason in ("length", "eos")
     assert [n for _, n in partials] == list(range(1, len(partials) + 1))
     assert len(partials) >= 2 and partials[-1][0] == result.text
     assert result.prompt_tokens > 16  # 16 image tokens and the question
     assert {"preprocess", "connect", "first_token", "decode"} <= set(result.timings_ms)
-    by_adapter = {a: responder.generate(IMAGE, prompt, 8, a).text for a in ("", *ADAPTERS)}
+    by_adapter = {
+        a: responder.generate(GenerationRequest(IMAGE, prompt, 8, a)).text for a in ("", *ADAPTERS)
+    }
     assert len(set(by_adapter.values())) == 3  # each LoRA changes the random model's answer
     with pytest.raises(UservlmError, match="unknown adapter 'mole'"):
-        responder.generate(IMAGE, prompt, 8, "mole")
+        responder.generate(GenerationRequest(IMAGE, prompt, 8, "mole"))
 
 
 def test_cancel_stops_generation_on_the_server(ready, served):
@@ -248,11 +253,13 @@ def test_cancel_stops_generation_on_the_server(ready, served):
 
     before = metric(ready, "vllm:generation_tokens_total")
     result = responder.generate(
-        IMAGE,
-        build_prompt("Tell me a long story"),
-        150,
-        on_token=on_token,
-        should_stop=lambda: seen[0] >= 3,
+        GenerationRequest(
+            IMAGE,
+            build_prompt("Tell me a long story"),
+            150,
+            on_token=on_token,
+            should_stop=lambda: seen[0] >= 3,
+        )
     )
     assert result.finish_reason == "cancelled" and 3 <= result.new_tokens < 10
     time.sleep(2.0)  # a server still generating would count on
@@ -261,12 +268,12 @@ def test_cancel_stops_generation_on_the_server(ready, served):
 
 
 def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path):
-    prompt = build_prompt("Hello")
+    hello = GenerationRequest(IMAGE, build_prompt("Hello"), 4)
     wrong = backend(ready, served, model="no-such-model")
     with pytest.raises(ModelLoadError, match=r"does not serve no-such-model .*tiny-user-vlm"):
         wrong.load()
     with pytest.raises(UservlmError, match=r"HTTP 404: no such model") as error:
-        wrong.generate(IMAGE, prompt, 4)
+        wrong.generate(hello)
     assert ready.url in str(error.value) and "\n" not in str(error.value)
     bad_key = tmp_path / "bad_key"
     bad_key.write_text("sk-wrong")
@@ -274,7 +281,7 @@ def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path)
     with pytest.raises(ModelLoadError, match="HTTP 401: the API key was refused"):
         refused.load()
     with pytest.raises(UservlmError, match="HTTP 401") as error:
-        refused.generate(IMAGE, prompt, 4)
+        refused.generate(hello)
     assert "sk-wrong" not in str(error.value)
     with pytest.raises(ModelLoadError, match=r"api_key_file .*missing"):
         backend(ready, served, api_key_file=str(tmp_path / "missing"))
@@ -282,13 +289,13 @@ def test_failures_are_one_line_errors_naming_the_server(ready, served, tmp_path)
     # Below server.token_timeout_s's range (0.1 s), which options refuse: a timeout on any server.
     object.__setattr__(slow.server, "token_timeout_s", 0.001)
     with pytest.raises(UservlmError, match=r"no answer within server.token_timeout_s=0.001 s"):
-        slow.generate(IMAGE, prompt, 4)
+        slow.generate(hello)
     down = backend(ready, served, url=f"http://127.0.0.1:{free_port()}/v1")
     down.load()  # not an error at configure: the server may start later
     with pytest.raises(UservlmError, match=r"cannot connect .*is the server up"):
-        down.generate(IMAGE, prompt, 4)
+        down.generate(hello)
     labelled = OpenAIResponder(down.server, lambda _: None, fallback=FallbackResponder())
-    assert labelled.generate(IMAGE, prompt, 20).responder == RESPONDER_ID
+    assert labelled.generate(replace(hello, max_new_tokens=20)).responder == RESPONDER_ID
 
 
 @pytest.fixture

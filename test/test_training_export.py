@@ -157,7 +157,7 @@ def test_profiler_torch_export_is_a_verified_clip_folder(profiler_run, tmp_path)
 
 def test_vlm_adapter_and_merged_exports_load_in_the_responder_backend(sft_adapter, tmp_path):
     from uservlm_ros.backends.paligemma import PaliGemmaBackend
-    from uservlm_ros.backends.vlm import VlmOptions
+    from uservlm_ros.backends.vlm import GenerationRequest, VlmOptions
 
     final, base, _ = sft_adapter
     adapter_dir = tmp_path / "user-vlm-sft"
@@ -180,7 +180,7 @@ def test_vlm_adapter_and_merged_exports_load_in_the_responder_backend(sft_adapte
     }.items():
         backend = PaliGemmaBackend(dataclasses.replace(options, warmup=False), log=lambda _: None)
         backend.load()
-        answers[name] = backend.generate(image, question, max_new_tokens=6).text
+        answers[name] = backend.generate(GenerationRequest(image, question, 6)).text
     assert answers["adapter"] == answers["merged"]
     assert answers["adapter"] != answers["base"]  # the adapter changed the model
 
@@ -274,7 +274,7 @@ def test_cli_rejects_unknown_config_keys(tmp_path, capsys):
 def test_a_mole_adapter_loads_in_the_responder_beside_a_lora_adapter(sft_adapter, tmp_path):
     from uservlm_ros.backends import mole
     from uservlm_ros.backends.paligemma import PaliGemmaBackend
-    from uservlm_ros.backends.vlm import VlmOptions
+    from uservlm_ros.backends.vlm import GenerationRequest, VlmOptions
 
     lora_final, base, root = sft_adapter
     data = root / "data" / "sft.jsonl"
@@ -299,7 +299,9 @@ def test_a_mole_adapter_loads_in_the_responder_beside_a_lora_adapter(sft_adapter
         backend.load()
         # each adapter twice, interleaved: switching must not leak one adapter into another
         order = [*backend.adapters, *backend.adapters]
-        results = [(a, backend.generate(image, question, 8, adapter=a).text) for a in order]
+        results = [
+            (a, backend.generate(GenerationRequest(image, question, 8, a)).text) for a in order
+        ]
         for name in backend.adapters:
             assert len({text for a, text in results if a == name}) == 1, name
         return dict(results)

@@ -13,16 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from uservlm_ros.backends.vlm import (
-    BASE_ADAPTER,
-    DEFAULT_MAX_NEW_TOKENS,
-    GenerationResult,
-    StopCheck,
-    TokenCallback,
-    UserContext,
-)
+from uservlm_ros.backends.vlm import BASE_ADAPTER, GenerationRequest, GenerationResult, UserContext
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.parameters import check_settings, setting
 
@@ -104,29 +95,20 @@ class FallbackResponder:
         )
         return " ".join(template.format(greeting=greeting, mood=mood).split())
 
-    def generate(
-        self,
-        image: np.ndarray | None,
-        prompt: str,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        adapter: str = "",
-        on_token: TokenCallback | None = None,
-        should_stop: StopCheck | None = None,
-        user: UserContext | None = None,
-    ) -> GenerationResult:
-        if adapter not in ("", BASE_ADAPTER):
-            raise UservlmError(f"the fallback responder has no adapter {adapter!r}")
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.adapter not in ("", BASE_ADAPTER):
+            raise UservlmError(f"the fallback responder has no adapter {request.adapter!r}")
         started = time.perf_counter()
-        words = self.answer(user or UserContext()).split()[:max_new_tokens]
+        words = self.answer(request.user).split()[: request.max_new_tokens]
         finish, first_ms = "eos", 0.0
         for count in range(1, len(words) + 1):
             if self.word_delay_s:
                 time.sleep(self.word_delay_s)
             if count == 1:
                 first_ms = (time.perf_counter() - started) * 1e3
-            if on_token is not None:
-                on_token(" ".join(words[:count]), count)
-            if should_stop is not None and should_stop():
+            if request.on_token is not None:
+                request.on_token(" ".join(words[:count]), count)
+            if request.should_stop is not None and request.should_stop():
                 words, finish = words[:count], "cancelled"
                 break
         total_ms = (time.perf_counter() - started) * 1e3

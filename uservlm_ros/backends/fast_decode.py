@@ -27,6 +27,17 @@ CANCELLED = "cancelled"
 CACHE_BUCKET = 128  # cache lengths are rounded up to this, so compiled graphs are re-used
 
 
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One prompt to decode greedily (batch of 1) and where its tokens stream."""
+
+    inputs: Mapping[str, torch.Tensor]  # the processor's tensors
+    max_new_tokens: int
+    eos_token_ids: Sequence[int]
+    on_token: Callable[[list[int]], None] | None = None  # the new tokens so far, per token
+    should_stop: Callable[[], bool] | None = None  # asked per token: True cancels
+
+
 @dataclass
 class DecodeOutput:
     tokens: list[int]  # the new tokens, without the prompt (and without the eos token)
@@ -75,28 +86,21 @@ class GreedyDecoder:
         return logits[:, -1].argmax(-1, keepdim=True)
 
     @torch.inference_mode()
-    def generate(
-        self,
-        inputs: Mapping[str, torch.Tensor],
-        max_new_tokens: int,
-        eos_token_ids: Sequence[int],
-        on_token: Callable[[list[int]], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> DecodeOutput:
-        """Greedy tokens for one prompt (batch of 1). `inputs`: the processor's tensors."""
-        prompt_len = int(inputs["input_ids"].shape[1])
-        cache = self._cache(prompt_len + max_new_tokens)
+    def generate(self, request: DecodeRequest) -> DecodeOutput:
+        """Greedy tokens for the request's prompt."""
+        prompt_len = int(request.inputs["input_ids"].shape[1])
+        cache = self._cache(prompt_len + request.max_new_tokens)
         started = time.perf_counter()
         logits = self.model(
-            **inputs, past_key_values=cache, use_cache=True, logits_to_keep=1
+            **request.inputs, past_key_values=cache, use_cache=True, logits_to_keep=1
         ).logits
         token = logits[:, -1].argmax(-1, keepdim=True)
         tokens: list[int] = []
         finish = LENGTH
         first_token_s = 0.0
-        eos = set(eos_token_ids)
+        eos = set(request.eos_token_ids)
         position = torch.empty((1, 1), dtype=torch.long, device=token.device)
-        for index in range(max_new_tokens):
+        for index in range(request.max_new_tokens):
             value = int(token.item())  # the one host sync per token: streaming needs the id
             if index == 0:
                 first_token_s = time.perf_counter() - started
@@ -104,12 +108,12 @@ class GreedyDecoder:
                 finish = EOS
                 break
             tokens.append(value)
-            if on_token is not None:
-                on_token(tokens)
-            if should_stop is not None and should_stop():
+            if request.on_token is not None:
+                request.on_token(tokens)
+            if request.should_stop is not None and request.should_stop():
                 finish = CANCELLED
                 break
-            if index + 1 == max_new_tokens:
+            if index + 1 == request.max_new_tokens:
                 break
             position.fill_(prompt_len + index + self.position_offset)
             token = self._step(token, position, cache).clone()
@@ -118,19 +122,12 @@ class GreedyDecoder:
 
 
 @torch.inference_mode()
-def plain_generate(
-    model: Any,
-    inputs: Mapping[str, torch.Tensor],
-    max_new_tokens: int,
-    eos_token_ids: Sequence[int],
-    on_token: Callable[[list[int]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> DecodeOutput:
+def plain_generate(model: Any, request: DecodeRequest) -> DecodeOutput:
     """The same contract through `model.generate` (greedy): the reference and the fallback."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    prompt_len = int(inputs["input_ids"].shape[1])
-    eos = set(eos_token_ids)
+    prompt_len = int(request.inputs["input_ids"].shape[1])
+    eos = set(request.eos_token_ids)
     started = time.perf_counter()
     marks: dict[str, float] = {}
     cancelled = False
@@ -141,14 +138,14 @@ def plain_generate(
             marks.setdefault("first", time.perf_counter())
             new = input_ids[0, prompt_len:].tolist()
             if new and new[-1] not in eos:
-                if on_token is not None:
-                    on_token(new)
-                cancelled = should_stop is not None and should_stop()
+                if request.on_token is not None:
+                    request.on_token(new)
+                cancelled = request.should_stop is not None and request.should_stop()
             return torch.full((input_ids.shape[0],), cancelled, device=input_ids.device)
 
     output = model.generate(
-        **inputs,
-        max_new_tokens=max_new_tokens,
+        **request.inputs,
+        max_new_tokens=request.max_new_tokens,
         do_sample=False,
         eos_token_id=list(eos),
         stopping_criteria=StoppingCriteriaList([Streaming()]),

@@ -22,7 +22,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,10 @@ import numpy as np
 from uservlm_ros.backends.fallback_responder import FallbackOptions
 from uservlm_ros.backends.vlm import (
     BASE_ADAPTER,
-    DEFAULT_MAX_NEW_TOKENS,
+    GenerationRequest,
     GenerationResult,
     StopCheck,
     TokenCallback,
-    UserContext,
     check_with_adapters,
     strings_check,
 )
@@ -178,46 +177,35 @@ class OpenAIResponder:
     def warm_up(self) -> None:
         """A one-token request: the server's first request compiles and allocates."""
         try:
-            self.generate(np.zeros((64, 64, 3), np.uint8), TEMPLATE.format(question="Hello"), 1)
+            hello = TEMPLATE.format(question="Hello")
+            self.generate(GenerationRequest(np.zeros((64, 64, 3), np.uint8), hello, 1))
         except UservlmError as error:
             self._warn(f"warm-up skipped: {error}")
 
-    def generate(
-        self,
-        image: np.ndarray | None,
-        prompt: str,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        adapter: str = "",
-        on_token: TokenCallback | None = None,
-        should_stop: StopCheck | None = None,
-        user: UserContext | None = None,
-    ) -> GenerationResult:
-        adapter = adapter or BASE_ADAPTER
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        adapter = request.adapter or BASE_ADAPTER
         if adapter not in self.adapters:
             raise UservlmError(f"unknown adapter {adapter!r}; served: {', '.join(self.adapters)}")
-        if image is None:
+        if request.image is None:
             raise UservlmError("the served VLM needs a camera image")
         started = time.perf_counter()
-        body = self._request_body(image, prompt, max_new_tokens, adapter)
+        body = self._request_body(request.image, request.prompt, request.max_new_tokens, adapter)
         timings = {"preprocess": (time.perf_counter() - started) * 1e3}
         streamed = [0]  # tokens already passed on: the fallback may not take over after one
 
         def counting(text: str, tokens: int) -> None:
             streamed[0] = tokens
-            if on_token is not None:
-                on_token(text, tokens)
+            if request.on_token is not None:
+                request.on_token(text, tokens)
 
+        should_stop = request.should_stop or (lambda: False)
         try:
-            return asyncio.run(
-                self._complete(body, adapter, counting, should_stop or (lambda: False), timings)
-            )
+            return asyncio.run(self._complete(body, adapter, counting, should_stop, timings))
         except UservlmError as error:
             if self._fallback is None or streamed[0]:
                 raise
             self._warn(f"{error}; answered with the fallback templates")
-            return self._fallback.generate(
-                image, prompt, max_new_tokens, "", on_token, should_stop, user
-            )
+            return self._fallback.generate(replace(request, adapter=""))
 
     # ------------------------------------------------------------------ the request
 

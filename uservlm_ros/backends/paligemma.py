@@ -6,20 +6,15 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from uservlm_ros.backends.vlm import (
-    BASE_ADAPTER,
-    DEFAULT_MAX_NEW_TOKENS,
-    GenerationResult,
-    StopCheck,
-    TokenCallback,
-    UserContext,
-    VlmOptions,
-)
+from uservlm_ros.backends.vlm import BASE_ADAPTER, GenerationRequest, GenerationResult, VlmOptions
 from uservlm_ros.core.errors import ConfigError, ModelLoadError, UservlmError
+
+if TYPE_CHECKING:  # fast_decode imports torch, which this module imports only when it loads
+    from uservlm_ros.backends.fast_decode import DecodeOutput
 
 
 def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
@@ -155,30 +150,20 @@ class PaliGemmaBackend:
 
     def warm_up(self) -> None:
         image = np.zeros((64, 64, 3), dtype=np.uint8)
+        prompt = "<image> <|im_start|>USER: Hello<|im_end|> ASSISTANT: "
         for adapter in self.adapters:
-            self.generate(
-                image, "<image> <|im_start|>USER: Hello<|im_end|> ASSISTANT: ", 2, adapter
-            )
+            self.generate(GenerationRequest(image, prompt, 2, adapter))
 
-    def generate(
-        self,
-        image: np.ndarray | None,
-        prompt: str,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        adapter: str = "",
-        on_token: TokenCallback | None = None,
-        should_stop: StopCheck | None = None,
-        user: UserContext | None = None,
-    ) -> GenerationResult:
+    def generate(self, request: GenerationRequest) -> GenerationResult:
         if self.model is None:
             raise UservlmError("the VLM is not loaded")
-        if image is None:
+        if request.image is None:
             raise UservlmError("PaliGemma needs a camera image")
-        adapter = self._adapter_name(adapter)
+        adapter = self._adapter_name(request.adapter)
         if adapter not in self.adapters:
             raise UservlmError(f"unknown adapter {adapter!r}; loaded: {', '.join(self.adapters)}")
         started = time.perf_counter()
-        inputs = self._inputs(image, prompt)
+        inputs = self._inputs(request.image, request.prompt)
         preprocess_ms = (time.perf_counter() - started) * 1e3
         tokenizer = self.processor.tokenizer
 
@@ -186,11 +171,11 @@ class PaliGemmaBackend:
             return tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
         def stream(tokens: list[int]) -> None:
-            if on_token is not None:
-                on_token(tokens_to_text(tokens), len(tokens))
+            if request.on_token is not None:
+                request.on_token(tokens_to_text(tokens), len(tokens))
 
         with self._adapter(adapter):
-            output = self._run(inputs, max_new_tokens, stream, should_stop)
+            output = self._run(inputs, request, stream)
         return GenerationResult(
             text=tokens_to_text(output.tokens),
             responder=self.responder_id(adapter),
@@ -216,13 +201,19 @@ class PaliGemmaBackend:
             eos = self.processor.tokenizer.eos_token_id
         return list(eos) if isinstance(eos, list | tuple) else [eos]
 
-    def _run(self, inputs, max_new_tokens, stream, should_stop):
-        from uservlm_ros.backends.fast_decode import plain_generate
+    def _run(
+        self,
+        inputs: dict[str, Any],
+        request: GenerationRequest,
+        stream: Callable[[list[int]], None],
+    ) -> DecodeOutput:
+        from uservlm_ros.backends.fast_decode import DecodeRequest, plain_generate
 
         eos_ids = self._eos_ids()
+        decode = DecodeRequest(inputs, request.max_new_tokens, eos_ids, stream, request.should_stop)
         if self._decoder is not None:
-            return self._decoder.generate(inputs, max_new_tokens, eos_ids, stream, should_stop)
-        return plain_generate(self.model, inputs, max_new_tokens, eos_ids, stream, should_stop)
+            return self._decoder.generate(decode)
+        return plain_generate(self.model, decode)
 
     def _adapter(self, adapter: str):
         """A context in which the model runs with `adapter` (or with adapters disabled)."""

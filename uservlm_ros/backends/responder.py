@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from uservlm_ros.backends.responder_pipeline import (
+    AnswerHooks,
     AskerView,
     Question,
     ResponderPipeline,
@@ -263,9 +264,8 @@ class Responder:
             self._count("early_sentences")
 
         responder = self.backend.responder_id(question.adapter)
-        answer = self.pipeline.answer(
-            question, view, on_partial, early, should_stop=lambda: cancelled() or stopping()
-        )
+        hooks = AnswerHooks(on_partial, early, should_stop=lambda: cancelled() or stopping())
+        answer = self.pipeline.answer(question, view, hooks)
         final = reply(True, answer.responder)
         final.utterance, final.error, final.timings_ms = (
             answer.utterance,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uservlm_ros.backends.vlm import UserContext, VlmBackend, strings_check
+from uservlm_ros.backends.vlm import GenerationRequest, UserContext, VlmBackend, strings_check
 from uservlm_ros.core.bias_guard import SAFE_REPLY, BiasGuard
 from uservlm_ros.core.gestures import choose_gesture
 from uservlm_ros.core.parameters import setting
@@ -58,6 +58,15 @@ class Utterance:
     def of(cls, text: str) -> Utterance:
         mood = sentiment(text)
         return cls(text, mood, choose_gesture(text, mood))
+
+
+@dataclass(frozen=True)
+class AnswerHooks:
+    """Where one answer goes while it is generated, and when it stops."""
+
+    on_partial: Callable[[str, int], None]  # the speakable text so far, tokens so far
+    on_early: Callable[[Utterance, float], None]  # the first sentence, ms since the question
+    should_stop: Callable[[], bool]
 
 
 @dataclass
@@ -108,28 +117,22 @@ class ResponderPipeline:
         self._settings = settings
         self._log_blocked = log_blocked
 
-    def answer(
-        self,
-        question: Question,
-        view: AskerView,
-        on_partial: Callable[[str, int], None],
-        on_early: Callable[[Utterance, float], None],
-        should_stop: Callable[[], bool],
-    ) -> Answer:
-        """Generate, streaming partial text (`on_partial`) and the first sentence (`on_early`,
-        with ms since the question arrived), and return the final answer or the reason none
-        was given."""
+    def answer(self, question: Question, view: AskerView, hooks: AnswerHooks) -> Answer:
+        """Generate, streaming partial text (`hooks.on_partial`) and the first sentence
+        (`hooks.on_early`), and return the final answer or the reason none was given."""
         settings = self._settings()
         timings = {"queue": (time.monotonic() - question.received) * 1e3}
-        stream = _Stream(self, question, settings, on_partial, on_early, should_stop)
+        stream = _Stream(self, question, settings, hooks)
         result = self.backend.generate(
-            view.image,
-            build_prompt(question.question, question.mode, view.profile_text),
-            question.max_new_tokens,
-            question.adapter,
-            on_token=stream.on_token,
-            should_stop=stream.should_stop,
-            user=UserContext(question.question, dict(view.labels)),
+            GenerationRequest(
+                view.image,
+                build_prompt(question.question, question.mode, view.profile_text),
+                question.max_new_tokens,
+                question.adapter,
+                UserContext(question.question, dict(view.labels)),
+                on_token=stream.on_token,
+                should_stop=stream.should_stop,
+            )
         )
         timings.update(result.timings_ms)
         if stream.first_sentence_ms is not None:
@@ -137,7 +140,7 @@ class ResponderPipeline:
         answer = Answer(
             None, "", result.responder, result.new_tokens, result.finish_reason, timings
         )
-        if should_stop():
+        if hooks.should_stop():
             answer.error = f"cancelled after {result.new_tokens} tokens"
         else:
             guard_started = time.perf_counter()
@@ -160,23 +163,19 @@ class ResponderPipeline:
         return answer
 
 
+@dataclass
 class _Stream:
     """Per-question streaming state: partial text, the early sentence, the guard on partials."""
 
-    def __init__(
-        self,
-        pipeline: ResponderPipeline,
-        question: Question,
-        settings: PipelineSettings,
-        on_partial: Callable[[str, int], None],
-        on_early: Callable[[Utterance, float], None],
-        should_stop: Callable[[], bool],
-    ) -> None:
-        self.pipeline, self.question, self.settings = pipeline, question, settings
-        self._on_partial, self._on_early, self._should_stop = on_partial, on_early, should_stop
-        self.detector = FirstSentenceDetector(settings.min_sentence_chars)
-        self.blocked: str | None = None  # the guard's replacement once the partial text fails
-        self.first_sentence_ms: float | None = None
+    pipeline: ResponderPipeline
+    question: Question
+    settings: PipelineSettings
+    hooks: AnswerHooks
+    blocked: str | None = None  # the guard's replacement once the partial text fails
+    first_sentence_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        self.detector = FirstSentenceDetector(self.settings.min_sentence_chars)
 
     def on_token(self, text: str, tokens: int) -> None:
         text = speakable(text, partial=True)  # may be "" still: the token count is progress
@@ -186,10 +185,10 @@ class _Stream:
                 self.blocked = verdict.text
                 self.pipeline._log_blocked(self.question, verdict.reason)
                 return
-        self._on_partial(text, tokens)
+        self.hooks.on_partial(text, tokens)
         if self.settings.early_sentence and (sentence := self.detector.feed(text)):
             self.first_sentence_ms = (time.monotonic() - self.question.received) * 1e3
-            self._on_early(Utterance.of(sentence), self.first_sentence_ms)
+            self.hooks.on_early(Utterance.of(sentence), self.first_sentence_ms)
 
     def should_stop(self) -> bool:
-        return self.blocked is not None or self._should_stop()
+        return self.blocked is not None or self.hooks.should_stop()

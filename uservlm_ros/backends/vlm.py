@@ -1,10 +1,10 @@
 """The interface every responder model implements (`VlmBackend`) and the types it exchanges.
 
-A `VlmBackend` loads its weights, warms up, and answers one prompt about one image, streaming
-text through `on_token` and stopping when `should_stop()` turns true. Implementations:
-paligemma.py (the User-VLM model), openai_responder.py (a model on an inference server) and
-fallback_responder.py (templates); vlm_registry.py's RESPONDERS maps the `responder.backend`
-parameter's names to them.
+A `VlmBackend` loads its weights, warms up, and answers one `GenerationRequest` (a prompt about
+an image), streaming text through the request's `on_token` and stopping when its `should_stop()`
+turns true. Implementations: paligemma.py (the User-VLM model), openai_responder.py (a model on
+an inference server) and fallback_responder.py (templates); vlm_registry.py's RESPONDERS maps the
+`responder.backend` parameter's names to them.
 """
 
 from __future__ import annotations
@@ -38,6 +38,20 @@ class UserContext:
     labels: Mapping[str, str] = field(default_factory=dict)  # attribute -> known label
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One answer to generate: `prompt` (core/prompt.build_prompt) about `image` (h, w, 3 uint8
+    RGB; None where there is none), and where its text streams while it is generated."""
+
+    image: np.ndarray | None
+    prompt: str
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    adapter: str = ""  # "" = the backend's default adapter
+    user: UserContext = field(default_factory=UserContext)
+    on_token: TokenCallback | None = None  # called per new token
+    should_stop: StopCheck | None = None  # polled while generating: True cancels
+
+
 @dataclass
 class GenerationResult:
     text: str
@@ -68,17 +82,9 @@ class VlmBackend(Protocol):
         """What Response.responder says for answers with this adapter ("" = the default)."""
         ...
 
-    def generate(
-        self,
-        image: np.ndarray | None,
-        prompt: str,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        adapter: str = "",
-        on_token: TokenCallback | None = None,
-        should_stop: StopCheck | None = None,
-        user: UserContext | None = None,
-    ) -> GenerationResult:
-        """Answer `prompt` (core/prompt.build_prompt) about `image` (h, w, 3 uint8 RGB)."""
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Answer the request; raises UservlmError for one it cannot answer (unknown adapter,
+        no image where the model needs one)."""
         ...
 
 

@@ -261,16 +261,15 @@ def _asker(box: Box | None, boxes: list[Box], faces, profiles) -> FusedProfile |
 def _answer(
     responder, question, rgb: np.ndarray, profile: FusedProfile | None, options: EvalOptions
 ) -> dict[str, Any]:
-    from uservlm_ros.backends.vlm import UserContext
+    from uservlm_ros.backends.vlm import GenerationRequest, UserContext
 
     known = {n: a.label for n, a in (profile.attributes.items() if profile else []) if a.known}
     text = prompt.build_prompt(
         question.question, question.mode, profile.profile_text if profile else ""
     )
     started = time.perf_counter()
-    result = responder.generate(
-        rgb, text, options.max_new_tokens, user=UserContext(question.question, known)
-    )
+    user = UserContext(question.question, known)
+    result = responder.generate(GenerationRequest(rgb, text, options.max_new_tokens, user=user))
     return {
         "frame": question.frame,
         "question": question.question,
