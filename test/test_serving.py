@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from harness import wait_until
+from harness import claim_domain_id, wait_until
 from serving_fixtures import (
     ADAPTERS,
     SERVED_NAME,
@@ -339,3 +339,39 @@ def test_a_question_spoken_to_the_robot_is_answered_through_the_server(
         60,
         "the robot saying the answer (or reporting it dropped)",
     )
+
+
+def test_the_demo_answers_through_the_server(ready, served, processes, tmp_path):
+    """`uservlm demo --server`: the demo graph (simulated Pepper, spoken and typed questions)
+    with every answer from the served model. Its own ROS domain: the module's responder node
+    would be a second graph on this one, which the demo refuses."""
+    domain, lock = claim_domain_id()
+    with lock:
+        demo = processes.start_python(
+            "demo",
+            "-m",
+            "uservlm_ros.cli",
+            "demo",
+            "--server",
+            ready.url,
+            "--api-key-file",
+            str(served[2]),
+            "--out",
+            str(tmp_path / "out"),
+            env={"ROS_DOMAIN_ID": str(domain)},
+        )
+        assert demo.popen.wait(timeout=280) == 0, demo.output()[-4000:]
+    output = demo.output()
+    assert f"answers come from the model {SERVED_NAME} served at {ready.url}" in output
+    assert "4/4 questions answered" in output
+    assert f"openai:{SERVED_NAME}@base" in output
+    assert KEY not in output
+    assert KEY not in "".join(p.read_text() for p in (tmp_path / "out").rglob("*.log"))
+
+
+def test_the_demo_refuses_a_server_that_does_not_serve_the_model(ready, served, tmp_path):
+    from uservlm_ros.cli import main
+
+    argv = ["demo", "--server", ready.url, "--api-key-file", str(served[2])]
+    assert main([*argv, "--served-model", "no-such-model", "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())  # refused before anything started

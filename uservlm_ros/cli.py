@@ -205,7 +205,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from uservlm_ros.demo.run import run_demo
 
-    return _leave(run_demo(args.out, vlm_model=args.vlm_model, console=args.console))
+    return _leave(
+        run_demo(
+            args.out,
+            vlm_model=args.vlm_model,
+            console=args.console,
+            server_url=args.server,
+            served_model=args.served_model,
+            server_key_file=args.api_key_file,
+        )
+    )
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
@@ -751,6 +760,25 @@ def _add_demo(commands) -> None:
         "--vlm-model",
         default="",
         help="answer with the User-VLM from this folder instead of the fallback",
+    )
+    demo.add_argument(
+        "--server",
+        default="",
+        metavar="URL",
+        help="answer with a model on this OpenAI-compatible server instead (vLLM: "
+        "http://HOST:8000/v1; docs/running.md, Serving the model for many robots)",
+    )
+    demo.add_argument(
+        "--served-model",
+        default="",
+        metavar="NAME",
+        help="with --server: the served model's name (default: the only one it serves)",
+    )
+    demo.add_argument(
+        "--api-key-file",
+        default="",
+        metavar="FILE",
+        help="with --server: a file holding the server's API key (never printed)",
     )
     demo.add_argument(
         "--console",

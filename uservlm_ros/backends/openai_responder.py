@@ -159,12 +159,16 @@ class OpenAIResponder:
         (it may start after the robot); one that answers without our model, or refuses the
         key, is."""
         try:
-            served = asyncio.run(self._served_models())
+            self.check_server()
+        except ModelLoadError:
+            raise
         except UservlmError as error:
-            if "HTTP 401" in str(error) or "HTTP 403" in str(error):
-                raise ModelLoadError(str(error)) from None
             self._warn(f"{error}; questions get an error until it answers")
-            return
+
+    def check_server(self) -> None:
+        """UservlmError when the server cannot be reached; ModelLoadError when it refuses the
+        key or does not serve server.model and every server.adapters name."""
+        served = self.served_models()
         wanted = [self.server.model, *self.server.adapters.values()]
         missing = [name for name in wanted if name not in served]
         if missing:
@@ -247,7 +251,19 @@ class OpenAIResponder:
             sock_read=self.server.token_timeout_s,
         )
 
-    async def _served_models(self) -> list[str]:
+    def served_models(self, base_only: bool = False) -> list[str]:
+        """The names of the models the server serves (its /models), with `base_only` without
+        the adapters (vLLM lists each LoRA module with its base model as `parent`);
+        UservlmError when it cannot be reached, ModelLoadError when it refuses the key."""
+        try:
+            entries = asyncio.run(self._served_models())
+        except UservlmError as error:
+            if "HTTP 401" in str(error) or "HTTP 403" in str(error):
+                raise ModelLoadError(str(error)) from None
+            raise
+        return [entry.get("id", "") for entry in entries if not (base_only and entry.get("parent"))]
+
+    async def _served_models(self) -> list[dict[str, Any]]:
         import aiohttp
 
         try:
@@ -258,7 +274,8 @@ class OpenAIResponder:
                 text = await response.text()
                 if response.status != 200:
                     raise UservlmError(describe_http_error(response.status, text))
-                return [entry.get("id", "") for entry in json.loads(text).get("data", [])]
+                entries = json.loads(text).get("data", [])
+                return [entry for entry in entries if isinstance(entry, dict)]
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as error:
             reason = _network_reason(error, self.server)
             raise UservlmError(f"server {self._url}: {reason}") from None

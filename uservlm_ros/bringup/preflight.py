@@ -100,6 +100,28 @@ def check_vlm_model(path: str) -> None:
         )
 
 
+def check_server(url: str, model: str = "", key_file: str = "") -> str:
+    """The model to ask for on the OpenAI-compatible server at `url`: `model`, checked to be
+    served, or else the only model it serves (adapters aside). UservlmError in one line when the
+    server cannot be reached, refuses the key (in `key_file`, if any), does not serve it, or
+    serves several and none was named."""
+    from uservlm_ros.backends.openai_responder import OpenAIResponder, ServerOptions
+
+    # A placeholder name until the server says what it serves (ServerOptions needs one).
+    options = ServerOptions(url=url, model=model or "?", api_key_file=key_file)
+    server = OpenAIResponder(options, log=lambda _: None)
+    if model:
+        server.check_server()
+        return model
+    served = server.served_models(base_only=True)
+    if len(served) != 1:
+        raise ConfigError(
+            f"server {url} serves {', '.join(served) or 'no model'}; name the one to ask "
+            "(--served-model NAME)"
+        )
+    return served[0]
+
+
 def check_graph(graph: Graph) -> None:
     """Every node's overrides (check_overrides), and the VLM model the responder would load."""
     for spec in graph.nodes:

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.errors import ConfigError, UservlmError
 from uservlm_ros.core.metrics import percentiles
 from uservlm_ros.core.presence import answer_for
 from uservlm_ros.core.profile_schedule import ScheduleConfig
@@ -213,28 +213,62 @@ def run_demo(
     out: TextIO | None = None,
     profile_timeout_s: float = 60.0,
     console: bool = False,
+    server_url: str = "",
+    served_model: str = "",
+    server_key_file: str = "",
 ) -> int:
     """Run the demo; returns 0 when every question got its answer (or explicit error).
+
+    The responder answers with the fallback templates, the User-VLM in `vlm_model`, or the
+    model `served_model` (the only one served when "") on the OpenAI-compatible server at
+    `server_url` (vLLM: http://HOST:8000/v1), with the API key in `server_key_file` if any.
 
     The operator console (console_node) runs with the graph; `console` keeps the graph running
     after the scripted questions, until SIGINT (Ctrl-C) or SIGTERM, so a person can watch and
     ask in the page. A signal to this process stops the graph at any point; before the end of
     the scripted questions it returns 130 and writes no report."""
-    from uservlm_ros.bringup.preflight import check_vlm_model
+    from uservlm_ros.bringup.preflight import check_server, check_vlm_model
     from uservlm_ros.bringup.stopping import Stopped, stop_on_signals
 
+    if vlm_model and server_url:
+        raise ConfigError("give a VLM folder or a server, not both")
+    # Before anything starts: a bad path or a server that does not answer fails at once.
     if vlm_model:
-        check_vlm_model(vlm_model)  # before anything starts: a bad path fails at once
+        check_vlm_model(vlm_model)
+        responder = {"responder.backend": "paligemma", "model.path": vlm_model}
+        answers_from = "the User-VLM at " + vlm_model
+    elif server_url:
+        if server_key_file:  # the responder node may run elsewhere than this directory
+            server_key_file = str(Path(server_key_file).expanduser().resolve())
+        served_model = check_server(server_url, served_model, server_key_file)
+        responder = {
+            "responder.backend": "openai",
+            "server.url": server_url,
+            "server.model": served_model,
+            "server.api_key_file": server_key_file,
+        }
+        answers_from = f"the model {served_model} served at {server_url}"
+    else:
+        responder = {}
+        answers_from = (
+            "the FALLBACK TEMPLATE responder (no VLM weights here: answers are templates, not VLM "
+            "output)"
+        )
     try:
         with stop_on_signals():
-            return _run_demo(out_root, vlm_model, out, profile_timeout_s, console)
+            return _run_demo(out_root, responder, answers_from, out, profile_timeout_s, console)
     except Stopped as stop:
         print(f"uservlm demo: stopped by {stop.signal_name}", file=sys.stderr)
         return 130
 
 
 def _run_demo(
-    out_root: Path, vlm_model: str, out: TextIO | None, profile_timeout_s: float, console: bool
+    out_root: Path,
+    responder: dict[str, str],
+    answers_from: str,
+    out: TextIO | None,
+    profile_timeout_s: float,
+    console: bool,
 ) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -255,15 +289,7 @@ def _run_demo(
         out.write(f"[{time.monotonic() - started:5.1f} s] {text}\n")
         out.flush()
 
-    responder = (
-        "the User-VLM at " + vlm_model
-        if vlm_model
-        else (
-            "the FALLBACK TEMPLATE responder (no VLM weights here: answers are templates, not VLM "
-            "output)"
-        )
-    )
-    say(f"uservlm demo: no robot, no internet; answers come from {responder}")
+    say(f"uservlm demo: no robot, no internet; answers come from {answers_from}")
     import qi
 
     qi.logging.setLevel(qi.logging.WARNING)  # the simulated robot's service chatter
@@ -286,11 +312,8 @@ def _run_demo(
         "speech_node": {"naoqi.port": pepper.port},
         "console_node": {"port": console_port},
     }
-    if vlm_model:
-        overrides["vlm_responder_node"] = {
-            "responder.backend": "paligemma",
-            "model.path": vlm_model,
-        }
+    if responder:
+        overrides["vlm_responder_node"] = responder
     graph = load_graph("demo", overrides)
     node_log = (folder / "nodes.log").open("w")
     runner = GraphRunner(graph, out=node_log, colour=False)
