@@ -16,10 +16,12 @@ import pytest
 
 from uservlm_ros.console import security
 from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
+from uservlm_ros.console.privacy import ANSWER_S, PrivacySwitches, attribute_of, switch_parameter
 from uservlm_ros.console.server import ConsoleServer, Forgotten
-from uservlm_ros.console.state import ConsoleState
+from uservlm_ros.console.state import ConsoleState, StateConfig
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import ConfigError, UservlmError
+from uservlm_ros.core.frame_pairing import FramePairing
 from uservlm_ros.core.message_data import (
     AttributeData,
     ProfileData,
@@ -63,6 +65,32 @@ def test_token_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         security.read_token(tmp_path / "missing")
     assert len(security.new_token()) >= security.MIN_TOKEN_CHARS
+
+
+def test_the_token_comes_from_its_file_else_is_made_for_a_non_loopback_host(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("abcdefghijklmnopqrstuvwxyz\n")
+    assert security.access_token(str(token_file), "0.0.0.0") == "abcdefghijklmnopqrstuvwxyz"
+    assert security.access_token(str(token_file), "127.0.0.1") == "abcdefghijklmnopqrstuvwxyz"
+    assert security.access_token("", "127.0.0.1") is None
+    assert len(security.access_token("", "0.0.0.0")) >= security.MIN_TOKEN_CHARS
+
+
+def test_the_announcement_logs_where_the_page_is_never_the_token():
+    url = "http://127.0.0.1:8088/"
+    assert security.announcement(url, 8088, "127.0.0.1", None, "") == (
+        ["console at http://127.0.0.1:8088/"],
+        "",
+    )
+    token = "abcdefghijklmnopqrstuvwxyz"
+    with_token = f"http://0.0.0.0:8088/?token={token}"
+    logged, printed = security.announcement(with_token, 8088, "0.0.0.0", token, "")
+    assert all(token not in line for line in logged)
+    assert "generated" in logged[0] and "from another machine" in logged[1]
+    assert printed == f"console address with its generated token: {with_token}"
+    logged, printed = security.announcement(with_token, 8088, "192.168.1.20", token, "/t")
+    assert logged == ["console at http://0.0.0.0:8088/?token=<the first line of /t>"]
+    assert printed == ""  # whoever wrote the file knows it
 
 
 def test_host_header_and_origin_rules():
@@ -143,7 +171,7 @@ class Clock:
 
 def test_people_show_every_attribute_with_its_abstention_and_leave_after_expiry():
     clock = Clock()
-    state = ConsoleState(people_expiry_s=5.0, clock=clock)
+    state = ConsoleState(StateConfig(people_expiry_s=5.0), clock=clock)
     state.on_profile(_profile(3, engaged=True, gender_reason="disabled"))
     state.on_profile(_profile(4))
     people = state.section("people")
@@ -175,7 +203,7 @@ def test_people_show_every_attribute_with_its_abstention_and_leave_after_expiry(
 
 def test_people_are_persons_a_returning_face_is_the_same_card():
     clock = Clock()
-    state = ConsoleState(people_expiry_s=5.0, clock=clock)
+    state = ConsoleState(StateConfig(people_expiry_s=5.0), clock=clock)
     state.on_profile(_profile(3))
     state.on_profile(_profile(4, person_id="abcde"))
     # track 3 is identified: its anonymous card becomes kqzxt's (one card, not two)
@@ -237,7 +265,7 @@ def test_a_question_asked_elsewhere_shows_who_asked_and_for_whom():
 
 
 def test_speech_that_was_heard_is_shown_asked_or_not():
-    state = ConsoleState(clock=Clock(), max_exchanges=2)
+    state = ConsoleState(StateConfig(max_exchanges=2), clock=Clock())
     heard = TranscriptData(
         request_id="", text="hello rob", confidence=0.5, dropped="", audio_start=_time(5)
     )
@@ -337,9 +365,56 @@ def test_a_privacy_switch_hides_the_attribute_on_cards_not_updated_since():
     assert state.section("people")[0]["profile_text"] == "The person appears to be a Female."
 
 
+def test_privacy_switches_are_pending_until_answered_and_read_when_the_profiler_appears():
+    clock = Clock()
+    state = ConsoleState(clock=clock)
+    switches = PrivacySwitches(state, "/user_profiler_node", clock=clock)
+
+    def privacy():
+        return state.section("privacy")
+
+    assert privacy()["node"] == {"name": "/user_profiler_node", "available": False, "error": ""}
+    assert not switches.watch(False)
+    assert privacy()["node"]["error"] == "waiting for /user_profiler_node"
+    assert switches.watch(True)  # it appeared: read its switches, once
+    assert not switches.watch(True)
+    switches.read(None)  # the read failed: tried again at the next watch
+    assert switches.watch(True)
+    switches.read({"gender": False, "emotion": True})
+    assert not switches.watch(True)
+    assert privacy()["attributes"]["gender"]["enabled"] is False
+    assert not switches.watch(False) and switches.watch(True)  # it came back: read again
+
+    assert "does not answer" in switches.unreachable("age_group")
+    assert privacy()["attributes"]["age_group"]["error"].endswith("(is it running?)")
+    switches.asked("gender")
+    assert privacy()["attributes"]["gender"]["pending"]
+    switches.answered("gender", True, "")
+    assert privacy()["attributes"]["gender"] == {"enabled": True, "pending": False, "error": ""}
+    switches.asked("emotion")
+    switches.answered("emotion", False, "refused by a rule")
+    assert privacy()["attributes"]["emotion"]["error"] == "not changed: refused by a rule"
+    assert privacy()["attributes"]["emotion"]["enabled"] is True
+    switches.asked("ethnicity")
+    clock.now += ANSWER_S + 0.1
+    switches.watch(True)
+    assert privacy()["attributes"]["ethnicity"] == {
+        "enabled": None,
+        "pending": False,
+        "error": "/user_profiler_node did not answer",
+    }
+
+
+def test_the_switches_are_the_profilers_enable_parameters():
+    assert switch_parameter("gender") == "enable.gender"
+    assert attribute_of("enable.gender") == "gender"
+    assert attribute_of("enable.nonsense") is None
+    assert attribute_of("threshold.gender") is None
+
+
 def test_health_levels_staleness_and_the_robot_connection():
     clock = Clock()
-    state = ConsoleState(clock=clock, health_stale_s=3.0)
+    state = ConsoleState(StateConfig(health_stale_s=3.0), clock=clock)
 
     def status(name, level, message):
         return StatusData(f"uservlm: /{name}", level, message, values={"said": "2"})
@@ -446,6 +521,22 @@ def test_throttle_and_jpeg():
     jpeg = encode_jpeg(frame, max_width=640, quality=70)
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (240, 640, 3)
+
+
+def test_frames_wait_for_their_faces_unless_nobody_finds_faces():
+    clock = Clock()
+    frames: FramePairing[str] = FramePairing(keep=3, silent_s=1.0, clock=clock)
+    assert not frames.faces_expected()  # no faces yet: frames are shown alone
+    assert frames.take(_time(1)) is None
+    assert frames.faces_expected()
+    for sec in range(2, 7):
+        frames.add(_time(sec), f"frame {sec}")
+    assert frames.take(_time(3)) is None  # only the latest 3 were kept
+    assert frames.take(_time(5)) == "frame 5"
+    assert frames.take(_time(4)) is None  # older than faces that came: dropped
+    assert frames.take(_time(6)) == "frame 6"
+    clock.now += 1.5
+    assert not frames.faces_expected()
 
 
 # -- the web server

@@ -15,6 +15,7 @@ from uservlm_ros.core.engagement import (
     EngagementConfig,
     EngagementEstimator,
     FaceObservation,
+    SharedEngagement,
 )
 from uservlm_ros.sim.photos import frame_with_people
 
@@ -193,6 +194,24 @@ def test_at_most_one_partner_and_switching_needs_a_clear_margin_for_the_dwell():
     clearly_better = next(t for t, s in history if s[2].score > s[1].score + config.switch_margin)
     assert switch - clearly_better == pytest.approx(config.switch_dwell_s, abs=0.11)
     assert history[-1][1][1].state in (E.ENGAGING, E.DISENGAGED)
+
+
+def test_the_shared_estimator_tells_the_partner_its_change_and_credits_speech():
+    shared = SharedEngagement(EngagementConfig(switch_margin=0.15, switch_dwell_s=2.0))
+    assert shared.former_partner() is None and shared.status(1) is None
+    t, _ = run(shared, 3.0, [obs(1, cx=0.45, height=0.15), obs(2, cx=0.55, height=0.13)], 0.0)
+    assert shared.update(t, [obs(1, cx=0.45, height=0.15), obs(2, cx=0.55, height=0.13)]) == 1
+    assert shared.former_partner() is None  # a first partner: nobody to publish again
+    # 1 steps back and aside, 2 takes over: 1's profile is to be published again, once
+    t, _ = run(shared, 5.0, [obs(1, cx=0.15, height=0.15), obs(2, cx=0.5)], t)
+    assert shared.status(2).engaged
+    assert shared.former_partner() == 1
+    assert shared.former_partner() is None
+    assert shared.states([1, 2, 99]) == {1: shared.status(1).state, 2: E.ENGAGED}
+    shared.heard_speech(t)  # credited to the partner
+    shared.update(t, [obs(1, cx=0.15, height=0.15), obs(2, cx=0.5)])
+    assert shared.status(2).cues.speech == pytest.approx(E.SPEECH_BOOST)
+    assert shared.status(1).cues.speech == 0.0
 
 
 def test_config_is_checked():

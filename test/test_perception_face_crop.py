@@ -24,6 +24,8 @@ from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions, tile_
 from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
 from uservlm_ros.core.errors import ConfigError, ModelLoadError
 from uservlm_ros.core.faces import LEFT_EYE, RIGHT_EYE
+from uservlm_ros.core.parameters import config_of
+from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.ros.qos import RELIABLE_QOS, SENSOR_QOS
 from uservlm_ros.sim.photos import heads
 
@@ -70,6 +72,21 @@ def test_track_ids_stay_stable_over_30_frames_of_two_moving_faces(blazeface):
     # one id per person for the whole sequence, and two different people
     assert sorted(ids_by_person[0] | ids_by_person[1]) == [1, 2]
     assert len(ids_by_person[0]) == len(ids_by_person[1]) == 1
+
+
+def test_the_tracker_parameters_are_the_tracker_configs_settings():
+    from uservlm_ros.nodes.face_crop_node import PARAMS
+
+    values = {p.name: p.default for p in PARAMS}
+    assert [name for name in values if name.startswith("tracker.")] == [
+        "tracker.iou_threshold",
+        "tracker.reid_timeout_s",
+        "tracker.reid_max_shift",
+        "tracker.max_prediction_s",
+    ]
+    assert config_of(TrackerConfig, "tracker", values) == TrackerConfig()
+    values["tracker.reid_timeout_s"] = 7.0
+    assert config_of(TrackerConfig, "tracker", values) == TrackerConfig(reid_timeout_s=7.0)
 
 
 def test_tiles_cover_the_frame_with_overlap():

@@ -33,6 +33,7 @@ from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
 from uservlm_ros.core import labels
 from uservlm_ros.core.alignment import align_face
 from uservlm_ros.core.errors import ModelLoadError
+from uservlm_ros.core.person_profiles import PublishConfig, PublishRate
 from uservlm_ros.ros.conversions import rgb_to_image
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
 
@@ -117,6 +118,17 @@ def check_attribute(estimate, name: str) -> None:
         assert estimate.label == estimate.label_names[best] and estimate.abstain_reason == ""
     else:
         assert estimate.label == "unknown" and estimate.abstain_reason == "low_confidence"
+
+
+def test_profiles_go_out_at_most_max_rate_hz_per_person():
+    rate = PublishRate(PublishConfig(max_rate_hz=2.0))
+    assert rate.due("kqzxt", 10.0) and rate.due("abcde", 10.1)  # each person has their own
+    assert not rate.due("kqzxt", 10.4)
+    assert rate.due("kqzxt", 10.5)
+    rate.config = PublishConfig(max_rate_hz=0.5)  # a live change applies at once
+    assert not rate.due("kqzxt", 11.0) and rate.due("kqzxt", 12.5)
+    rate.keep({"kqzxt"})  # abcde's profile is gone: forgotten
+    assert rate.due("abcde", 10.2)
 
 
 @pytest.mark.graph

@@ -348,6 +348,33 @@ def test_without_hri_msgs_nothing_is_available(monkeypatch):
     assert not rep155.hri_msgs_available()
 
 
+class _Node:
+    """What rep155_output reads of a node: its parameters and its logger."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.params = {"rep155.enabled": enabled}
+        self.warnings: list[str] = []
+
+    def get_logger(self):
+        return self
+
+    def warning(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+def test_the_output_is_made_only_when_enabled_and_hri_msgs_is_there(monkeypatch):
+    def made(node, **options):
+        return ("made", options)
+
+    off, on = _Node(False), _Node(True)
+    assert rep155.rep155_output(off, made, "x/ topics", size=1) is None
+    assert rep155.rep155_output(on, made, "x/ topics", size=1) == ("made", {"size": 1})
+    assert off.warnings == on.warnings == []
+    monkeypatch.setattr(rep155, "hri_msgs_available", lambda: False)
+    assert rep155.rep155_output(on, made, "x/ topics") is None
+    assert on.warnings == ["rep155.enabled but the hri_msgs package is not installed: no x/ topics"]
+
+
 # Field lists of hri_msgs 2.3.2 (docs.ros.org) and the RIHS01 hashes our build gives them: a
 # change here changes the type on the wire and no upstream hri_msgs reader would match.
 UPSTREAM_FIELDS = {

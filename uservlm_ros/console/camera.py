@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from uservlm_ros.core.parameters import setting
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """console_node's camera.* parameters."""
+
+    enabled: bool = setting(True, live=True)
+    """Show the camera; false never subscribes to it"""
+    max_fps: float = setting(10.0, min=0.5, max=10.0, live=True)
+    """Most camera frames per second sent to pages"""
+    max_width: int = setting(640, min=160, max=1920, live=True)
+    """Frames wider than this are scaled down, px"""
+    jpeg_quality: int = setting(70, min=30, max=95, live=True)
+    """JPEG quality of the frames"""
 
 
 class FrameThrottle:

@@ -61,6 +61,38 @@ def read_token(path: str | Path) -> str:
     return token
 
 
+def access_token(token_file: str, host: str) -> str | None:
+    """The token pages must bring: the first line of `token_file` when one is named, else a new
+    random one when bound to a non-loopback `host`, else None (no token)."""
+    if token_file:
+        return read_token(token_file)
+    return new_token() if token_required(host) else None
+
+
+def announcement(
+    url: str, port: int, host: str, token: str | None, token_file: str
+) -> tuple[list[str], str]:
+    """Where the page is: lines for the log, and a line for the console's own output only (""
+    for none). The token never goes to the log: /rosout is readable by every node on the
+    domain, and ~/.ros/log keeps it. A generated token is printed on the output of the process
+    (the terminal of whoever started it), nowhere else; a token from a file is already known to
+    whoever wrote the file. `url` is the server's, with its token."""
+    base = url.split("?", 1)[0]
+    if token is None:
+        return [f"console at {base}"], ""
+    printed = ""
+    if token_file:
+        lines = [f"console at {base}?token=<the first line of {token_file}>"]
+    else:
+        lines = [f"console at {base}?token=<generated: printed on the terminal that started it>"]
+        printed = f"console address with its generated token: {url}"
+    if host in ("0.0.0.0", "::"):
+        lines.append(
+            f"from another machine: http://<this machine's address>:{port}/?token=<the token>"
+        )
+    return lines, printed
+
+
 def token_matches(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 

@@ -35,6 +35,7 @@ from uservlm_ros.core.message_data import (
     StatusData,
     TranscriptData,
 )
+from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.persons import is_anonymous
 from uservlm_ros.core.presence import answer_for, person_id_of
 
@@ -163,21 +164,29 @@ def _withhold(view: dict[str, Any], disabled: Iterable[str]) -> None:
         view["profile_text"] = ""
 
 
+@dataclass(frozen=True)
+class StateConfig:
+    """How long the page keeps what it shows (console_node's live parameters of these names)."""
+
+    people_expiry_s: float = setting(5.0, name="people.expiry_s", min=0.5, max=3600.0, live=True)
+    """A person leaves the list after this long without a profile"""
+    max_exchanges: int = setting(50, name="conversation.max_entries", min=1, max=1000, live=True)
+    """Exchanges kept on the page"""
+    health_stale_s: float = setting(5.0, name="health.stale_s", min=1.0, max=3600.0, live=True)
+    """A node whose diagnostics are silent this long is shown STALE"""
+
+
 class ConsoleState:
     def __init__(
         self,
+        config: StateConfig = StateConfig(),
         *,
-        people_expiry_s: float = 5.0,
-        max_exchanges: int = 50,
-        health_stale_s: float = 5.0,
         namespace: str = "/",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
-        self.people_expiry_s = people_expiry_s
-        self.max_exchanges = max_exchanges
-        self.health_stale_s = health_stale_s
+        self.config = config  # replaced whole when a parameter changes
         self.namespace = "/" + namespace.strip("/") if namespace.strip("/") else "/"
         self.versions = dict.fromkeys(SECTIONS, 0)
         self._people: dict[str, Person] = {}  # by person id
@@ -228,7 +237,7 @@ class ConsoleState:
         exchange = self._exchanges.get(key)
         if exchange is None:
             exchange = self._exchanges[key] = Exchange(key=key, started=now)
-            while len(self._exchanges) > self.max_exchanges:
+            while len(self._exchanges) > self.config.max_exchanges:
                 self._exchanges.popitem(last=False)
         return exchange
 
@@ -385,15 +394,15 @@ class ConsoleState:
 
     def tick(self) -> None:
         """Forget people not seen for people_expiry_s; mark silent nodes STALE."""
-        now = self._clock()
+        now, config = self._clock(), self.config
         with self._lock:
-            gone = [i for i, p in self._people.items() if now - p.seen > self.people_expiry_s]
+            gone = [i for i, p in self._people.items() if now - p.seen > config.people_expiry_s]
             for person_id in gone:
                 del self._people[person_id]
             if gone:
                 self._bump("people")
             stale = {
-                n for n, h in self._health.items() if now - h["received"] > self.health_stale_s
+                n for n, h in self._health.items() if now - h["received"] > config.health_stale_s
             }
             if stale != self._stale:
                 self._stale = stale

@@ -37,6 +37,7 @@ Pure Python: the user_profiler node feeds it FaceArrays; a speech node may call 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -412,3 +413,45 @@ class EngagementEstimator:
             demoted = ENGAGING if partner.score >= c.engage_threshold else DISENGAGED
             self._enter(partner, demoted, now)
             self._enter(challenger, ENGAGED, now)
+
+
+class SharedEngagement:
+    """An EngagementEstimator that threads share: user_profiler_node feeds it on the executor
+    (every FaceArray, speech cues) and reads it on the profile worker (each profile's status).
+    It also tells when the partner changed, so that the former partner's profile is published
+    again at once: subscribers must not hold two engaged profiles for long."""
+
+    def __init__(self, config: EngagementConfig) -> None:
+        self._estimator = EngagementEstimator(config)
+        self._lock = threading.Lock()
+        self._partner: int | None = None  # the partner when `former_partner` last looked
+
+    def update(self, stamp: float, faces: Iterable[FaceObservation]) -> int | None:
+        """One camera frame's faces (`EngagementEstimator.update`); returns the partner."""
+        with self._lock:
+            self._estimator.update(stamp, faces)
+            return self._estimator.partner
+
+    def heard_speech(self, stamp: float) -> None:
+        """Someone spoke to the robot: the speech cue goes to the likely speaker, if any."""
+        with self._lock:
+            speaker = self._estimator.likely_speaker()
+            if speaker is not None:
+                self._estimator.heard_speech(speaker, stamp)
+
+    def status(self, track_id: int) -> EngagementStatus | None:
+        with self._lock:
+            return self._estimator.status(track_id)
+
+    def states(self, track_ids: Iterable[int]) -> dict[int, int]:
+        """The state of each of these tracks the estimator knows."""
+        with self._lock:
+            statuses = [self._estimator.status(t) for t in track_ids]
+        return {s.track_id: s.state for s in statuses if s is not None}
+
+    def former_partner(self) -> int | None:
+        """The partner of the previous call when the partner changed since, else None."""
+        with self._lock:
+            partner = self._estimator.partner
+        former, self._partner = self._partner, partner
+        return former if former != partner else None

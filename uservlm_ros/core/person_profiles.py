@@ -13,12 +13,15 @@ known person stays until `PersonsConfig.forget_after_s` or `forget`.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from uservlm_ros.core.fusion import ProfileFusion
+from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.persons import EmbeddingSchedule, Match, Person, PersonRegistry
 from uservlm_ros.core.profile_schedule import ProfileScheduler
 
@@ -48,6 +51,12 @@ class PersonProfiles:
     def person(self, person_id: str) -> Person | None:
         with self.lock:
             return self.registry.person(person_id)
+
+    def in_view(self) -> tuple[dict[int, str], list[str], dict[int, float]]:
+        """At one moment: each track in view -> its person, the known persons, each track ->
+        the confidence of its person match."""
+        with self.lock:
+            return self.registry.tracked(), self.registry.known(), dict(self.confidence)
 
     def identified(self, track_id: int, embedding: np.ndarray, now: float) -> Match | None:
         """An embedding of the track's face; None when the track ended meanwhile."""
@@ -100,3 +109,29 @@ class PersonProfiles:
             if self.registry.person(key) is None:
                 self.fusion.forget(key)
                 self.scheduler.forget(key)
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    max_rate_hz: float = setting(5.0, min=0.01, max=1000.0, live=True)
+    """Most profiles per second per track"""
+
+
+class PublishRate:
+    """When each person's profile was last published: at most `max_rate_hz` a person."""
+
+    def __init__(self, config: PublishConfig) -> None:
+        self.config = config
+        self._last: dict[str, float] = {}  # person -> time of their last profile
+
+    def due(self, person_id: str, now: float) -> bool:
+        """Whether the person's profile may go out at `now`; if so, it counts as published."""
+        if now - self._last.get(person_id, -math.inf) < 1.0 / self.config.max_rate_hz:
+            return False
+        self._last[person_id] = now
+        return True
+
+    def keep(self, person_ids: Collection[str]) -> None:
+        """Forget the others (their profiles are gone)."""
+        for person_id in [p for p in self._last if p not in person_ids]:
+            del self._last[person_id]

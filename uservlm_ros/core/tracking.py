@@ -9,15 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uservlm_ros.core.faces import Box, Detection, iou
+from uservlm_ros.core.parameters import setting
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    iou_threshold: float = 0.3  # minimum IoU of a detection with a track's predicted box
-    reid_timeout_s: float = 3.0  # a lost track can take a detection back for this long
-    reid_max_shift: float = 1.0  # ... if its centre moved at most this many box widths
-    reid_max_scale: float = 1.5  # ... and its size changed by at most this factor
-    max_prediction_s: float = 0.5  # motion is extrapolated for at most this long
+    iou_threshold: float = setting(0.3, min=0.01, max=1.0)
+    """Minimum IoU of a face with a track's motion-predicted box to continue the track"""
+    reid_timeout_s: float = setting(3.0, min=0.0, max=600.0)
+    """A person who leaves and comes back within this time keeps the id if the box matches"""
+    reid_max_shift: float = setting(1.0, min=0.0, max=10.0)
+    """Re-identification: maximum move of the box centre, in box widths"""
+    reid_max_scale: float = 1.5  # re-identification: most change of the box size, a factor
+    max_prediction_s: float = setting(0.5, min=0.0, max=10.0)
+    """Constant-velocity motion is extrapolated for at most this long"""
     velocity_smoothing: float = 0.5  # weight of the newest velocity measurement, 0..1
 
     def __post_init__(self) -> None:

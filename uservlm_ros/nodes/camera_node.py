@@ -9,7 +9,6 @@ Publishes /camera/image_raw (sensor_msgs/Image, rgb8, sensor QoS) and /camera/ca
 from __future__ import annotations
 
 import math
-import sys
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -24,8 +23,8 @@ from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import rgb_to_image
 from uservlm_ros.ros.diagnostics import Diagnostics
 from uservlm_ros.ros.intra_process import IntraProcessPublisher
-from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
+from uservlm_ros.ros.node_main import node_main
+from uservlm_ros.ros.param_declare import node_parameters
 from uservlm_ros.ros.qos import IMAGE_QOS, SENSOR_QOS
 
 PARAMS = [
@@ -55,8 +54,7 @@ PARAMS = [
 class CameraNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("camera_node", **kwargs)
-        self.params = p = declare_parameters(self, PARAMS)
-        watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
+        self.params = p = node_parameters(self, PARAMS)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["source"])
         self.source = self._open_source()
         # In a container, face_crop_node takes the frames directly (ros/intra_process.py).
@@ -73,6 +71,11 @@ class CameraNode(Node):
 
     def _open_source(self) -> FrameSource:
         return SOURCES.create(self.params["source"], self.params, self.params["rate_hz"])
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "source"):  # absent when the source failed to open in __init__
+            self.source.close()
+        super().destroy_node()
 
     def _tick(self) -> None:
         try:
@@ -115,19 +118,9 @@ class CameraNode(Node):
             p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
         )
 
-    def destroy_node(self) -> None:
-        if hasattr(self, "source"):  # absent when the source failed to open in __init__
-            self.source.close()
-        super().destroy_node()
 
-
-# What a container (nodes/container.py) builds under this node's name.
-NODE = CameraNode
-
-
-def main(args=None):
-    sys.exit(run_node(CameraNode, args))
-
+NODE = CameraNode  # what a container (nodes/container.py) builds under this node's name
+main = node_main(NODE)
 
 if __name__ == "__main__":
     main()

@@ -18,10 +18,8 @@ in uservlm_ros/console/, which sees plain Python data only: this node converts e
 from __future__ import annotations
 
 import concurrent.futures
-import sys
 import threading
 import time
-from collections import OrderedDict
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Parameter, ParameterEvent, ParameterType, ParameterValue
@@ -40,25 +38,23 @@ from uservlm.msg import (
 )
 from uservlm.srv import ForgetPersons
 
-from uservlm_ros.console.camera import FrameThrottle, encode_jpeg
-from uservlm_ros.console.security import new_token, read_token, token_required
+from uservlm_ros.console.camera import CameraConfig, FrameThrottle, encode_jpeg
+from uservlm_ros.console.privacy import PrivacySwitches, attribute_of, switch_parameter
+from uservlm_ros.console.security import access_token, announcement
 from uservlm_ros.console.server import ConsoleServer, Forgotten
-from uservlm_ros.console.state import ConsoleState
+from uservlm_ros.console.state import ConsoleState, StateConfig
 from uservlm_ros.core import labels
 from uservlm_ros.core.errors import UservlmError
+from uservlm_ros.core.frame_pairing import FramePairing
 from uservlm_ros.core.overlay import draw_people
-from uservlm_ros.core.parameters import Param
+from uservlm_ros.core.parameters import Param, config_of, params_of
 from uservlm_ros.ros import message_data, topics
 from uservlm_ros.ros.conversions import faces_to_people, image_to_rgb
 from uservlm_ros.ros.diagnostics import Diagnostics, log_rejection
-from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
+from uservlm_ros.ros.node_main import node_main
+from uservlm_ros.ros.param_declare import node_parameters
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import Partial, RespondCall, RespondClient
-
-PRIVACY_ANSWER_S = 5.0  # a set_parameters call unanswered this long is reported as failed
-FRAMES_KEPT = 15  # camera frames waiting for their faces (face_crop_node takes a few frames)
-FACES_SILENT_S = 1.0  # no faces for this long (no face_crop_node?): show frames without boxes
 
 PARAMS = [
     Param(
@@ -79,64 +75,22 @@ PARAMS = [
         "user_profiler_node",
         "The profiler whose enable.* parameters the privacy switches set",
     ),
-    Param("camera.enabled", True, "Show the camera; false never subscribes to it", live=True),
-    Param(
-        "camera.max_fps",
-        10.0,
-        "Most camera frames per second sent to pages",
-        min=0.5,
-        max=10.0,
-        live=True,
-    ),
-    Param(
-        "camera.max_width",
-        640,
-        "Frames wider than this are scaled down, px",
-        min=160,
-        max=1920,
-        live=True,
-    ),
-    Param("camera.jpeg_quality", 70, "JPEG quality of the frames", min=30, max=95, live=True),
-    Param(
-        "people.expiry_s",
-        5.0,
-        "A person leaves the list after this long without a profile",
-        min=0.5,
-        max=3600.0,
-        live=True,
-    ),
-    Param("conversation.max_entries", 50, "Exchanges kept on the page", min=1, max=1000, live=True),
-    Param(
-        "health.stale_s",
-        5.0,
-        "A node whose diagnostics are silent this long is shown STALE",
-        min=1.0,
-        max=3600.0,
-        live=True,
-    ),
+    *params_of(CameraConfig, "camera"),
+    *params_of(StateConfig, ""),
 ]
 
 
 class ConsoleNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("console_node", **kwargs)
-        p = self.params = declare_parameters(self, PARAMS)
-        watch_parameters(self, PARAMS, self.params, self._apply_live)
-        token = None
-        if p["token_file"]:
-            token = read_token(p["token_file"])
-        elif token_required(p["host"]):
-            token = new_token()
-        self.state = ConsoleState(
-            people_expiry_s=p["people.expiry_s"],
-            max_exchanges=p["conversation.max_entries"],
-            health_stale_s=p["health.stale_s"],
-            namespace=self.get_namespace(),
-        )
+        p = self.params = node_parameters(self, PARAMS, self._apply_live)
+        token = access_token(p["token_file"], p["host"])
+        self.camera = camera = config_of(CameraConfig, "camera", p)
+        self.state = ConsoleState(config_of(StateConfig, "", p), namespace=self.get_namespace())
         self.state.set_camera(
-            enabled=p["camera.enabled"],
+            enabled=camera.enabled,
             topic=self.resolve_topic_name(topics.IMAGE),
-            max_fps=p["camera.max_fps"],
+            max_fps=camera.max_fps,
         )
         self.diagnostics = Diagnostics(self, hardware_id="console")
         self.respond = RespondClient(self)
@@ -145,10 +99,7 @@ class ConsoleNode(Node):
         self.profiler = expand_topic_name(p["profiler_node"], self.get_name(), self.get_namespace())
         self._set_client = self.create_client(SetParameters, f"{self.profiler}/set_parameters")
         self._get_client = self.create_client(GetParameters, f"{self.profiler}/get_parameters")
-        self._privacy_known = False
-        self._privacy_reading = False
-        self._privacy_pending: dict[str, float] = {}
-        self.state.set_privacy_node(self.profiler, available=False)
+        self.privacy = PrivacySwitches(self.state, self.profiler)
         self._forget_client = self.create_client(ForgetPersons, topics.FORGET_PERSONS)
         self.create_timer(1.0, self._watch_profiler)
 
@@ -171,10 +122,9 @@ class ConsoleNode(Node):
 
         # The camera and the faces are subscribed only while a page is connected; the server's
         # thread asks for the change, the executor makes it.
-        self._throttle = FrameThrottle(p["camera.max_fps"])
+        self._throttle = FrameThrottle(camera.max_fps)
         self._camera_subs: list = []
-        self._frames: OrderedDict[tuple[int, int], Image] = OrderedDict()
-        self._faces_seen = 0.0  # monotonic time of the last FaceArray
+        self._frames: FramePairing[Image] = FramePairing()
         self._pages = 0
         self._camera_sync = self.create_guard_condition(self._sync_camera)
 
@@ -189,29 +139,13 @@ class ConsoleNode(Node):
         )
         self.server.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, f"serving {self.server.port}")
-        self._announce(token, p["token_file"], p["host"])
-
-    def _announce(self, token: str | None, token_file: str, host: str) -> None:
-        """Say where the page is. The token never goes to the logger: /rosout is readable by
-        every node on the domain, and ~/.ros/log keeps it. A generated token is printed on
-        this process's own output (the terminal of whoever started it), nowhere else; a token
-        from a file is already known to whoever wrote the file."""
-        base = self.server.url.split("?", 1)[0]
-        if token is None:
-            self.get_logger().info(f"console at {base}")
-            return
-        if token_file:
-            self.get_logger().info(f"console at {base}?token=<the first line of {token_file}>")
-        else:
-            self.get_logger().info(
-                f"console at {base}?token=<generated: printed on the terminal that started it>"
-            )
-            print(f"console address with its generated token: {self.server.url}", flush=True)
-        if host in ("0.0.0.0", "::"):
-            self.get_logger().info(
-                f"from another machine: http://<this machine's address>:{self.server.port}/"
-                "?token=<the token>"
-            )
+        lines, printed = announcement(
+            self.server.url, self.server.port, p["host"], token, p["token_file"]
+        )
+        for line in lines:
+            self.get_logger().info(line)
+        if printed:
+            print(printed, flush=True)
 
     # -- the page's actions (called on the web server's thread; never block)
 
@@ -235,15 +169,12 @@ class ConsoleNode(Node):
     def set_privacy(self, attribute: str, enabled: bool) -> concurrent.futures.Future[str]:
         outcome: concurrent.futures.Future[str] = concurrent.futures.Future()
         if not self._set_client.service_is_ready():
-            reason = f"{self.profiler} does not answer (is it running?)"
-            self.state.set_privacy(attribute, error=reason)
-            outcome.set_result(reason)
+            outcome.set_result(self.privacy.unreachable(attribute))
             return outcome
-        self.state.set_privacy(attribute, pending=True)
-        self._privacy_pending[attribute] = time.monotonic()
+        self.privacy.asked(attribute)
         value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=enabled)
         request = SetParameters.Request(
-            parameters=[Parameter(name=f"enable.{attribute}", value=value)]
+            parameters=[Parameter(name=switch_parameter(attribute), value=value)]
         )
 
         def done(future) -> None:
@@ -252,11 +183,7 @@ class ConsoleNode(Node):
                 reason = "" if result.successful else (result.reason or "refused, no reason given")
             except Exception as error:  # the service went away mid-call
                 reason = f"the call failed: {error}"
-            self._privacy_pending.pop(attribute, None)
-            if reason:
-                self.state.set_privacy(attribute, error=f"not changed: {reason}")
-            else:
-                self.state.set_privacy(attribute, enabled=enabled)
+            self.privacy.answered(attribute, enabled, reason)
             self.diagnostics.count("privacy_refused" if reason else "privacy_set")
             if not outcome.done():
                 outcome.set_result(reason)
@@ -294,58 +221,44 @@ class ConsoleNode(Node):
         if event.node != self.profiler:
             return
         for parameter in [*event.new_parameters, *event.changed_parameters]:
-            attribute = parameter.name.removeprefix("enable.")
-            if parameter.name.startswith("enable.") and attribute in labels.ATTRIBUTES:
+            attribute = attribute_of(parameter.name)
+            if attribute is not None:
                 self.state.set_privacy(attribute, enabled=parameter.value.bool_value)
 
     def _watch_profiler(self) -> None:
         """Follow whether the profiler is up; read its switches whenever it (re)appears."""
-        available = self._get_client.service_is_ready()
-        self.state.set_privacy_node(
-            self.profiler, available, "" if available else f"waiting for {self.profiler}"
-        )
-        if not available:
-            self._privacy_known = False
-        elif not self._privacy_known and not self._privacy_reading:
-            self._privacy_reading = True
-            names = [f"enable.{a}" for a in labels.ATTRIBUTES]
+        if self.privacy.watch(self._get_client.service_is_ready()):
+            names = [switch_parameter(a) for a in labels.ATTRIBUTES]
             future = self._get_client.call_async(GetParameters.Request(names=names))
             future.add_done_callback(self._on_privacy_values)
-        for attribute, since in list(self._privacy_pending.items()):
-            if time.monotonic() - since > PRIVACY_ANSWER_S:
-                self._privacy_pending.pop(attribute, None)
-                self.state.set_privacy(attribute, error=f"{self.profiler} did not answer")
         self.diagnostics.values["pages"] = self._pages
         self.diagnostics.values["frames_sent"] = self.server.frames_sent
 
     def _on_privacy_values(self, future) -> None:
-        self._privacy_reading = False
         try:
             values = future.result().values
         except Exception as error:
             self.get_logger().warning(f"could not read {self.profiler}'s enable.*: {error}")
+            self.privacy.read(None)
             return
-        for attribute, value in zip(labels.ATTRIBUTES, values, strict=False):
-            if value.type == ParameterType.PARAMETER_BOOL:
-                self.state.set_privacy(attribute, enabled=value.bool_value)
-        self._privacy_known = True
+        pairs = zip(labels.ATTRIBUTES, values, strict=False)
+        bools = {a: v.bool_value for a, v in pairs if v.type == ParameterType.PARAMETER_BOOL}
+        self.privacy.read(bools)
 
     def _on_pages(self, count: int) -> None:
         self._pages = count
         self._camera_sync.trigger()
 
     def _apply_live(self, changed: dict) -> None:
-        p = self.params
-        self._throttle.interval = 1.0 / p["camera.max_fps"]
-        self.state.people_expiry_s = p["people.expiry_s"]
-        self.state.max_exchanges = p["conversation.max_entries"]
-        self.state.health_stale_s = p["health.stale_s"]
-        self.state.set_camera(enabled=p["camera.enabled"], max_fps=p["camera.max_fps"])
+        self.camera = camera = config_of(CameraConfig, "camera", self.params)
+        self.state.config = config_of(StateConfig, "", self.params)
+        self._throttle.interval = 1.0 / camera.max_fps
+        self.state.set_camera(enabled=camera.enabled, max_fps=camera.max_fps)
         if "camera.enabled" in changed:
             self._camera_sync.trigger()
 
     def _sync_camera(self) -> None:
-        wanted = self.params["camera.enabled"] and self._pages > 0
+        wanted = self.camera.enabled and self._pages > 0
         if wanted and not self._camera_subs:
             self._camera_subs = [
                 self.create_subscription(Image, topics.IMAGE, self._on_image, SENSOR_QOS),
@@ -362,7 +275,7 @@ class ConsoleNode(Node):
         self.state.on_profile(message_data.profile(msg))
         now = time.monotonic()
         self._profiles[msg.track_id] = (msg, now, time.time())
-        expiry = self.params["people.expiry_s"]
+        expiry = self.state.config.people_expiry_s
         for track in [t for t, (_, seen, _) in self._profiles.items() if now - seen > expiry]:
             del self._profiles[track]
 
@@ -383,21 +296,14 @@ class ConsoleNode(Node):
     def _on_image(self, msg: Image) -> None:
         if not self._camera_subs:
             return
-        if time.monotonic() - self._faces_seen > FACES_SILENT_S:
-            if self._throttle.ready():  # nobody finds faces: the plain frame
-                self._show(msg, None)
-            return
-        self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
-        while len(self._frames) > FRAMES_KEPT:
-            self._frames.popitem(last=False)
+        if self._frames.faces_expected():
+            self._frames.add((msg.header.stamp.sec, msg.header.stamp.nanosec), msg)
+        elif self._throttle.ready():  # nobody finds faces: the plain frame
+            self._show(msg, None)
 
     def _on_faces(self, msg: FaceArray) -> None:
         """Show the frame these faces were found in, drawn with them (when it is time)."""
-        self._faces_seen = time.monotonic()
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        image = self._frames.pop(stamp, None)
-        while self._frames and next(iter(self._frames)) < stamp:
-            self._frames.popitem(last=False)  # older frames will not get their faces now
+        image = self._frames.take((msg.header.stamp.sec, msg.header.stamp.nanosec))
         if image is not None and self._throttle.ready():
             self._show(image, msg)
 
@@ -406,9 +312,7 @@ class ConsoleNode(Node):
             rgb = image_to_rgb(image)
             if faces is not None and faces.faces:
                 rgb = draw_people(rgb, faces_to_people(faces, self._labels()))
-            jpeg = encode_jpeg(
-                rgb, self.params["camera.max_width"], self.params["camera.jpeg_quality"]
-            )
+            jpeg = encode_jpeg(rgb, self.camera.max_width, self.camera.jpeg_quality)
         except (UservlmError, ValueError) as error:
             self.diagnostics.count("frames_rejected")
             log_rejection(self, self._rejections, f"cannot show a camera frame: {error}")
@@ -423,14 +327,9 @@ class ConsoleNode(Node):
         super().destroy_node()
 
 
-# What a container (nodes/container.py) builds under this node's name.
-NODE = ConsoleNode
-
-
-def main(args=None):
-    # Every callback is short (the answer streams on its own thread): one executor thread.
-    sys.exit(run_node(ConsoleNode, args, single_threaded=True))
-
+NODE = ConsoleNode  # what a container (nodes/container.py) builds under this node's name
+# Every callback is short (the answer streams on its own thread): one executor thread.
+main = node_main(NODE, single_threaded=True)
 
 if __name__ == "__main__":
     main()

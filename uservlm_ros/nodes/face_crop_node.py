@@ -9,7 +9,6 @@ someone subscribes, /uservlm/debug_image (sensor_msgs/Image, rgb8).
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ from uservlm_ros.backends.face_pipeline import FacePipeline, FrameFaces, Pipelin
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.overlay import Person, draw_people
-from uservlm_ros.core.parameters import Param
+from uservlm_ros.core.parameters import Param, config_of, params_of
 from uservlm_ros.core.tracking import TrackerConfig
 from uservlm_ros.core.worker import SlotWorker
 from uservlm_ros.ros import topics
@@ -35,10 +34,10 @@ from uservlm_ros.ros.conversions import (
     stage_timings,
     stamp_to_seconds,
 )
-from uservlm_ros.ros.diagnostics import log_rejection, loss_counter
+from uservlm_ros.ros.diagnostics import log_rejection, log_running, loss_counter
 from uservlm_ros.ros.intra_process import IntraProcessPublisher, intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
-from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.node_main import node_main
 from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.qos import IMAGE_QOS, LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
@@ -54,34 +53,7 @@ PARAMS = [
     DETECTORS.choice_param("detector.name", "blazeface_full", "Face detector"),
     *DETECTORS.params(),
     Param("min_face_size", 24, "Smaller faces (box side, pixels) are ignored", min=1, max=4096),
-    Param(
-        "tracker.iou_threshold",
-        0.3,
-        "Minimum IoU of a face with a track's motion-predicted box to continue the track",
-        min=0.01,
-        max=1.0,
-    ),
-    Param(
-        "tracker.reid_timeout_s",
-        3.0,
-        "A person who leaves and comes back within this time keeps the id if the box matches",
-        min=0.0,
-        max=600.0,
-    ),
-    Param(
-        "tracker.reid_max_shift",
-        1.0,
-        "Re-identification: maximum move of the box centre, in box widths",
-        min=0.0,
-        max=10.0,
-    ),
-    Param(
-        "tracker.max_prediction_s",
-        0.5,
-        "Constant-velocity motion is extrapolated for at most this long",
-        min=0.0,
-        max=10.0,
-    ),
+    *params_of(TrackerConfig, "tracker"),
     Param("crop_size", 224, "Side of the aligned face crops, pixels", min=16, max=1024),
     Param(
         "crop_margin",
@@ -128,12 +100,6 @@ class FaceCropNode(ModelNode):
         except UservlmError as error:
             self.get_logger().error(f"cannot load the face detector: {error}")
             return TransitionCallbackReturn.FAILURE
-        tracker = TrackerConfig(
-            iou_threshold=p["tracker.iou_threshold"],
-            reid_timeout_s=p["tracker.reid_timeout_s"],
-            reid_max_shift=p["tracker.reid_max_shift"],
-            max_prediction_s=p["tracker.max_prediction_s"],
-        )
         self.pipeline = FacePipeline(
             detector,
             PipelineConfig(
@@ -141,7 +107,7 @@ class FaceCropNode(ModelNode):
                 min_face_size=p["min_face_size"],
                 crop_size=p["crop_size"],
                 crop_margin=p["crop_margin"],
-                tracker=tracker,
+                tracker=config_of(TrackerConfig, "tracker", p),
             ),
         )
         self.start_diagnostics(detector.name)
@@ -174,10 +140,7 @@ class FaceCropNode(ModelNode):
             ]
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(
-            f"face_crop_node active: {self.resolve_topic_name(topics.IMAGE)} -> "
-            f"{self.resolve_topic_name(topics.FACES)}"
-        )
+        log_running(self, "active", "{} -> {}", topics.IMAGE, topics.FACES)
         return TransitionCallbackReturn.SUCCESS
 
     def _release_model(self) -> None:
@@ -239,13 +202,8 @@ class FaceCropNode(ModelNode):
         return draw_people(rgb, people)
 
 
-# What a container (nodes/container.py) builds under this node's name.
-NODE = FaceCropNode
-
-
-def main(args=None):
-    sys.exit(run_node(FaceCropNode, args))
-
+NODE = FaceCropNode  # what a container (nodes/container.py) builds under this node's name
+main = node_main(NODE)
 
 if __name__ == "__main__":
     main()

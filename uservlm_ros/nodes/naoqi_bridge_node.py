@@ -16,7 +16,6 @@ started, finished, interrupted or dropped). An utterance stopped while it is sai
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -45,9 +44,9 @@ from uservlm_ros.core.request_queue import QueueFull, RequestQueue
 from uservlm_ros.core.sentences import remainder
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import seconds_to_stamp
-from uservlm_ros.ros.diagnostics import Diagnostics, loss_counter
-from uservlm_ros.ros.node_main import run_node
-from uservlm_ros.ros.param_declare import declare_parameters, watch_parameters
+from uservlm_ros.ros.diagnostics import Diagnostics, log_running, loss_counter
+from uservlm_ros.ros.node_main import node_main
+from uservlm_ros.ros.param_declare import node_parameters
 from uservlm_ros.ros.qos import RELIABLE_QOS, REQUEST_QOS
 from uservlm_ros.ros.respond_client import request_id_of
 
@@ -86,8 +85,7 @@ PARAMS: list[Param] = [
 class NaoqiBridgeNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("naoqi_bridge_node", **kwargs)
-        self.params = p = declare_parameters(self, PARAMS)
-        watch_parameters(self, PARAMS, self.params)  # read at start-up: changes are refused
+        self.params = p = node_parameters(self, PARAMS)  # read at start-up: changes are refused
         self.diagnostics = Diagnostics(self, hardware_id=p["backend"])
         self._backoff = reconnect_backoff(
             "robot", p["robot.reconnect_min_s"], p["robot.reconnect_max_s"]
@@ -120,11 +118,9 @@ class NaoqiBridgeNode(Node):
         self._worker = threading.Thread(target=self._work, name="speaker", daemon=True)
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.WARN, "not connected yet")
-        self.get_logger().info(
-            f"naoqi_bridge_node ready: {self.resolve_topic_name(topics.RESPONSE)} -> "
-            f"{self.speech.name} ({self.speech.description}); "
-            f"events on {self.resolve_topic_name(topics.SPEECH_EVENTS)}"
-        )
+        speech = f"{self.speech.name} ({self.speech.description})"
+        flow = "{} -> {speech}; events on {}"
+        log_running(self, "ready", flow, topics.RESPONSE, topics.SPEECH_EVENTS, speech=speech)
 
     def _open_text_topic(self):
         """The naoqi_driver backend's /speech, advertised only for it."""
@@ -304,13 +300,8 @@ class NaoqiBridgeNode(Node):
         super().destroy_node()
 
 
-# What a container (nodes/container.py) builds under this node's name.
-NODE = NaoqiBridgeNode
-
-
-def main(args=None):
-    sys.exit(run_node(NaoqiBridgeNode, args))
-
+NODE = NaoqiBridgeNode  # what a container (nodes/container.py) builds under this node's name
+main = node_main(NODE)
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,6 @@ recognition; none blocks the executor.
 
 from __future__ import annotations
 
-import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -43,12 +42,12 @@ from uservlm_ros.core.utterances import (
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import seconds_to_stamp
-from uservlm_ros.ros.diagnostics import log_rejection
+from uservlm_ros.ros.diagnostics import log_rejection, log_running
 from uservlm_ros.ros.lifecycle import ModelNode
-from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.node_main import node_main
 from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.qos import RELIABLE_QOS
-from uservlm_ros.ros.rep155 import REP155_ENABLED, VoicePublisher, hri_msgs_available
+from uservlm_ros.ros.rep155 import REP155_ENABLED, VoicePublisher, rep155_output
 from uservlm_ros.ros.respond_client import RespondClient
 
 PARAMS: list[Param] = [
@@ -182,12 +181,9 @@ class SpeechNode(ModelNode):
                 SpeechEvent, topics.SPEECH_EVENTS, self._on_speech_event, RELIABLE_QOS
             ),
         ]
-        if self.params["rep155.enabled"]:
-            if hri_msgs_available():
-                self._voice = VoicePublisher(self)
-                self._io.append(self._voice)
-            else:
-                self.get_logger().warning("hri_msgs is not installed: no REP-155 voice topics")
+        self._voice = rep155_output(self, VoicePublisher, "REP-155 voice topics")
+        if self._voice is not None:
+            self._io.append(self._voice)
         self._asking = self.params["respond.enabled"]
         if self._asking and self._respond is None:
             self._respond = RespondClient(self)
@@ -196,10 +192,8 @@ class SpeechNode(ModelNode):
             worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, f"waiting for {self.source.name} audio")
         self.source.start(self.hearing.on_block, self._on_source_status)
-        self.get_logger().info(
-            f"speech_node active: {self.source.name} audio -> {topics.TRANSCRIPT}"
-            + (" -> Respond action" if self._asking else "")
-        )
+        flow = "{source} audio -> {}" + (" -> Respond action" if self._asking else "")
+        log_running(self, "active", flow, topics.TRANSCRIPT, source=self.source.name)
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_work(self) -> None:
@@ -349,11 +343,7 @@ class SpeechNode(ModelNode):
 
 # No NODE: speech_node does not join a container (nodes/container.py), since `cpu.nice` lowers
 # the priority of its whole process.
-
-
-def main(args=None):
-    sys.exit(run_node(SpeechNode, args))
-
+main = node_main(SpeechNode)
 
 if __name__ == "__main__":
     main()

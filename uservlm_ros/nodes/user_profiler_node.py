@@ -12,8 +12,6 @@ skips while busy; each profile carries its track's face box, engagement score an
 
 from __future__ import annotations
 
-import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -22,7 +20,7 @@ from uservlm.msg import FaceArray, Transcript, UserProfile
 
 from uservlm_ros.backends.profiler import PROFILERS
 from uservlm_ros.core.camera_clock import RESTART_S, CameraClock
-from uservlm_ros.core.engagement import EngagementConfig, EngagementEstimator
+from uservlm_ros.core.engagement import EngagementConfig, SharedEngagement
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.fusion import (
     ATTRIBUTE_PARAMS,
@@ -33,11 +31,8 @@ from uservlm_ros.core.fusion import (
 )
 from uservlm_ros.core.health import health_params
 from uservlm_ros.core.parameters import Param, config_of, params_of
-from uservlm_ros.core.person_profiles import PersonProfiles
-from uservlm_ros.core.persons import (
-    PersonsConfig,
-    face_id,
-)
+from uservlm_ros.core.person_profiles import PersonProfiles, PublishConfig, PublishRate
+from uservlm_ros.core.persons import PersonsConfig, face_id
 from uservlm_ros.core.profile_schedule import (
     PROFILED,
     ProfileScheduler,
@@ -57,21 +52,14 @@ from uservlm_ros.ros.conversions import (
     stage_timings,
     stamp_to_seconds,
 )
-from uservlm_ros.ros.diagnostics import log_rejection
+from uservlm_ros.ros.diagnostics import log_rejection, log_running
 from uservlm_ros.ros.intra_process import intra_process_subscription
 from uservlm_ros.ros.lifecycle import ModelNode
-from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.node_main import node_main
 from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.person_identity import PersonIdentity
 from uservlm_ros.ros.qos import LATCHED_QOS, RELIABLE_QOS
-from uservlm_ros.ros.rep155 import (
-    REP155_PARAMS,
-    HumansPublisher,
-    frame_views,
-    hri_msgs_available,
-)
-
-ENGAGEMENT_PARAMS = params_of(EngagementConfig, "engagement")
+from uservlm_ros.ros.rep155 import REP155_PARAMS, HumansPublisher, frame_views, rep155_output
 
 PARAMS = [
     AUTOSTART,
@@ -79,14 +67,7 @@ PARAMS = [
     *PROFILERS.params(),
     *ATTRIBUTE_PARAMS,
     *params_of(FusionConfig, "fusion"),
-    Param(
-        "publish.max_rate_hz",
-        5.0,
-        "Most profiles per second per track",
-        min=0.01,
-        max=1000.0,
-        live=True,
-    ),
+    *params_of(PublishConfig, "publish"),
     Param(
         "max_faces",
         10,
@@ -99,7 +80,7 @@ PARAMS = [
     *params_of(ScheduleConfig, "profile"),
     # One crop takes ~10 ms with the shipped models on 2 cores; a frame of 10 faces ~100 ms.
     *health_params(max_processing_ms=250.0, hang_s=10.0),
-    *ENGAGEMENT_PARAMS,
+    *params_of(EngagementConfig, "engagement"),
     *person_identity.PARAMS,
     *REP155_PARAMS,
 ]
@@ -123,13 +104,11 @@ class UserProfilerNode(ModelNode):
         )
         self.identity = PersonIdentity(self, self._identified)
         self.workers = [self._worker, self.identity.worker]
-        self._last_published: dict[str, float] = {}  # person -> wall time of their last profile
+        self.rate = PublishRate(config_of(PublishConfig, "publish", self.params))
         self._rejections: dict[str, float] = {}
         self._publisher = None
         self.clock = CameraClock(restart_s=RESTART_S)  # frames only: follows a looping bag
-        self.engagement: EngagementEstimator | None = None
-        self._engagement_lock = threading.Lock()  # fed by the executor, read by the worker
-        self._partner: int | None = None  # the engaged track of the latest published profiles
+        self.engagement: SharedEngagement | None = None
         self._last_profiles: dict[int, UserProfile] = {}
         self._humans: HumansPublisher | None = None  # REP-155 output (ros/rep155.py)
 
@@ -145,7 +124,7 @@ class UserProfilerNode(ModelNode):
             self.get_logger().error(f"cannot load the {p['backend']} profiler: {error}")
             return TransitionCallbackReturn.FAILURE
         try:
-            self.engagement = EngagementEstimator(self._engagement_config())
+            self.engagement = SharedEngagement(self._engagement_config())
             registry = self.identity.registry()
         except (ValueError, UservlmError) as error:
             self.get_logger().error(f"bad engagement or persons parameters: {error}")
@@ -173,20 +152,13 @@ class UserProfilerNode(ModelNode):
                 Transcript, topics.TRANSCRIPT, self._on_transcript, RELIABLE_QOS
             ),
         ]
-        if self.params["rep155.enabled"]:
-            if hri_msgs_available():
-                self._humans = HumansPublisher(self, crop_size=self.params["rep155.crop_size"])
-            else:
-                self.get_logger().warning(
-                    "rep155.enabled but the hri_msgs package is not installed: no humans/ topics"
-                )
+        self._humans = rep155_output(
+            self, HumansPublisher, "humans/ topics", crop_size=self.params["rep155.crop_size"]
+        )
         self._worker.start()
         self.identity.worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(
-            f"user_profiler_node active: {self.resolve_topic_name(topics.FACES)} -> "
-            f"{self.resolve_topic_name(topics.PROFILE)}"
-        )
+        log_running(self, "active", "{} -> {}", topics.FACES, topics.PROFILE)
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -201,6 +173,7 @@ class UserProfilerNode(ModelNode):
         return config_of(ScheduleConfig, "profile", self.params)
 
     def _apply_live(self, changed: dict) -> None:
+        self.rate.config = config_of(PublishConfig, "publish", self.params)
         people = self.people
         if people is None:
             return
@@ -236,13 +209,10 @@ class UserProfilerNode(ModelNode):
             self.diagnostics.count("tracks_expired")
         self.diagnostics.count("persons_forgotten", len(forgotten))
         with self.people.lock:
-            keys = set(self.people.fusion.keys)
-            tracked = len(self.people.registry.tracked())
-            known = len(self.people.registry.known())
-        for person_id in [k for k in self._last_published if k not in keys]:
-            del self._last_published[person_id]
-        self.diagnostics.values["tracks"] = tracked
-        self.diagnostics.values["persons_known"] = known
+            self.rate.keep(set(self.people.fusion.keys))
+        tracked, known, _ = self.people.in_view()
+        self.diagnostics.values["tracks"] = len(tracked)
+        self.diagnostics.values["persons_known"] = len(known)
 
     def _identified(self, track_id: int, match) -> None:
         """A track's person was identified: subscribers learn the id now, not at the person's
@@ -322,16 +292,14 @@ class UserProfilerNode(ModelNode):
             "profile_queue": (taken - received) * 1e3,
             "profile": (profiled - taken) * 1e3,
         }
-        min_interval = 1.0 / self.params["publish.max_rate_hz"]
         for face, estimate in zip(faces, estimates, strict=True):
             with people.lock:
                 person_id = people.observe(face.track_id, camera)
                 people.fusion.update(person_id, camera, estimate)
             self.diagnostics.count("crops_profiled")
             now = time.time()
-            if now - self._last_published.get(person_id, -1e9) < min_interval:
+            if not self.rate.due(person_id, now):
                 continue
-            self._last_published[person_id] = now
             timings["fuse"] = (now - profiled) * 1e3
             stages = [*msg.timings, *stage_timings(timings)]
             self._publish_profile(msg.header, stages, face.track_id, person_id)
@@ -358,13 +326,8 @@ class UserProfilerNode(ModelNode):
         if humans is None or people is None:
             return
         faces = [f for f in msg.faces if f.track_id > 0]
-        with people.lock:
-            tracked = people.registry.tracked()
-            known = people.registry.known()
-            confidence = dict(people.confidence)
-        with self._engagement_lock:
-            statuses = {f.track_id: self.engagement.status(f.track_id) for f in faces}
-        levels = {t: status.state for t, status in statuses.items() if status is not None}
+        tracked, known, confidence = people.in_view()
+        levels = self.engagement.states(f.track_id for f in faces)
         views, persons = frame_views(faces, tracked, confidence, levels)
         try:
             humans.publish_frame(msg.header, views)
@@ -395,45 +358,32 @@ class UserProfilerNode(ModelNode):
             except ValueError as error:
                 self.diagnostics.count("faces_rejected")
                 log_rejection(self, self._rejections, f"rejected face: {error}")
-        with self._engagement_lock:
-            self.engagement.update(stamp, observations)
-            partner = self.engagement.partner
+        partner = self.engagement.update(stamp, observations)
         self.diagnostics.values["engaged_track"] = partner if partner is not None else "none"
 
     def _on_transcript(self, msg: Transcript) -> None:
         """Someone spoke to the robot (not the robot itself): the engagement speech cue."""
         if msg.dropped in ("", "noise", "low_confidence") and msg.text.strip():
-            with self._engagement_lock:
-                speaker = self.engagement.likely_speaker()
-                if speaker is not None:
-                    self.engagement.heard_speech(speaker, self.clock.now())
+            self.engagement.heard_speech(self.clock.now())
             self.diagnostics.count("speech_cues")
 
     def _with_engagement(self, profile: UserProfile) -> UserProfile:
-        with self._engagement_lock:
-            status = self.engagement.status(profile.track_id)
+        status = self.engagement.status(profile.track_id)
         self._last_profiles[profile.track_id] = profile
         return set_engagement(profile, status)
 
     def _republish_former_partner(self) -> None:
         """When the engagement moved, publish the former partner's profile at once (not after
         its rate limit) so that subscribers never hold two engaged profiles for long."""
-        with self._engagement_lock:
-            partner = self.engagement.partner
-        former, self._partner = self._partner, partner
-        if former is None or former == partner or former not in self._last_profiles:
+        former = self.engagement.former_partner()
+        if former not in self._last_profiles:
             return
         self._publisher.publish(self._with_engagement(self._last_profiles[former]))
         self.diagnostics.count("profiles_published")
 
 
-# What a container (nodes/container.py) builds under this node's name.
-NODE = UserProfilerNode
-
-
-def main(args=None):
-    sys.exit(run_node(UserProfilerNode, args))
-
+NODE = UserProfilerNode  # what a container (nodes/container.py) builds under this node's name
+main = node_main(NODE)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,6 @@ Requests are queued (bounded) and answered one at a time in arrival order.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +36,9 @@ from uservlm_ros.core.request_queue import RequestQueue
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros import topics
 from uservlm_ros.ros.conversions import image_to_rgb, stage_timings, stamp_to_seconds
-from uservlm_ros.ros.diagnostics import loss_counter
+from uservlm_ros.ros.diagnostics import log_running, loss_counter
 from uservlm_ros.ros.lifecycle import ModelNode
-from uservlm_ros.ros.node_main import run_node
+from uservlm_ros.ros.node_main import node_main
 from uservlm_ros.ros.param_declare import AUTOSTART
 from uservlm_ros.ros.qos import FEEDBACK_QOS, LATCHED_QOS, REQUEST_QOS, SENSOR_QOS
 from uservlm_ros.ros.respond_client import request_id_of
@@ -142,11 +141,10 @@ class VlmResponderNode(ModelNode):
         self.queue.reopen()
         self._worker.start()
         self.diagnostics.set_status(DiagnosticStatus.OK, "active")
-        self.get_logger().info(
-            f"vlm_responder_node active ({self.responder.backend_name}, default mode "
-            f"{self.params['responder.mode']}): {self.resolve_topic_name(topics.QUESTION)} or "
-            f"{self.resolve_topic_name(topics.RESPOND_ACTION)} -> "
-            f"{self.resolve_topic_name(topics.RESPONSE)}"
+        mode = self.params["responder.mode"]
+        state = f"active ({self.responder.backend_name}, default mode {mode})"
+        log_running(
+            self, state, "{} or {} -> {}", topics.QUESTION, topics.RESPOND_ACTION, topics.RESPONSE
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -309,16 +307,11 @@ def _asker(profile: UserProfile) -> Asker:
     return Asker(seen, profile.profile_text, labels)
 
 
-# What a container (nodes/container.py) builds under this node's name.
-NODE = VlmResponderNode
-
-
-def main(args=None):
-    # Every callback is short (answers are made on the worker thread; the action's execute
-    # callback awaits them): one executor thread costs about half the CPU of several, most of
-    # it spent on the 15 camera frames a second (docs/benchmarks.md).
-    sys.exit(run_node(VlmResponderNode, args, single_threaded=True))
-
+NODE = VlmResponderNode  # what a container (nodes/container.py) builds under this node's name
+# Every callback is short (answers are made on the worker thread; the action's execute
+# callback awaits them): one executor thread costs about half the CPU of several, most of
+# it spent on the 15 camera frames a second (docs/benchmarks.md).
+main = node_main(NODE, single_threaded=True)
 
 if __name__ == "__main__":
     main()

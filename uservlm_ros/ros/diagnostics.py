@@ -1,4 +1,4 @@
-"""A node's health on /diagnostics, and rate-limited logging of rejected input."""
+"""A node's health on /diagnostics, rate-limited logging of rejected input, the start-up line."""
 
 from __future__ import annotations
 
@@ -104,3 +104,11 @@ def loss_counter(node: Node, key: str, advice: str = "") -> SubscriptionEventCal
             )
 
     return SubscriptionEventCallbacks(message_lost=on_lost)
+
+
+def log_running(node: Node, state: str, flow: str, *names: str, **text: str) -> None:
+    """Log that a node runs and where its data goes: `<node> <state>: <flow>`. Each `{}` of
+    `flow` is one of `names` (topics, actions) as the node resolves it (namespace, remappings),
+    each `{key}` a `text` value (a backend's name and the like), inserted as it is."""
+    resolved = [node.resolve_topic_name(name) for name in names]
+    node.get_logger().info(f"{node.get_name()} {state}: {flow.format(*resolved, **text)}")

@@ -24,7 +24,7 @@ from uservlm_ros.core.errors import ConfigError
 from uservlm_ros.core.parameters import Param
 from uservlm_ros.core.worker import Worker
 from uservlm_ros.ros.diagnostics import Diagnostics
-from uservlm_ros.ros.param_declare import declare_parameters, read_parameters, watch_parameters
+from uservlm_ros.ros.param_declare import node_parameters, read_parameters
 
 
 class ModelNode(LifecycleNode):
@@ -36,8 +36,7 @@ class ModelNode(LifecycleNode):
         self._restarted_at: dict[str, float] = {}
         self._io: list = []  # publishers and subscriptions made on activate
         self._param_table = list(params)
-        self.params = declare_parameters(self, params)
-        watch_parameters(self, params, self.params, self._apply_live, reconfigurable=True)
+        self.params = node_parameters(self, params, self._apply_live, reconfigurable=True)
 
     # -- for subclasses
 

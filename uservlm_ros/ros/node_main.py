@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from uservlm_ros.core.errors import UservlmError
 from uservlm_ros.core.shipped import shipped_file
@@ -31,6 +32,16 @@ def run_node(node_factory, args: list[str] | None = None, single_threaded: bool 
     for a node whose callbacks are all short, it costs a few times less CPU when idle.
     """
     return run_nodes([node_factory], args, single_threaded)
+
+
+def node_main(node_factory, single_threaded: bool = False) -> Callable[[list[str] | None], None]:
+    """A node module's `main`, the entry point of its executable (`setup.py` and
+    `CMakeLists.txt` name `<module>:main`): run_node, then exit with its code."""
+
+    def main(args: list[str] | None = None) -> None:
+        sys.exit(run_node(node_factory, args, single_threaded))
+
+    return main
 
 
 def run_nodes(node_factories, args: list[str] | None = None, single_threaded: bool = False) -> int:

@@ -4,7 +4,7 @@
 validates every later change against the same table: a change to a `live` parameter is applied
 at once (the node's `apply` callback), one to another parameter is accepted only where the node
 can reconfigure (lifecycle nodes read it at the next configure) and rejected with the reason
-otherwise.
+otherwise. A node calls both through `node_parameters`.
 """
 
 from __future__ import annotations
@@ -113,3 +113,16 @@ def watch_parameters(
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+
+
+def node_parameters(
+    node: Node,
+    params: Sequence[Param],
+    apply: Callable[[dict[str, Any]], None] | None = None,
+    reconfigurable: bool = False,
+) -> dict[str, Any]:
+    """`declare_parameters` then `watch_parameters`, as every node does: the validated values,
+    kept up to date in the returned dict as live parameters change."""
+    values = declare_parameters(node, params)
+    watch_parameters(node, params, values, apply, reconfigurable)
+    return values

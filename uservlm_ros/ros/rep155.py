@@ -14,9 +14,9 @@ and the nodes publish none of this.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 from rclpy.event_handler import PublisherEventCallbacks
@@ -66,6 +66,24 @@ def hri_msgs_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+Output = TypeVar("Output")
+
+
+def rep155_output(
+    node, publisher: Callable[..., Output], topics: str, **options: Any
+) -> Output | None:
+    """`publisher(node, **options)` (a REP-155 publisher class) when the node's `rep155.enabled`
+    is true and hri_msgs is installed; else None, with a warning naming the `topics` missing."""
+    if not node.params[REP155_ENABLED.name]:
+        return None
+    if not hri_msgs_available():
+        node.get_logger().warning(
+            f"{REP155_ENABLED.name} but the hri_msgs package is not installed: no {topics}"
+        )
+        return None
+    return publisher(node, **options)
 
 
 @dataclass(frozen=True)
