@@ -290,6 +290,10 @@ class VlmResponderNode(ModelNode):
         self.diagnostics.count("answered" if not response.error else "answered_with_error")
         if job.done is not None and not job.done.done():
             job.done.set_result(response)
+            # The goal's coroutine awaits this future; the executor polls it only when it wakes
+            # (the next timer or message, up to a second later), so wake it now.
+            if self.executor is not None:
+                self.executor.wake()
         return response
 
 
