@@ -10,15 +10,22 @@ import numpy as np
 from uservlm_ros.backends.face_detector import FaceDetector
 from uservlm_ros.core.alignment import AlignedCrop, align_face
 from uservlm_ros.core.faces import Detection
+from uservlm_ros.core.parameters import setting
 from uservlm_ros.core.tracking import Tracker, TrackerConfig
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    min_confidence: float = 0.6  # detections scoring less are ignored
-    min_face_size: int = 24  # pixels: smaller faces (far away) are ignored
-    crop_size: int = 224
-    crop_margin: float = 0.2  # fraction of the face box added on each side of the crop
+    """What the pipeline keeps of the detections and how it crops them (face_crop_node's
+    parameters of the same names)."""
+
+    min_face_size: int = setting(24, min=1, max=4096)
+    """Smaller faces (box side, pixels) are ignored"""
+    crop_size: int = setting(224, min=16, max=1024)
+    """Side of the aligned face crops, pixels"""
+    crop_margin: float = setting(0.2, min=0.0, max=2.0)
+    """Margin around the face box in the crop, as a fraction of the box on each side"""
+    min_confidence: float = 0.6  # detections scoring less are ignored: detector.min_confidence
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
 

@@ -63,16 +63,12 @@ def _build_perception(options: EvalOptions):
     from uservlm_ros.backends.face_detector import DETECTORS, DetectorOptions
     from uservlm_ros.backends.face_pipeline import FacePipeline, PipelineConfig
     from uservlm_ros.backends.profiler import PROFILERS, ProfilerOptions
-    from uservlm_ros.nodes import face_crop_node, user_profiler_node
+    from uservlm_ros.nodes import user_profiler_node
 
-    crop = face_crop_node.PARAMS
+    detector = DetectorOptions()  # face_crop_node's defaults, as PipelineConfig's
     pipeline = FacePipeline(
-        DETECTORS.create(options.detector, DetectorOptions()),
-        PipelineConfig(
-            min_confidence=_default(crop, "detector.min_confidence"),
-            min_face_size=_default(crop, "min_face_size"),
-            crop_size=_default(crop, "crop_size"),
-        ),
+        DETECTORS.create(options.detector, detector),
+        PipelineConfig(min_confidence=detector.min_confidence),
     )
     profiler = PROFILERS.create(options.profiler, ProfilerOptions(path=options.profiler_path))
     prof = user_profiler_node.PARAMS

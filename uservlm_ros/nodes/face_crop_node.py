@@ -52,16 +52,8 @@ PARAMS = [
     AUTOSTART,
     DETECTORS.choice_param("detector.name", "blazeface_full", "Face detector"),
     *DETECTORS.params(),
-    Param("min_face_size", 24, "Smaller faces (box side, pixels) are ignored", min=1, max=4096),
+    *params_of(PipelineConfig, ""),
     *params_of(TrackerConfig, "tracker"),
-    Param("crop_size", 224, "Side of the aligned face crops, pixels", min=16, max=1024),
-    Param(
-        "crop_margin",
-        0.2,
-        "Margin around the face box in the crop, as a fraction of the box on each side",
-        min=0.0,
-        max=2.0,
-    ),
     Param(
         "image_qos",
         "sensor",
@@ -102,11 +94,11 @@ class FaceCropNode(ModelNode):
             return TransitionCallbackReturn.FAILURE
         self.pipeline = FacePipeline(
             detector,
-            PipelineConfig(
+            config_of(
+                PipelineConfig,
+                "",
+                p,
                 min_confidence=p["detector.min_confidence"],
-                min_face_size=p["min_face_size"],
-                crop_size=p["crop_size"],
-                crop_margin=p["crop_margin"],
                 tracker=config_of(TrackerConfig, "tracker", p),
             ),
         )
