@@ -108,7 +108,8 @@ def run_fleet(ros, processes, n: int, backend: dict[str, str], args, server_pids
                 if error and not error.startswith("empty answer"):
                     failures.append(error)
 
-    threads = [threading.Thread(target=robot, args=(client,)) for client in clients]
+    # Daemons: a signal ends the script without waiting for questions in flight.
+    threads = [threading.Thread(target=robot, args=(client,), daemon=True) for client in clients]
     began = time.monotonic()
     for thread in threads:
         thread.start()

@@ -23,7 +23,10 @@ CASES = [
 def test_configure_activate_deactivate_cleanup_and_again(
     rclpy_session, node_class, overrides, output
 ):
-    node = node_class(parameter_overrides=overrides)
+    # Renamed: a destroyed node's name can linger in this process's DDS graph data, and a later
+    # test's `uservlm run` would take it for a graph already running (graph_probe.py).
+    rename = ["--ros-args", "-r", f"__node:=lifecycle_test_{node_class.__name__.lower()}"]
+    node = node_class(parameter_overrides=overrides, cli_args=rename)
     try:
 
         def outputs() -> int:

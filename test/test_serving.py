@@ -382,11 +382,21 @@ def test_the_demo_refuses_a_server_that_does_not_serve_the_model(ready, served, 
 def test_the_fleet_benchmark_prints_its_table(ready, served, tmp_path):
     """bench/serving.py, smallest fleet: one responder node per backend over DDS."""
     model, _, key_file = served
-    bench = REPO / "bench" / "serving.py"
-    argv = [sys.executable, str(bench), "--server-url", ready.url, "--api-key-file", str(key_file)]
+    script = REPO / "bench" / "serving.py"
+    argv = [sys.executable, str(script), "--server-url", ready.url, "--api-key-file", str(key_file)]
     argv += ["--model", str(model), "--robots", "1", "--questions", "2", "--tokens", "2"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    bench = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        stdout, stderr = bench.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        bench.terminate()  # SIGTERM: the script stops its nodes (a kill would orphan them)
+        stdout, stderr = bench.communicate(timeout=60)
+        raise AssertionError(
+            f"bench/serving.py ran over 400 s:\n{stdout}{stderr[-3000:]}"
+        ) from None
+    assert bench.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    rows = [line.split() for line in stdout.splitlines()[1:]]
     assert [row[:2] for row in rows] == [["1", "server"], ["1", "in-process"], ["1", "ratio"]]
     assert all(float(value) > 0 for row in rows for value in row[2:])
