@@ -348,3 +348,22 @@ def test_a_vlm_model_that_is_not_there_is_refused_before_anything_starts(
     assert capsys.readouterr().err.splitlines() == [
         "uservlm run: VLM model folder /no/such does not exist"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--served-model", "m"], "a served model name and an API key file need a server"),
+        (["--server", "localhost:8000"], "server.url 'localhost:8000' must start with http://"),
+        (["--server", "http://127.0.0.1:9/v1"], "server http://127.0.0.1:9/v1: cannot connect"),
+        (["--server", "http://127.0.0.1:9/v1", "--vlm-model", "/m"], "not both"),
+        (["--server", "http://127.0.0.1:9/v1", "--api-key-file", "/no/key"], "/no/key"),
+    ],
+)
+def test_the_demo_refuses_a_bad_server_in_one_line_before_starting(args, error, tmp_path, capsys):
+    from uservlm_ros.cli import main
+
+    assert main(["demo", *args, "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("uservlm demo: ") and error in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -232,6 +232,8 @@ def run_demo(
 
     if vlm_model and server_url:
         raise ConfigError("give a VLM folder or a server, not both")
+    if (served_model or server_key_file) and not server_url:
+        raise ConfigError("a served model name and an API key file need a server (--server URL)")
     # Before anything starts: a bad path or a server that does not answer fails at once.
     if vlm_model:
         check_vlm_model(vlm_model)
