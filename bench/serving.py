@@ -122,6 +122,8 @@ def run_fleet(ros, processes, n: int, backend: dict[str, str], args, server_pids
     if failures:
         raise SystemExit(f"{len(failures)} questions failed, e.g.: {failures[0]}")
     first_ms.sort()
+    if not first_ms:  # every answer was empty: no partial answer came
+        first_ms = [float("nan")]
     return {
         "answers_per_s": n * args.questions / elapsed,
         "p50": statistics.median(first_ms),
@@ -151,14 +153,28 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.robots) < 1 or args.questions < 1 or args.tokens < 1:
         parser.error("--robots, --questions and --tokens must be >= 1")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the `finally` stops everything
+    key_file = str(Path(args.api_key_file).expanduser().resolve()) if args.api_key_file else ""
+    from uservlm_ros.bringup.preflight import check_server, check_vlm_model
+    from uservlm_ros.core.errors import UservlmError
+
+    try:  # before anything starts, as the demo does
+        if args.model:
+            check_vlm_model(args.model)
+        if args.server_url:
+            check_server(args.server_url, args.served_name, key_file)
+    except UservlmError as error:
+        parser.exit(2, f"bench/serving.py: {error}\n")
+    # SIGINT and SIGTERM end the script through its `finally`, which stops every node.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda number, _: sys.exit(128 + number))
 
     from harness import ProcessManager, RosTestNode, isolate_ros
 
     _lock = isolate_ros()  # a ROS domain of its own: no other graph's responder answers
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # the handlers above stay
     ros = RosTestNode("serving_bench")
     scratch = tempfile.TemporaryDirectory(prefix="uservlm-serving-")
     processes = ProcessManager(Path(scratch.name))
@@ -194,8 +210,8 @@ def main() -> int:
                 **tokens,
             },
         }
-        if args.api_key_file:
-            backends["server"]["server.api_key_file"] = str(Path(args.api_key_file).resolve())
+        if key_file:
+            backends["server"]["server.api_key_file"] = key_file
         pids = [server.process.pid] if server else []
         print(
             f"{'N':>3} {'backend':<10} {'answers/s':>10} {'first p50':>10} {'first p95':>10} "

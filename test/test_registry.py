@@ -124,3 +124,40 @@ def test_a_group_of_settings_is_renamed_under_a_prefix():
     assert (param.name, param.default, param.max) == ("robot.port", 9559, 65535)
     assert param.description == "Port; see robot.host"
     assert Named(port=1).port == 1
+
+
+def test_validation_needs_no_source_and_a_subclass_keeps_its_base_description():
+    namespace: dict = {}
+    source = (
+        "from dataclasses import dataclass\n"
+        "from uservlm_ros.core.parameters import check_settings, setting\n"
+        "@dataclass(frozen=True)\n"
+        "class Typed:\n"
+        "    threads: int = setting(1, min=1, max=8)\n"
+        "    def __post_init__(self):\n"
+        "        check_settings(self)\n"
+    )
+    exec(source, namespace)  # a class whose source inspect cannot read (as in a REPL)
+    assert namespace["Typed"](threads=2).threads == 2
+    with pytest.raises(ConfigError, match=r"Typed\.threads' must be <= 8"):
+        namespace["Typed"](threads=9)
+    assert config_of(namespace["Typed"], "x", {"x.threads": 3}).threads == 3
+    with pytest.raises(TypeError, match="cannot be read"):
+        params_of(namespace["Typed"], "x")
+
+    @dataclass(frozen=True)
+    class MoreThreads(BigOptions):
+        threads: int = setting(4, min=1, max=8)
+
+    assert params_of(MoreThreads, "")[0].description == "CPU threads"
+    assert params_of(MoreThreads, "")[0].default == 4
+
+
+def test_a_renamed_group_keeps_a_settings_own_name():
+    @dataclass(frozen=True)
+    class Link:
+        port: int = setting(9559, name="net.port")
+        """Port"""
+
+    Named = make_dataclass("Named", renamed_settings(Link, "robot"), frozen=True)
+    assert [p.name for p in params_of(Named, "")] == ["robot.net.port"]

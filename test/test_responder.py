@@ -253,3 +253,73 @@ def test_a_stopped_answer_is_an_error_counted_as_cancelled():
 def test_config_of_the_node_values_is_the_default_config():
     assert config_of(ResponderConfig, "", defaults()) == ResponderConfig()
     assert config_of(PipelineSettings, "", defaults()) == PipelineSettings()
+
+
+@pytest.fixture
+def models_server():
+    """A local HTTP server whose /v1/models answers with `body` (and `status`): odd replies a
+    misconfigured or non-OpenAI server may give."""
+    import http.server
+    import threading
+
+    reply = {"status": 200, "body": b"{}"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(reply["status"])
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(reply["body"])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield reply, f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"data": 5}', "not an OpenAI-compatible model list"),
+        (b'{"data": null}', "not an OpenAI-compatible model list"),
+        (b"[1, 2]", "server http://127.0.0.1"),
+        (b"not json", "server http://127.0.0.1"),
+        (b'{"data": [{"object": "model"}]}', "not an OpenAI-compatible model list"),
+        (b'{"data": [{"id": null}]}', "not an OpenAI-compatible model list"),
+        (b'{"data": [{"id": 5}]}', "not an OpenAI-compatible model list"),
+        (b'{"data": [{"id": "m\\u202eevil"}]}', "not an OpenAI-compatible model list"),
+        (b'{"data": [{"id": "two\\nlines"}]}', "not an OpenAI-compatible model list"),
+        (b'{"data": []}', "serves no model"),
+        (b'{"data": [{"id": "a"}, {"id": "b"}]}', "serves a, b; name the one"),
+    ],
+)
+def test_the_demo_server_check_refuses_odd_model_lists_in_one_line(models_server, body, error):
+    from uservlm_ros.bringup.preflight import check_server
+    from uservlm_ros.core.errors import UservlmError
+
+    reply, url = models_server
+    reply["body"] = body
+    with pytest.raises(UservlmError) as raised:
+        check_server(url)
+    assert error in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_demo_server_check_takes_the_only_base_model(models_server):
+    from uservlm_ros.bringup.preflight import check_server
+    from uservlm_ros.core.errors import ConfigError, ModelLoadError
+
+    reply, url = models_server
+    reply["body"] = b'{"data": [{"id": "vlm"}, {"id": "dpo", "parent": "vlm"}]}'
+    assert check_server(url) == "vlm"
+    assert check_server(url, "dpo") == "dpo"
+    with pytest.raises(ModelLoadError, match=r"does not serve other \(it serves: vlm, dpo\)"):
+        check_server(url, "other")
+    with pytest.raises(ConfigError, match=r"server.model 'a\\nb' has characters"):
+        check_server(url, "a\nb")
+    reply["status"], reply["body"] = 401, b'{"error": "bad key"}'
+    with pytest.raises(ModelLoadError, match="HTTP 401"):
+        check_server(url, "vlm")

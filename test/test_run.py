@@ -353,7 +353,8 @@ def test_a_vlm_model_that_is_not_there_is_refused_before_anything_starts(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--served-model", "m"], "a served model name and an API key file need a server"),
+        (["--served-model", "m"], "--served-model and --api-key-file are options of --server"),
+        (["--server", ""], "--server needs the server's URL"),
         (["--server", "localhost:8000"], "server.url 'localhost:8000' must start with http://"),
         (["--server", "http://127.0.0.1:9/v1"], "server http://127.0.0.1:9/v1: cannot connect"),
         (["--server", "http://127.0.0.1:9/v1", "--vlm-model", "/m"], "not both"),

@@ -763,7 +763,7 @@ def _add_demo(commands) -> None:
     )
     demo.add_argument(
         "--server",
-        default="",
+        default=None,
         metavar="URL",
         help="answer with a model on this OpenAI-compatible server instead (vLLM: "
         "http://HOST:8000/v1; docs/running.md, Serving the model for many robots)",

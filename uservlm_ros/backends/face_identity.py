@@ -43,7 +43,7 @@ BLANK_DISTANCE = 0.4
 class IdentityOptions:
     path: str = setting("", name="model_path")
     """Folder with the backend's weights ("" = the installed face-recognition-models files)"""
-    crop_margin: float = setting(0.2, min=0.0, max=1.0)
+    crop_margin: float = setting(0.2, min=0.0, max=2.0)
     """Where the face lies in a crop: face_crop_node's crop_margin (set both alike)"""
     num_jitters: int = setting(0, min=0, max=100)
     """Extra randomly jittered passes averaged into each embedding (each costs one more pass)"""

@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,7 +66,7 @@ def parse_server_adapters(entries: list[str]) -> dict[str, str]:
     return adapters
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # by keyword: positionally, word_delay_s (base) is first
 class ServerOptions(FallbackOptions):
     """Where and how to reach the server: the `server.*` parameters."""
 
@@ -138,6 +139,8 @@ class OpenAIResponder:
     ) -> None:
         if not server.model:
             raise ConfigError("server.model is empty: set it to the model name the server serves")
+        if not is_printable_name(server.model):
+            raise ConfigError(f"server.model {server.model!r} has characters no model name has")
         if not server.url.startswith(("http://", "https://")):
             raise ConfigError(f"server.url {server.url!r} must start with http:// or https://")
         self.server = server
@@ -261,9 +264,11 @@ class OpenAIResponder:
             if "HTTP 401" in str(error) or "HTTP 403" in str(error):
                 raise ModelLoadError(str(error)) from None
             raise
-        return [entry.get("id", "") for entry in entries if not (base_only and entry.get("parent"))]
+        return [entry["id"] for entry in entries if not (base_only and entry.get("parent"))]
 
     async def _served_models(self) -> list[dict[str, Any]]:
+        """The entries of the server's /models answer, each with a model name usable in a
+        request and in one line of text (an OpenAI-compatible list: {"data": [{"id": ...}]})."""
         import aiohttp
 
         try:
@@ -274,8 +279,13 @@ class OpenAIResponder:
                 text = await response.text()
                 if response.status != 200:
                     raise UservlmError(describe_http_error(response.status, text))
-                entries = json.loads(text).get("data", [])
-                return [entry for entry in entries if isinstance(entry, dict)]
+                entries = json.loads(text).get("data")
+                if not isinstance(entries, list) or not all(map(_is_model_entry, entries)):
+                    raise UservlmError(
+                        "its /models answer is not an OpenAI-compatible model list (a `data` "
+                        "list of entries with a printable `id`)"
+                    )
+                return entries
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as error:
             reason = _network_reason(error, self.server)
             raise UservlmError(f"server {self._url}: {reason}") from None
@@ -401,9 +411,22 @@ def _auth_headers(key_file: str) -> dict[str, str]:
     except OSError as error:
         reason = error.strerror or error
         raise ModelLoadError(f"server.api_key_file {key_file!r}: {reason}") from None
+    except UnicodeDecodeError:
+        raise ModelLoadError(f"server.api_key_file {key_file!r} is not UTF-8 text") from None
     if not key:
         raise ModelLoadError(f"server.api_key_file {key_file!r} is empty")
     return {"Authorization": f"Bearer {key}"}
+
+
+def _is_model_entry(entry: Any) -> bool:
+    name = entry.get("id") if isinstance(entry, dict) else None
+    return isinstance(name, str) and name.strip() != "" and is_printable_name(name)
+
+
+def is_printable_name(name: str) -> bool:
+    """A model name that prints as one plain line: no control characters, no line breaks, no
+    invisible direction overrides (which would garble a log line or the demo's report)."""
+    return name.isprintable() and not any(unicodedata.category(c) == "Cf" for c in name)
 
 
 def _network_reason(error: BaseException, server: ServerOptions) -> str:
@@ -420,4 +443,8 @@ def _network_reason(error: BaseException, server: ServerOptions) -> str:
         return f"cannot connect ({error.os_error.strerror or error.os_error}): is the server up?"
     if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return "the server closed the connection mid-answer"
+    if isinstance(error, aiohttp.InvalidURL):
+        return f"invalid URL (server.url {server.url!r})"
+    if isinstance(error, aiohttp.ClientResponseError) and error.status == 400:
+        return f"not an HTTP server ({error.message})"
     return " ".join(f"{type(error).__name__}: {error}".split())

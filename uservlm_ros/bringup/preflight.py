@@ -114,10 +114,11 @@ def check_server(url: str, model: str = "", key_file: str = "") -> str:
         server.check_server()
         return model
     served = server.served_models(base_only=True)
-    if len(served) != 1:
+    if not served:
+        raise ConfigError(f"server {url} serves no model")
+    if len(served) > 1:
         raise ConfigError(
-            f"server {url} serves {', '.join(served) or 'no model'}; name the one to ask "
-            "(--served-model NAME)"
+            f"server {url} serves {', '.join(served)}; name the one to ask (--served-model NAME)"
         )
     return served[0]
 

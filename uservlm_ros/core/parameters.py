@@ -152,14 +152,17 @@ def _description(config_cls: type, item: Any) -> str:
     given = item.metadata["param"].get("description")
     if given:  # a field copied under another name (renamed_settings) carries its own
         return given
-    owner = next(k for k in config_cls.__mro__ if item.name in inspect.get_annotations(k))
-    description = attribute_docs(owner).get(item.name)
-    if not description:
-        raise TypeError(
-            f"{owner.__qualname__}.{item.name}: a setting needs its description, a string "
-            "literal on the line under it"
-        )
-    return description
+    # The nearest class that declares the field with a docstring: a subclass that only changes
+    # a default keeps its base class's text.
+    owners = [k for k in config_cls.__mro__ if item.name in inspect.get_annotations(k)]
+    for owner in owners:
+        description = attribute_docs(owner).get(item.name)
+        if description:
+            return description
+    raise TypeError(
+        f"{owners[0].__qualname__}.{item.name}: a setting needs its description, a string "
+        "literal on the line under it"
+    )
 
 
 def renamed_settings(config_cls: type, prefix: str) -> list[tuple[str, type, Any]]:
@@ -170,7 +173,7 @@ def renamed_settings(config_cls: type, prefix: str) -> list[tuple[str, type, Any
     for item in fields(config_cls):
         meta = dict(item.metadata["param"])
         description = _description(config_cls, item).replace("{prefix}", prefix)
-        meta.update(name=_dotted(prefix, item.name), description=description)
+        meta.update(name=_dotted(prefix, meta["name"] or item.name), description=description)
         if item.default_factory is not MISSING:
             made_field = field(default_factory=item.default_factory, metadata={"param": meta})
         else:
@@ -179,7 +182,9 @@ def renamed_settings(config_cls: type, prefix: str) -> list[tuple[str, type, Any
     return made
 
 
-def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
+def _settings(config_cls: type, described: bool = True) -> list[tuple[str, Any, dict]]:
+    """(parameter name, field, Param keywords) per setting; without `described` the
+    descriptions are left empty (validation does not need the source)."""
     found = []
     for item in fields(config_cls):
         if "param" in item.metadata:
@@ -189,7 +194,7 @@ def _settings(config_cls: type) -> list[tuple[str, Any, dict]]:
             meta["default"] = (
                 item.default if item.default is not MISSING else item.default_factory()
             )
-            meta["description"] = _description(config_cls, item)
+            meta["description"] = _description(config_cls, item) if described else ""
             found.append((meta.pop("name") or item.name, item, meta))
     return found
 
@@ -210,7 +215,7 @@ def check_settings(config: Any) -> None:
     dotted name, else as `<class>.<setting>`)."""
     cls = type(config)
     params, values = [], {}
-    for name, item, meta in _settings(cls):
+    for name, item, meta in _settings(cls, described=False):
         label = name if "." in name else f"{cls.__name__}.{name}"
         params.append(Param(label, **meta))
         values[label] = getattr(config, item.name)
@@ -219,5 +224,6 @@ def check_settings(config: Any) -> None:
 
 def config_of(config_cls: type[Config], prefix: str, values: Mapping[str, Any], **extra) -> Config:
     """The dataclass built from node parameter values (its settings) and `extra` fields."""
-    given = {item.name: values[_dotted(prefix, name)] for name, item, _ in _settings(config_cls)}
+    settings = _settings(config_cls, described=False)
+    given = {item.name: values[_dotted(prefix, name)] for name, item, _ in settings}
     return config_cls(**given, **extra)

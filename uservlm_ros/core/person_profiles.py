@@ -114,7 +114,7 @@ class PersonProfiles:
 @dataclass(frozen=True)
 class PublishConfig:
     max_rate_hz: float = setting(5.0, min=0.01, max=1000.0, live=True)
-    """Most profiles per second per track"""
+    """Most profiles per second per person"""
 
 
 class PublishRate:

@@ -213,7 +213,7 @@ def run_demo(
     out: TextIO | None = None,
     profile_timeout_s: float = 60.0,
     console: bool = False,
-    server_url: str = "",
+    server_url: str | None = None,
     served_model: str = "",
     server_key_file: str = "",
 ) -> int:
@@ -227,41 +227,51 @@ def run_demo(
     after the scripted questions, until SIGINT (Ctrl-C) or SIGTERM, so a person can watch and
     ask in the page. A signal to this process stops the graph at any point; before the end of
     the scripted questions it returns 130 and writes no report."""
-    from uservlm_ros.bringup.preflight import check_server, check_vlm_model
     from uservlm_ros.bringup.stopping import Stopped, stop_on_signals
 
+    try:
+        with stop_on_signals():  # also while the server is asked what it serves
+            responder, answers_from = _responder_choice(
+                vlm_model, server_url, served_model, server_key_file
+            )
+            return _run_demo(out_root, responder, answers_from, out, profile_timeout_s, console)
+    except Stopped as stop:
+        print(f"uservlm demo: stopped by {stop.signal_name}", file=sys.stderr)
+        return 130
+
+
+def _responder_choice(
+    vlm_model: str, server_url: str | None, served_model: str, server_key_file: str
+) -> tuple[dict[str, str], str]:
+    """The responder node's parameters and the line saying where answers come from, checked
+    before anything starts: a bad path or a server that does not answer fails at once."""
+    from uservlm_ros.bringup.preflight import check_server, check_vlm_model
+
+    if server_url is not None and not server_url.strip():
+        raise ConfigError("--server needs the server's URL, e.g. http://HOST:8000/v1")
     if vlm_model and server_url:
         raise ConfigError("give a VLM folder or a server, not both")
     if (served_model or server_key_file) and not server_url:
-        raise ConfigError("a served model name and an API key file need a server (--server URL)")
-    # Before anything starts: a bad path or a server that does not answer fails at once.
+        raise ConfigError("--served-model and --api-key-file are options of --server URL")
     if vlm_model:
         check_vlm_model(vlm_model)
-        responder = {"responder.backend": "paligemma", "model.path": vlm_model}
-        answers_from = "the User-VLM at " + vlm_model
-    elif server_url:
+        parameters = {"responder.backend": "paligemma", "model.path": vlm_model}
+        return parameters, "the User-VLM at " + vlm_model
+    if server_url:
         if server_key_file:  # the responder node may run elsewhere than this directory
             server_key_file = str(Path(server_key_file).expanduser().resolve())
         served_model = check_server(server_url, served_model, server_key_file)
-        responder = {
+        parameters = {
             "responder.backend": "openai",
             "server.url": server_url,
             "server.model": served_model,
             "server.api_key_file": server_key_file,
         }
-        answers_from = f"the model {served_model} served at {server_url}"
-    else:
-        responder = {}
-        answers_from = (
-            "the FALLBACK TEMPLATE responder (no VLM weights here: answers are templates, not VLM "
-            "output)"
-        )
-    try:
-        with stop_on_signals():
-            return _run_demo(out_root, responder, answers_from, out, profile_timeout_s, console)
-    except Stopped as stop:
-        print(f"uservlm demo: stopped by {stop.signal_name}", file=sys.stderr)
-        return 130
+        return parameters, f"the model {served_model} served at {server_url}"
+    return {}, (
+        "the FALLBACK TEMPLATE responder (no VLM weights here: answers are templates, not VLM "
+        "output)"
+    )
 
 
 def _run_demo(

@@ -3,7 +3,7 @@
     python -m uservlm_ros.nodes.user_profiler_node --ros-args -p backend:=attributes
 
 Subscribes /uservlm/faces (uservlm/FaceArray, reliable); publishes /uservlm/user_profile
-(uservlm/UserProfile, reliable + transient-local, at most `publish.max_rate_hz` per track).
+(uservlm/UserProfile, reliable + transient-local, at most `publish.max_rate_hz` per person).
 Face crops are processed in memory only; nothing is written to disk.
 
 Every FaceArray also feeds the engagement estimator (core/engagement.py), also those the profiler

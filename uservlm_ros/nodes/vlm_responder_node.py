@@ -12,6 +12,7 @@ Requests are queued (bounded) and answered one at a time in arrival order.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,8 +293,12 @@ class VlmResponderNode(ModelNode):
             job.done.set_result(response)
             # The goal's coroutine awaits this future; the executor polls it only when it wakes
             # (the next timer or message, up to a second later), so wake it now.
-            if self.executor is not None:
-                self.executor.wake()
+            executor = self.executor
+            # An executor being shut down may already have destroyed its guard condition
+            # (rclpy's InvalidHandle, a RuntimeError): then nothing waits to be woken.
+            with contextlib.suppress(RuntimeError):
+                if executor is not None:
+                    executor.wake()
         return response
 
 
