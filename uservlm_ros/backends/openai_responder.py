@@ -258,12 +258,7 @@ class OpenAIResponder:
         """The names of the models the server serves (its /models), with `base_only` without
         the adapters (vLLM lists each LoRA module with its base model as `parent`);
         UservlmError when it cannot be reached, ModelLoadError when it refuses the key."""
-        try:
-            entries = asyncio.run(self._served_models())
-        except UservlmError as error:
-            if "HTTP 401" in str(error) or "HTTP 403" in str(error):
-                raise ModelLoadError(str(error)) from None
-            raise
+        entries = asyncio.run(self._served_models())
         return [entry["id"] for entry in entries if not (base_only and entry.get("parent"))]
 
     async def _served_models(self) -> list[dict[str, Any]]:
@@ -278,7 +273,9 @@ class OpenAIResponder:
             ):
                 text = await response.text()
                 if response.status != 200:
-                    raise UservlmError(describe_http_error(response.status, text))
+                    refused = response.status in (401, 403)  # the key: configure must fail
+                    error_type = ModelLoadError if refused else UservlmError
+                    raise error_type(describe_http_error(response.status, text))
                 entries = json.loads(text).get("data")
                 if not isinstance(entries, list) or not all(map(_is_model_entry, entries)):
                     raise UservlmError(
@@ -289,8 +286,8 @@ class OpenAIResponder:
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as error:
             reason = _network_reason(error, self.server)
             raise UservlmError(f"server {self._url}: {reason}") from None
-        except UservlmError as error:
-            raise UservlmError(f"server {self._url}: {error}") from None
+        except UservlmError as error:  # the same kind, naming the server
+            raise type(error)(f"server {self._url}: {error}") from None
 
     async def _complete(
         self,
