@@ -146,31 +146,19 @@ def test_uservlm_run_stops_its_graph_on_a_signal_to_its_pid(
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_sim_pepper_stops_on_a_signal_even_with_sigint_ignored(tmp_path, sig):
-    sim = Command(
-        tmp_path, "-m", "uservlm_ros.cli", "sim-pepper", "--port", "0", ignore_sigint=True
-    )
+@pytest.mark.parametrize(
+    ("command", "ready"),
+    [("sim-pepper", "sim-pepper listening on"), ("console", "console at http")],
+)
+def test_a_server_command_stops_on_a_signal_even_with_sigint_ignored(tmp_path, sig, command, ready):
+    server = Command(tmp_path, "-m", "uservlm_ros.cli", command, "--port", "0", ignore_sigint=True)
     try:
-        sim.wait_for("sim-pepper listening on", 30)
-        code, _ = sim.stop_with(sig, 5)
+        server.wait_for(ready, 30)
+        code, _ = server.stop_with(sig, 5)
     finally:
-        sim.kill()
-    assert code == 0, sim.output()
-    assert "Traceback" not in sim.output()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_console_stops_on_a_signal_to_its_pid(tmp_path, sig):
-    console = Command(
-        tmp_path, "-m", "uservlm_ros.cli", "console", "--port", "0", ignore_sigint=True
-    )
-    try:
-        console.wait_for("console at http", 30)
-        code, _ = console.stop_with(sig, 5)
-    finally:
-        console.kill()
-    assert code == 0, console.output()
-    assert "Traceback" not in console.output()
+        server.kill()
+    assert code == 0, server.output()
+    assert "Traceback" not in server.output()
 
 
 def test_demo_stops_its_graph_on_sigterm_to_its_pid(tmp_path):
