@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+
+from uservlm_ros.core.metrics import percentiles
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
@@ -121,13 +122,11 @@ def run_fleet(ros, processes, n: int, backend: dict[str, str], args, server_pids
     processes.stop_all()
     if failures:
         raise SystemExit(f"{len(failures)} questions failed, e.g.: {failures[0]}")
-    first_ms.sort()
-    if not first_ms:  # every answer was empty: no partial answer came
-        first_ms = [float("nan")]
+    first = percentiles(first_ms, (50, 95))  # nan when every answer was empty
     return {
         "answers_per_s": n * args.questions / elapsed,
-        "p50": statistics.median(first_ms),
-        "p95": first_ms[min(len(first_ms) - 1, int(0.95 * len(first_ms)))],
+        "p50": first["p50"],
+        "p95": first["p95"],
         "memory_mib": memory / 2**20,
     }
 
